@@ -1,0 +1,1 @@
+//! HTTP service of the carbon-sink ledger.

@@ -1,0 +1,1 @@
+//! End-to-end tests and examples of the carbon-sink ledger live in `tests/` and `examples/`.
