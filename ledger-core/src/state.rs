@@ -91,6 +91,8 @@ pub struct Participant {
     pub registered_seq: u64,
     /// Entry from which the current key signs.
     pub key_since_seq: u64,
+    /// Entries that rotated its key, oldest first.
+    pub rotations: Vec<u64>,
 }
 
 impl Participant {
@@ -533,6 +535,10 @@ macro_rules! tables {
             $($field: Table<$key, $value>,)*
         }
 
+        /// A point among the pending writes (see [`State::savepoint`]).
+        #[derive(Clone, Copy, Debug)]
+        pub struct Savepoint(Mark);
+
         #[derive(Clone, Copy, Debug)]
         struct Mark {
             $($field: usize,)*
@@ -541,6 +547,16 @@ macro_rules! tables {
         impl State {
             /// The names of the state's tables, as [`StateChange::table`] gives them.
             pub const TABLES: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// A point among the pending writes to roll back to.
+            pub fn savepoint(&self) -> Savepoint {
+                Savepoint(self.mark())
+            }
+
+            /// Undoes the writes made since the savepoint.
+            pub fn rollback_to(&mut self, savepoint: Savepoint) {
+                self.rollback(savepoint.0);
+            }
 
             fn mark(&self) -> Mark {
                 Mark { $($field: self.$field.undo.len(),)* }
@@ -820,6 +836,7 @@ impl State {
                 public_key: r.public_key,
                 registered_seq: ctx.seq,
                 key_since_seq: ctx.seq,
+                rotations: Vec::new(),
             },
         );
     }
@@ -833,6 +850,7 @@ impl State {
         Self::require_signers(ctx, "rotate_key", &[&r.participant], true)?;
         participant.public_key = r.new_public_key;
         participant.key_since_seq = ctx.seq;
+        participant.rotations.push(ctx.seq);
         self.keys
             .put(r.new_public_key.to_bytes(), r.participant.clone());
         self.participants.put(r.participant.clone(), participant);

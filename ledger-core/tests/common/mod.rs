@@ -14,9 +14,9 @@ pub fn key_of(name: &str) -> String {
     use base64::Engine as _;
     let mut seed = [0u8; 32];
     for (i, b) in name.bytes().enumerate() {
-        seed[i % 32] ^= b.wrapping_add(i as u8);
+        seed[i % 32] ^= b.wrapping_add(u8::try_from(i % 251).unwrap());
     }
-    seed[31] ^= name.len() as u8;
+    seed[31] ^= u8::try_from(name.len() % 251).unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
     base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
 }
@@ -36,6 +36,13 @@ pub fn body(id: &str, fields: Value) -> Body {
     serde_json::from_value(value).unwrap_or_else(|e| panic!("test body {id}: {e}"))
 }
 
+/// A distinct digest per sequence number (the state machine only compares them).
+fn sha2_like(seq: u64) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    digest[..8].copy_from_slice(&seq.to_be_bytes());
+    digest
+}
+
 /// A small driver that numbers entries and hands the state machine the signers.
 #[derive(Default)]
 pub struct Market {
@@ -49,7 +56,7 @@ impl Market {
             seq: self.seq,
             accepted_at: "2022-06-01T10:00:00Z".parse::<Timestamp>().unwrap(),
             signers,
-            body_digest: [self.seq as u8; 32],
+            body_digest: sha2_like(self.seq),
         };
         let result = self.state.apply(&ctx, body);
         if result.is_ok() {

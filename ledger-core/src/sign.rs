@@ -1,0 +1,147 @@
+//! Signing bodies, and checking a submission's signatures against the keys current in the ledger.
+//!
+//! Each signer signs `b"carbon-sink-ledger/v1/entry\n" || JCS(body)` with Ed25519; the ledger
+//! verifies strictly (no malleable signatures, no small-order keys). Which parties *must* sign is
+//! the state machine's business ([`crate::state`]); this module establishes who *did*.
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+
+use crate::canonical::CanonicalError;
+use crate::entry::{Body, EntryKind, SignatureLine, Submission};
+use crate::ids::{ParticipantId, PublicKey, SignatureBytes};
+use crate::state::{Signers, State};
+use crate::wire::{Prepared, WireError};
+
+/// Why a submission's signatures were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// No signature at all.
+    #[error("the entry carries no signature")]
+    Unsigned,
+    /// A signature line names a participant the ledger does not know.
+    #[error("the entry is signed by {0}, who is not a participant of this ledger")]
+    UnknownSigner(String),
+    /// A signature does not verify with the signer's current key.
+    #[error("the signature of {0} does not verify with its current key over this body")]
+    BadSignature(String),
+    /// The same key signed twice.
+    #[error("{0} signed the entry twice with the same key")]
+    DuplicateSignature(String),
+}
+
+impl SignatureError {
+    /// A stable machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignatureError::Unsigned => "unsigned",
+            SignatureError::UnknownSigner(_) => "unknown-signer",
+            SignatureError::BadSignature(_) => "bad-signature",
+            SignatureError::DuplicateSignature(_) => "duplicate-signature",
+        }
+    }
+}
+
+/// One signature line for a body.
+pub fn sign_line(canonical_body: &[u8], signer: &ParticipantId, key: &SigningKey) -> SignatureLine {
+    let signature = key.sign(&crate::wire::signing_message(canonical_body));
+    SignatureLine {
+        signer: signer.clone(),
+        sig: SignatureBytes(signature.to_bytes()),
+    }
+}
+
+/// Signs a body by each of the given parties, in order, and returns the submission.
+pub fn sign_body(
+    body: Body,
+    signers: &[(&ParticipantId, &SigningKey)],
+) -> Result<Submission, CanonicalError> {
+    let canonical_body = crate::canonical::to_canonical(&body)?;
+    let signatures = signers
+        .iter()
+        .map(|(id, key)| sign_line(&canonical_body, id, key))
+        .collect();
+    Ok(Submission { body, signatures })
+}
+
+/// Who signed a submission, and with which keys (so that the sequencer can tell whether a key
+/// rotated between verification and sequencing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// The signers, as the state machine needs them.
+    pub signers: Signers,
+    /// The current keys that verified, per signer.
+    pub keys_used: Vec<(ParticipantId, [u8; 32])>,
+}
+
+impl Verified {
+    /// Whether every key used is still the signer's current key in `state`.
+    pub fn still_current(&self, state: &State) -> bool {
+        self.keys_used.iter().all(|(id, key)| {
+            state
+                .participant(id)
+                .is_some_and(|p| p.public_key.to_bytes() == *key)
+        })
+    }
+}
+
+/// The key named in the body that `signer` may prove possession of: the new participant's key in
+/// a registration, the new key in a rotation.
+fn body_key_for<'a>(body: &'a Body, signer: &ParticipantId) -> Option<&'a PublicKey> {
+    match &body.kind {
+        EntryKind::RegisterParticipant(r) if r.participant == *signer => Some(&r.public_key),
+        EntryKind::RotateKey(r) if r.participant == *signer => Some(&r.new_public_key),
+        _ => None,
+    }
+}
+
+fn verifies(key: &VerifyingKey, message: &[u8], sig: &SignatureBytes) -> bool {
+    key.verify_strict(message, &Signature::from_bytes(&sig.0))
+        .is_ok()
+}
+
+/// Checks every signature line of a prepared submission against the keys current in `state`
+/// (and the key a registration or rotation names), and says who signed.
+pub fn verify_signatures(state: &State, prepared: &Prepared) -> Result<Verified, SignatureError> {
+    let lines = &prepared.submission.signatures;
+    if lines.is_empty() {
+        return Err(SignatureError::Unsigned);
+    }
+    let message = prepared.signing_message();
+    let body = prepared.body();
+    let mut verified = Verified::default();
+    for line in lines {
+        let current = state.participant(&line.signer).map(|p| p.public_key);
+        let by_current = current.filter(|k| verifies(k.verifying_key(), &message, &line.sig));
+        if let Some(key) = by_current {
+            if !verified.signers.current.insert(line.signer.clone()) {
+                return Err(SignatureError::DuplicateSignature(line.signer.to_string()));
+            }
+            verified
+                .keys_used
+                .push((line.signer.clone(), key.to_bytes()));
+            continue;
+        }
+        match body_key_for(body, &line.signer) {
+            Some(key) if verifies(key.verifying_key(), &message, &line.sig) => {
+                if verified.signers.new_key {
+                    return Err(SignatureError::DuplicateSignature(line.signer.to_string()));
+                }
+                verified.signers.new_key = true;
+            }
+            None if current.is_none() => {
+                return Err(SignatureError::UnknownSigner(line.signer.to_string()))
+            }
+            _ => return Err(SignatureError::BadSignature(line.signer.to_string())),
+        }
+    }
+    Ok(verified)
+}
+
+/// Convenience for tests and tools: prepares and signs a body.
+pub fn prepare_signed(
+    body: Body,
+    signers: &[(&ParticipantId, &SigningKey)],
+) -> Result<Prepared, WireError> {
+    Prepared::new(sign_body(body, signers)?)
+}

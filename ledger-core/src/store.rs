@@ -1,0 +1,387 @@
+//! Storage behind a small trait, with sled as the embedded default and a memory store for tests
+//! and short-lived ledgers.
+//!
+//! **Only this module names sled.** A store keeps four kinds of rows: leaves (the envelopes, by
+//! sequence number), the hashes of perfect Merkle subtrees, the state tables, and one metadata row
+//! (tree size, the right edge of the tree, the last leaf hash, the last signed checkpoint). A group
+//! of entries is written with all of these in one atomic batch, and made durable before
+//! [`Store::append`] returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::merkle::{Hash, NodeId};
+use crate::state::StateChange;
+
+/// Why the store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The disk or the database failed.
+    #[error("storage failed: {0}")]
+    Io(String),
+    /// Stored bytes are not what the ledger wrote.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// The ledger's metadata row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// Version of the storage layout.
+    pub layout: u32,
+    /// The ledger's origin.
+    pub origin: String,
+    /// The operator's public key (base64), which signs checkpoints.
+    pub operator_key: String,
+    /// Number of leaves.
+    pub size: u64,
+    /// Roots of the perfect subtrees on the tree's right edge (hex), left to right.
+    pub peaks: Vec<String>,
+    /// Leaf hash of the last envelope (hex).
+    pub last_leaf_hash: String,
+    /// The last checkpoint the ledger signed (the note text).
+    pub last_checkpoint: Option<String>,
+}
+
+/// The storage layout this code writes.
+pub const LAYOUT: u32 = 1;
+
+/// What one group commit writes.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendBatch<'a> {
+    /// Sequence number of the first leaf.
+    pub first_seq: u64,
+    /// The leaf bytes, in order.
+    pub leaves: &'a [Vec<u8>],
+    /// Perfect Merkle nodes completed by these leaves.
+    pub nodes: &'a [(NodeId, Hash)],
+    /// State rows changed.
+    pub state: &'a [StateChange],
+    /// The metadata after the group.
+    pub meta: &'a Meta,
+}
+
+/// Visits leaves in order: sequence number and bytes; returns `false` to stop.
+pub type LeafVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
+
+/// Visits state rows: table, key, value.
+pub type RowVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
+/// Storage for a ledger. Implementations must make [`Store::append`] and [`Store::put_meta`]
+/// atomic and durable before they return.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The metadata row, or `None` for a new store.
+    fn meta(&self) -> Result<Option<Meta>, StoreError>;
+    /// Writes a group atomically and durably.
+    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError>;
+    /// Replaces the metadata row durably (a new checkpoint).
+    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError>;
+    /// One leaf's bytes.
+    fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Leaves from `from` on, in order, until `visit` returns `false`.
+    fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError>;
+    /// A perfect Merkle node's hash.
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError>;
+    /// Every state row: table, key, value.
+    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys: one keyspace, prefixed by row kind.
+// ---------------------------------------------------------------------------------------------
+
+const META_KEY: &[u8] = b"M";
+const LEAF: u8 = b'L';
+const NODE: u8 = b'N';
+const STATE: u8 = b'S';
+
+fn leaf_key(seq: u64) -> [u8; 9] {
+    let mut key = [LEAF; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn node_key(id: NodeId) -> [u8; 10] {
+    let mut key = [NODE; 10];
+    key[1] = id.level;
+    key[2..].copy_from_slice(&id.index.to_be_bytes());
+    key
+}
+
+fn state_key(table: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + table.len() + key.len());
+    out.push(STATE);
+    out.extend_from_slice(table.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key);
+    out
+}
+
+fn split_state_key(raw: &[u8]) -> Result<(&str, &[u8]), StoreError> {
+    let rest = &raw[1..];
+    let nul = rest
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| StoreError::Corrupt("a state row key has no table name".to_owned()))?;
+    let table = std::str::from_utf8(&rest[..nul])
+        .map_err(|_| StoreError::Corrupt("a state row's table name is not UTF-8".to_owned()))?;
+    Ok((table, &rest[nul + 1..]))
+}
+
+fn hash_from(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+fn meta_from(bytes: &[u8]) -> Result<Meta, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("the metadata row cannot be read: {e}")))
+}
+
+fn meta_bytes(meta: &Meta) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(meta).map_err(|e| StoreError::Io(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// sled
+// ---------------------------------------------------------------------------------------------
+
+/// The embedded default: sled 0.34 in a local folder.
+///
+/// Settings, all stated here: one tree (the default), every group written as one atomic
+/// `apply_batch`; sled's background flush is off (`flush_every_ms(None)`) because the ledger
+/// flushes each group itself; after `flush()` the data file is `fdatasync`ed, since sled's flush
+/// ends in `sync_file_range`, which survives a killed process but not a power cut. Cache 256 MiB,
+/// no compression, `Mode::HighThroughput`.
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+    data_file: File,
+    path: PathBuf,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .use_compression(false)
+            .flush_every_ms(None)
+            .open()?;
+        let data_file = File::open(dir.join("db"))?;
+        Ok(Self {
+            db,
+            data_file,
+            path: dir.to_owned(),
+        })
+    }
+
+    /// The folder the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn make_durable(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+}
+
+impl Store for SledStore {
+    fn meta(&self) -> Result<Option<Meta>, StoreError> {
+        self.db.get(META_KEY)?.map(|v| meta_from(&v)).transpose()
+    }
+
+    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError> {
+        let mut write = sled::Batch::default();
+        for (i, leaf) in batch.leaves.iter().enumerate() {
+            write.insert(&leaf_key(batch.first_seq + i as u64), leaf.as_slice());
+        }
+        for (id, hash) in batch.nodes {
+            write.insert(&node_key(*id), hash);
+        }
+        for change in batch.state {
+            let key = state_key(change.table, &change.key);
+            match &change.value {
+                Some(value) => write.insert(key, value.as_slice()),
+                None => write.remove(key),
+            }
+        }
+        write.insert(META_KEY, meta_bytes(batch.meta)?);
+        self.db.apply_batch(write)?;
+        self.make_durable()
+    }
+
+    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
+        self.db.insert(META_KEY, meta_bytes(meta)?)?;
+        self.make_durable()
+    }
+
+    fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(leaf_key(seq))?.map(|v| v.to_vec()))
+    }
+
+    fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError> {
+        for row in self.db.range(leaf_key(from)..=leaf_key(u64::MAX)) {
+            let (key, value) = row?;
+            let seq: [u8; 8] = key[1..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a leaf key is malformed".to_owned()))?;
+            if !visit(u64::from_be_bytes(seq), &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        self.db
+            .get(node_key(id))?
+            .map(|v| hash_from(&v, "a Merkle node"))
+            .transpose()
+    }
+
+    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError> {
+        for row in self.db.scan_prefix([STATE]) {
+            let (key, value) = row?;
+            let (table, key) = split_state_key(&key)?;
+            visit(table, key, &value)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------
+
+/// A store in memory: for tests, examples and ledgers that need not outlive the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    meta: Option<Meta>,
+    leaves: BTreeMap<u64, Vec<u8>>,
+    nodes: HashMap<NodeId, Hash>,
+    state: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemoryInner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Io("the memory store's lock is poisoned".to_owned()))
+    }
+
+    /// Overwrites one leaf's bytes, as a disk fault would (for tests of tamper detection).
+    pub fn tamper_leaf(&self, seq: u64, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.lock()?.leaves.insert(seq, bytes);
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn meta(&self) -> Result<Option<Meta>, StoreError> {
+        Ok(self.lock()?.meta.clone())
+    }
+
+    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        for (i, leaf) in batch.leaves.iter().enumerate() {
+            inner
+                .leaves
+                .insert(batch.first_seq + i as u64, leaf.clone());
+        }
+        inner.nodes.extend(batch.nodes.iter().copied());
+        for change in batch.state {
+            let key = state_key(change.table, &change.key);
+            match &change.value {
+                Some(value) => inner.state.insert(key, value.clone()),
+                None => inner.state.remove(&key),
+            };
+        }
+        inner.meta = Some(batch.meta.clone());
+        Ok(())
+    }
+
+    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
+        self.lock()?.meta = Some(meta.clone());
+        Ok(())
+    }
+
+    fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.leaves.get(&seq).cloned())
+    }
+
+    fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError> {
+        let mut next = from;
+        loop {
+            // Copy one leaf at a time so that `visit` may run without the lock.
+            let row = self
+                .lock()?
+                .leaves
+                .range(next..)
+                .next()
+                .map(|(s, l)| (*s, l.clone()));
+            let Some((seq, leaf)) = row else {
+                return Ok(());
+            };
+            if !visit(seq, &leaf)? {
+                return Ok(());
+            }
+            next = seq + 1;
+        }
+    }
+
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        Ok(self.lock()?.nodes.get(&id).copied())
+    }
+
+    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
+            .lock()?
+            .state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, value) in rows {
+            let (table, key) = split_state_key(&key)?;
+            visit(table, key, &value)?;
+        }
+        Ok(())
+    }
+}
