@@ -107,6 +107,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError>;
 }
 
+/// A shared store is a store (so that a caller can keep a handle on the store it gave a ledger).
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn meta(&self) -> Result<Option<Meta>, StoreError> {
+        (**self).meta()
+    }
+    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError> {
+        (**self).append(batch)
+    }
+    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
+        (**self).put_meta(meta)
+    }
+    fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).leaf(seq)
+    }
+    fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError> {
+        (**self).scan_leaves(from, visit)
+    }
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        (**self).node(id)
+    }
+    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError> {
+        (**self).scan_state(visit)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys: one keyspace, prefixed by row kind.
 // ---------------------------------------------------------------------------------------------

@@ -15,77 +15,12 @@ fn d(s: &str) -> Decimal {
 
 fn reference_market() -> Market {
     let mut m = Market::default();
-    m.register(
-        "deqing-registry",
-        "德清县生态资源登记中心 (illustrative operator)",
-        &["operator"],
-    );
-    m.register("zj-forestry-academy", "浙江省林业科学研究院", &["verifier"]);
-    m.register(
-        "deqing-pricing",
-        "德清县碳汇定价小组 (illustrative)",
-        &["pricing_authority"],
-    );
-    m.register("xiazhuhu-wetland", "下渚湖湿地管理委员会", &["proponent"]);
-    m.register("two-mountains-bank", "德清两山银行", &["platform"]);
-    m.register(
-        "enterprise-a",
-        "Enterprise A (illustrative)",
-        &["enterprise"],
-    );
-    m.register(
-        "enterprise-b",
-        "Enterprise B (illustrative)",
-        &["enterprise"],
-    );
-    m.register(
-        "deqing-rural-bank",
-        "Deqing rural commercial bank (illustrative)",
-        &["bank"],
-    );
-    m.ok(
-        body(
-            "meth-1",
-            json!({"type": "register_methodology", "methodology": "wetland-sink",
-            "name": "Wetland carbon sink accounting", "version": "1.0", "buffer_rate": "0.10"}),
-        ),
-        &["deqing-registry"],
-    );
-    m.ok(
-        body(
-            "proj-1",
-            json!({"type": "register_project", "project": "XZH", "name": "下渚湖湿地",
-            "proponent": "xiazhuhu-wetland", "methodology": "wetland-sink",
-            "region": "浙江省湖州市德清县", "area_ha": "593.3"}),
-        ),
-        &["deqing-registry", "xiazhuhu-wetland"],
-    );
-    m.ok(
-        body(
-            "mon-1",
-            json!({"type": "record_monitoring", "report": "XZH-MR-2021", "project": "XZH",
-            "period_start": "2021-01-01", "period_end": "2021-12-31", "quantity": "17000",
-            "evidence_sha256": "9f".repeat(32)}),
-        ),
-        &["zj-forestry-academy"],
-    );
-    m.ok(
-        body(
-            "iss-1",
-            json!({"type": "issue_batch", "batch": "XZH-2021", "report": "XZH-MR-2021",
-            "quantity": "17000", "vintage": 2021}),
-        ),
-        &["deqing-registry"],
-    );
-    m.ok(
-        body(
-            "price-1",
-            json!({"type": "publish_price", "price": "BM-2022-06", "basis": "benchmark",
-            "unit_price": "58.83", "currency": "CNY", "effective_at": "2022-06-01T00:00:00Z",
-            "inputs": {"method": "cost of restoration per tonne"}}),
-        ),
-        &["deqing-pricing"],
-    );
+    for (id, name, roles) in common::REFERENCE_PARTICIPANTS {
+        m.register(id, name, roles);
+    }
+    for (id, fields, signers) in common::reference_setup() {
+        m.ok(body(id, fields), &signers);
+    }
     m
 }
 

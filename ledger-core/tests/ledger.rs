@@ -1,0 +1,461 @@
+//! The ledger through its library API: signatures, sequencing, storage, proofs, checkpoints,
+//! the export and the bank's pledge bundle.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{body, pid, signing_key, LEDGER, REFERENCE_PARTICIPANTS};
+use ledger_core::entry::{Body, Submission};
+use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Receipt};
+use ledger_core::merkle;
+use ledger_core::sign::sign_body;
+use ledger_core::store::MemoryStore;
+use ledger_core::verify::{verify_export, verify_pledge_bundle};
+use ledger_core::wire::Prepared;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+const OPERATOR: &str = "deqing-registry";
+
+fn config() -> LedgerConfig {
+    LedgerConfig {
+        origin: LEDGER.parse().unwrap(),
+        operator: pid(OPERATOR),
+        operator_name: "德清县生态资源登记中心 (illustrative operator)"
+            .parse()
+            .unwrap(),
+        operator_key: signing_key(OPERATOR),
+    }
+}
+
+/// Signs a body by the named participants with their test keys.
+fn signed(body: Body, signers: &[&str]) -> Submission {
+    let ids: Vec<_> = signers.iter().map(|s| pid(s)).collect();
+    let keys: Vec<_> = signers.iter().map(|s| signing_key(s)).collect();
+    let pairs: Vec<_> = ids.iter().zip(keys.iter()).collect();
+    sign_body(body, &pairs).unwrap()
+}
+
+fn submit(ledger: &Ledger, id: &str, fields: serde_json::Value, signers: &[&str]) -> Receipt {
+    ledger
+        .submit(signed(body(id, fields), signers))
+        .unwrap_or_else(|e| panic!("{id} refused: {e}"))
+}
+
+/// The reference case up to the pledge, with real signatures.
+fn populate(ledger: &Ledger) {
+    for (id, name, roles) in &REFERENCE_PARTICIPANTS[1..] {
+        let registration = common::registration(id, name, roles);
+        ledger
+            .submit(signed(registration, &[OPERATOR, id]))
+            .unwrap();
+    }
+    for (id, fields, signers) in common::reference_setup() {
+        submit(ledger, id, fields, &signers);
+    }
+    submit(
+        ledger,
+        "T-2022-0001",
+        json!({"type": "trade", "kind": "acquisition", "seller": "xiazhuhu-wetland",
+            "buyer": "two-mountains-bank", "batch": "XZH-2021", "quantity": "10000",
+            "unit_price": "58.83", "currency": "CNY", "amount": "588300.00", "price_ref": "BM-2022-06"}),
+        &["xiazhuhu-wetland", "two-mountains-bank"],
+    );
+    submit(
+        ledger,
+        "PL-1",
+        json!({"type": "pledge", "pledge": "PL-2022-001", "pledgor": "two-mountains-bank",
+            "bank": "deqing-rural-bank", "batch": "XZH-2021", "quantity": "4000",
+            "price_ref": "BM-2022-06", "haircut": "0.30", "limit": "164724.00", "currency": "CNY"}),
+        &["two-mountains-bank", "deqing-rural-bank"],
+    );
+}
+
+fn transfer(quantity: &str) -> serde_json::Value {
+    json!({"type": "trade", "kind": "transfer", "seller": "two-mountains-bank",
+        "buyer": "enterprise-a", "batch": "XZH-2021", "quantity": quantity})
+}
+
+fn available(ledger: &Ledger, holder: &str) -> Decimal {
+    ledger.read(|s| {
+        s.balance(&pid(holder), &"XZH-2021".parse().unwrap())
+            .available
+    })
+}
+
+#[test]
+fn genesis_registers_the_operator_and_checkpoints_verify() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    assert_eq!(ledger.size(), 1);
+    assert_eq!(ledger.read(|s| s.operator().cloned()), Some(pid(OPERATOR)));
+    let note = ledger.checkpoint().unwrap();
+    let cp =
+        ledger_core::checkpoint::open_checkpoint(&note, LEDGER, &ledger.operator_key()).unwrap();
+    assert_eq!((cp.size, cp.root), (1, ledger.root()));
+}
+
+#[test]
+fn reference_case_with_proofs_export_and_bundle() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    assert_eq!(
+        available(&ledger, "two-mountains-bank"),
+        "6000".parse().unwrap()
+    );
+
+    // Inclusion and consistency proofs verify against the checkpoint's root.
+    let note = ledger.checkpoint().unwrap();
+    let cp =
+        ledger_core::checkpoint::open_checkpoint(&note, LEDGER, &ledger.operator_key()).unwrap();
+    let size = ledger.size();
+    assert_eq!(cp.size, size);
+    for seq in 0..size {
+        let proof = ledger.inclusion_proof(seq, None).unwrap();
+        let path: Vec<merkle::Hash> = proof.proof.iter().map(|h| hex_hash(h)).collect();
+        let leaf = ledger.leaf(seq).unwrap();
+        merkle::verify_inclusion(&merkle::leaf_hash(&leaf), seq, size, &path, &cp.root).unwrap();
+    }
+    let consistency = ledger.consistency_proof(3, None).unwrap();
+    let path: Vec<merkle::Hash> = consistency.proof.iter().map(|h| hex_hash(h)).collect();
+    merkle::verify_consistency(3, size, &hex_hash(&consistency.old_root), &cp.root, &path).unwrap();
+
+    // The export replays to the checkpoint, offline.
+    let mut export = Vec::new();
+    assert_eq!(ledger.export(&mut export, None).unwrap(), size);
+    let report = verify_export(export.as_slice(), &note, &ledger.operator_key()).unwrap();
+    assert_eq!((report.entries, report.checkpoint_size), (size, size));
+
+    // The bank's bundle proves the pledge from proofs alone.
+    let bundle = ledger
+        .pledge_bundle(&"PL-2022-001".parse().unwrap())
+        .unwrap();
+    let finding = verify_pledge_bundle(&bundle, &ledger.operator_key()).unwrap();
+    assert_eq!(finding.bank, "deqing-rural-bank");
+    assert_eq!(finding.pledgor, "two-mountains-bank");
+    assert_eq!(finding.quantity, "4000".parse().unwrap());
+    assert_eq!(finding.limit, "164724.00".parse().unwrap());
+    assert_eq!(finding.report_verified, "17000".parse().unwrap());
+
+    let full = ledger.verify_full().unwrap();
+    assert_eq!(full.entries, size);
+}
+
+fn hex_hash(text: &str) -> merkle::Hash {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_tampered_bundle_is_refused() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let bundle = ledger
+        .pledge_bundle(&"PL-2022-001".parse().unwrap())
+        .unwrap();
+    let key = ledger.operator_key();
+
+    // modified-pledge-quantity: the pledge leaf says 40000 t instead of 4000 t.
+    let mut forged = bundle.clone();
+    let pledge = forged
+        .entries
+        .iter_mut()
+        .find(|e| e.leaf.contains("\"pledge\":\"PL-2022-001\""))
+        .unwrap();
+    pledge.leaf = pledge
+        .leaf
+        .replace("\"quantity\":\"4000\"", "\"quantity\":\"40000\"");
+    assert!(verify_pledge_bundle(&forged, &key).is_err());
+
+    // missing-report: without the monitoring report the issuance is unbacked.
+    let mut forged = bundle.clone();
+    forged
+        .entries
+        .retain(|e| !e.leaf.contains("record_monitoring"));
+    let err = verify_pledge_bundle(&forged, &key).unwrap_err();
+    assert!(err.to_string().contains("monitoring report"), "{err}");
+
+    // wrong-operator-key: a bundle is only as good as the key it is checked with.
+    let err = verify_pledge_bundle(&bundle, &signing_key("impostor").verifying_key()).unwrap_err();
+    assert!(err.to_string().contains("checkpoint"), "{err}");
+
+    // modified-proof[0].
+    let mut forged = bundle;
+    let first = &mut forged.entries[1].proof[0];
+    *first = first.replacen(
+        &first[..2],
+        if &first[..2] == "00" { "01" } else { "00" },
+        1,
+    );
+    assert!(verify_pledge_bundle(&forged, &key).is_err());
+}
+
+#[test]
+fn forgeries_are_refused_and_change_nothing() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let size = ledger.size();
+    let root = ledger.root();
+    let trade = || body("T-forged", transfer("100"));
+
+    // Signed by the buyer alone.
+    let err = ledger
+        .submit(signed(trade(), &["enterprise-a"]))
+        .unwrap_err();
+    assert_eq!(err.kind(), "wrong-signers");
+    // Signed by the operator instead of the seller.
+    let err = ledger
+        .submit(signed(trade(), &[OPERATOR, "enterprise-a"]))
+        .unwrap_err();
+    assert_eq!(err.kind(), "wrong-signers");
+    // The seller's name on a signature made with someone else's key.
+    let mut forged = signed(trade(), &["two-mountains-bank", "enterprise-a"]);
+    forged.signatures[0].sig = signed(trade(), &[OPERATOR]).signatures[0].sig;
+    assert_eq!(ledger.submit(forged).unwrap_err().kind(), "bad-signature");
+    // A signature over another body (the quantity changed after signing).
+    let mut altered = signed(trade(), &["two-mountains-bank", "enterprise-a"]);
+    altered.body = body("T-forged", transfer("1000"));
+    assert_eq!(ledger.submit(altered).unwrap_err().kind(), "bad-signature");
+    // Made for another ledger.
+    let mut elsewhere = trade();
+    elsewhere.ledger = "another.example/ledger".parse().unwrap();
+    let err = ledger
+        .submit(signed(elsewhere, &["two-mountains-bank", "enterprise-a"]))
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::WrongLedger { .. }), "{err}");
+    // Unsigned.
+    let err = ledger
+        .submit(Submission {
+            body: trade(),
+            signatures: vec![],
+        })
+        .unwrap_err();
+    assert_eq!(err.kind(), "unsigned");
+
+    assert_eq!((ledger.size(), ledger.root()), (size, root));
+    assert_eq!(available(&ledger, "enterprise-a"), Decimal::ZERO);
+}
+
+#[test]
+fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let new_key = signing_key("two-mountains-bank/2023");
+    let rotation = body(
+        "rot-1",
+        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+            "new_public_key": common::encode_key(&new_key.verifying_key())}),
+    );
+    let platform = pid("two-mountains-bank");
+    let submission = sign_body(
+        rotation,
+        &[
+            (&platform, &signing_key("two-mountains-bank")),
+            (&platform, &new_key),
+        ],
+    )
+    .unwrap();
+    ledger.submit(submission).unwrap();
+
+    // The old key no longer signs.
+    let err = ledger
+        .submit(signed(
+            body("T-old", transfer("1")),
+            &["two-mountains-bank", "enterprise-a"],
+        ))
+        .unwrap_err();
+    assert_eq!(err.kind(), "bad-signature");
+    // The new key does.
+    let enterprise = pid("enterprise-a");
+    let submission = sign_body(
+        body("T-new", transfer("1")),
+        &[
+            (&platform, &new_key),
+            (&enterprise, &signing_key("enterprise-a")),
+        ],
+    )
+    .unwrap();
+    ledger.submit(submission).unwrap();
+    // Everything signed before the rotation still verifies on replay.
+    ledger.verify_full().unwrap();
+}
+
+#[test]
+fn resubmission_returns_the_first_receipt_and_a_used_id_conflicts() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let submission = signed(
+        body("T-once", transfer("10")),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    let first = ledger.submit(submission.clone()).unwrap();
+    let again = ledger.submit(submission).unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!((first.seq, &first.leaf_hash), (again.seq, &again.leaf_hash));
+    assert_eq!(available(&ledger, "enterprise-a"), "10".parse().unwrap());
+
+    let other = signed(
+        body("T-once", transfer("11")),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    assert_eq!(
+        ledger.submit(other).unwrap_err().kind(),
+        "entry-id-conflict"
+    );
+}
+
+#[test]
+fn an_atomic_group_is_all_or_nothing() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let size = ledger.size();
+    let group = |second_quantity: &str| {
+        vec![
+            Prepared::new(signed(
+                body("G-1", transfer("100")),
+                &["two-mountains-bank", "enterprise-a"],
+            ))
+            .unwrap(),
+            Prepared::new(signed(
+                body("G-2", transfer(second_quantity)),
+                &["two-mountains-bank", "enterprise-a"],
+            ))
+            .unwrap(),
+        ]
+    };
+    // 100 t then 5,901 t: the second exceeds the 6,000 t available after the first.
+    let err = ledger.submit_group(group("5901")).unwrap_err();
+    assert!(matches!(err, LedgerError::Group { index: 1, .. }), "{err}");
+    assert_eq!(err.kind(), "insufficient-sink");
+    assert_eq!(ledger.size(), size);
+    assert_eq!(available(&ledger, "enterprise-a"), Decimal::ZERO);
+
+    let receipts = ledger.submit_group(group("5900")).unwrap();
+    assert_eq!(
+        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![size, size + 1]
+    );
+    assert_eq!(available(&ledger, "enterprise-a"), "6000".parse().unwrap());
+}
+
+#[test]
+fn a_group_may_register_a_participant_and_use_it() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let newcomer = common::registration("enterprise-c", "Enterprise C", &["enterprise"]);
+    let group = vec![
+        Prepared::new(signed(newcomer, &[OPERATOR, "enterprise-c"])).unwrap(),
+        Prepared::new(signed(
+            body(
+                "G-c",
+                json!({"type": "trade", "kind": "transfer", "seller": "two-mountains-bank",
+                "buyer": "enterprise-c", "batch": "XZH-2021", "quantity": "1"}),
+            ),
+            &["two-mountains-bank", "enterprise-c"],
+        ))
+        .unwrap(),
+    ];
+    ledger.submit_group(group).unwrap();
+    assert_eq!(available(&ledger, "enterprise-c"), Decimal::ONE);
+}
+
+#[test]
+fn concurrent_submitters_share_the_sequencer_and_never_oversell() {
+    let ledger = Arc::new(Ledger::in_memory(config()).unwrap());
+    populate(&ledger);
+    let size = ledger.size();
+    // Eight threads each try to move 1,000 t of the platform's 6,000 t: exactly six succeed.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                let id = format!("T-race-{i}");
+                ledger
+                    .submit(signed(
+                        body(&id, transfer("1000")),
+                        &["two-mountains-bank", "enterprise-a"],
+                    ))
+                    .map(|r| r.seq)
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = handles
+        .into_iter()
+        .filter_map(|h| h.join().unwrap().ok())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (size..size + 6).collect::<Vec<_>>());
+    assert_eq!(available(&ledger, "two-mountains-bank"), Decimal::ZERO);
+    ledger.verify_full().unwrap();
+}
+
+#[test]
+fn close_and_reopen_keep_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (size, root, note, balance) = {
+        let ledger = Ledger::open_dir(dir.path(), config()).unwrap();
+        populate(&ledger);
+        let note = ledger.checkpoint().unwrap();
+        (
+            ledger.size(),
+            ledger.root(),
+            note,
+            available(&ledger, "two-mountains-bank"),
+        )
+    };
+    let ledger = Ledger::open_dir(dir.path(), config()).unwrap();
+    assert_eq!((ledger.size(), ledger.root()), (size, root));
+    assert_eq!(ledger.checkpoint().unwrap(), note);
+    assert_eq!(available(&ledger, "two-mountains-bank"), balance);
+    let pledge = ledger
+        .read(|s| s.pledge(&"PL-2022-001".parse().unwrap()).cloned())
+        .unwrap();
+    assert_eq!(pledge.limit, "164724.00".parse().unwrap());
+    ledger.verify_full().unwrap();
+    // It goes on from where it was.
+    submit(
+        &ledger,
+        "T-after",
+        transfer("1"),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    assert_eq!(ledger.size(), size + 1);
+}
+
+#[test]
+fn reopening_with_another_origin_or_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Ledger::open_dir(dir.path(), config()).unwrap());
+    let mut other = config();
+    other.origin = "another.example/ledger".parse().unwrap();
+    assert_eq!(
+        Ledger::open_dir(dir.path(), other).unwrap_err().kind(),
+        "integrity"
+    );
+    let mut other = config();
+    other.operator_key = signing_key("impostor");
+    assert_eq!(
+        Ledger::open_dir(dir.path(), other).unwrap_err().kind(),
+        "integrity"
+    );
+}
+
+#[test]
+fn a_changed_byte_in_the_stored_data_is_found_by_verify() {
+    let store = Arc::new(MemoryStore::new());
+    let ledger = Ledger::open(Box::new(Arc::clone(&store)), config()).unwrap();
+    populate(&ledger);
+    ledger.verify_full().unwrap();
+    let (seq, mut leaf) = ledger
+        .leaves(0, 100)
+        .unwrap()
+        .into_iter()
+        .find(|(_, leaf)| leaf.windows(17).any(|w| w == b"record_monitoring"))
+        .unwrap();
+    let at = leaf.windows(7).position(|w| w == b"\"17000\"").unwrap();
+    leaf[at + 1] = b'7'; // 17000 → 77000 t verified
+    store.tamper_leaf(seq, leaf).unwrap();
+    let err = ledger.verify_full().unwrap_err();
+    assert!(err.to_string().contains(&format!("entry {seq}")), "{err}");
+}
