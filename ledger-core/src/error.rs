@@ -272,6 +272,9 @@ pub enum RuleError {
         /// Outstanding now.
         outstanding: Decimal,
     },
+    /// An enforcement with no loan outstanding: there is nothing to recover.
+    #[error("pledge {0} has nothing outstanding, so there is nothing to enforce; the bank can release it instead")]
+    NothingOutstanding(String),
     /// A pledge valued at a price that is not yet in effect.
     #[error(
         "price {price} takes effect at {effective_at}, after this entry was made ({created_at})"
@@ -343,6 +346,7 @@ impl RuleError {
             RuleError::RepaymentExceedsOutstanding { .. } => "repayment-exceeds-outstanding",
             RuleError::PledgeClosed { .. } => "pledge-closed",
             RuleError::PledgeOutstanding { .. } => "pledge-outstanding",
+            RuleError::NothingOutstanding(_) => "nothing-outstanding",
             RuleError::PriceNotYetEffective { .. } => "price-not-yet-effective",
             RuleError::InsufficientBuffer { .. } => "insufficient-buffer",
             RuleError::KeyUnchanged(_) => "key-unchanged",

@@ -1446,6 +1446,9 @@ impl State {
     fn enforce_pledge(&mut self, ctx: &Context, r: &entry::PledgeAction) -> Result<(), RuleError> {
         let mut pledge = self.active_pledge(&r.pledge, "enforced")?;
         Self::require_signers(ctx, "enforce_pledge", &[&pledge.bank], false)?;
+        if pledge.outstanding.is_zero() {
+            return Err(RuleError::NothingOutstanding(r.pledge.to_string()));
+        }
         let quantity = pledge.quantity.value();
         self.adjust(&pledge.pledgor, &pledge.batch, Decimal::ZERO, -quantity);
         self.adjust(&pledge.bank, &pledge.batch, quantity, Decimal::ZERO);
