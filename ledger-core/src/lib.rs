@@ -1,4 +1,50 @@
-//! Carbon-sink finance ledger core.
+//! # ledger-core: the carbon-sink finance ledger
+//!
+//! The books of a wetland carbon-sink market — pricing, trading (acquisition 收储 and ecological
+//! compensation 生态补偿) and drawdown (retirement, and loans drawn against pledged sink) — as an
+//! append-only, Ed25519-signed, Merkle-proved ledger.
+//!
+//! ```text
+//!  body ──sign──▶ submission ──decode──▶ Prepared ──verify signatures──▶ sequencer
+//!                 (JCS, Ed25519)        (strict)     (keys current now)     │
+//!                                                                            ▼
+//!  checkpoint ◀──sign── tree root ◀── leaf = JCS(envelope) ◀── state.apply ─┘
+//!  (C2SP note)          (RFC 9162)    {seq, prev, accepted_at, entry}   (rules of the market)
+//!                                            │
+//!                                            ▼
+//!                          store: one atomic, durable batch per group
+//! ```
+//!
+//! This crate does no network I/O and runs no async runtime: it takes bytes and returns bytes,
+//! decisions and proofs. Only [`store`] touches the disk.
+//!
+//! - [`num`], [`ids`]: exact numbers and identifiers, built only through parsers.
+//! - [`entry`]: the entry types of the wire contract.
+//! - [`state`]: the market as a deterministic state machine, and its queries; [`error`]: why it
+//!   refuses an entry.
+//! - [`canonical`] (RFC 8785), [`wire`] (strict decoding, envelopes), [`sign`] (Ed25519).
+//! - [`merkle`] (RFC 9162 tree and proofs), [`checkpoint`] (C2SP checkpoints and signed notes).
+//! - [`store`]: the storage trait, sled and memory stores.
+//! - [`ledger`]: the ledger a program embeds.
+//! - [`verify`]: checks that need no storage: an export against a checkpoint, a bank's pledge
+//!   bundle.
+//!
+//! ```no_run
+//! use ledger_core::ledger::{Ledger, LedgerConfig};
+//!
+//! let operator_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+//! let ledger = Ledger::open_dir(
+//!     std::path::Path::new("data"),
+//!     LedgerConfig {
+//!         origin: "registry.example/xiazhuhu".parse()?,
+//!         operator: "deqing-registry".parse()?,
+//!         operator_name: "德清县生态资源登记中心".parse()?,
+//!         operator_key,
+//!     },
+//! )?;
+//! println!("{} entries, checkpoint:\n{}", ledger.size(), ledger.checkpoint()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod canonical;
@@ -14,3 +60,7 @@ pub mod state;
 pub mod store;
 pub mod verify;
 pub mod wire;
+
+/// The Ed25519 implementation the ledger signs and verifies with, so that embedding programs use
+/// the very same version.
+pub use ed25519_dalek;
