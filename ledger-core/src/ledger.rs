@@ -10,7 +10,7 @@
 //! and the sequencer free sequences everything queued, writes it as one batch, makes it durable,
 //! and only then hands every submitter its answer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
@@ -216,6 +216,20 @@ struct Head {
 struct Batch {
     leaves: Vec<Vec<u8>>,
     nodes: Vec<(NodeId, Hash)>,
+    /// Keys registered or rotated by the batch, for the key cache once it is durable.
+    new_keys: Vec<(ParticipantId, PublicKey)>,
+}
+
+impl Batch {
+    fn truncate(&mut self, (leaves, nodes, keys): (usize, usize, usize)) {
+        self.leaves.truncate(leaves);
+        self.nodes.truncate(nodes);
+        self.new_keys.truncate(keys);
+    }
+
+    fn lengths(&self) -> (usize, usize, usize) {
+        (self.leaves.len(), self.nodes.len(), self.new_keys.len())
+    }
 }
 
 /// An open ledger. `Send + Sync`: share it behind an `Arc` between threads.
@@ -224,6 +238,9 @@ pub struct Ledger {
     operator_key: SigningKey,
     store: Box<dyn Store>,
     head: RwLock<Head>,
+    /// Every participant's current key, as durable: signature checks read it without waiting for
+    /// the sequencer, which holds the head while it writes.
+    keys: RwLock<HashMap<ParticipantId, PublicKey>>,
     queue: Mutex<Vec<Pending>>,
     sequencer: Mutex<()>,
 }
@@ -294,11 +311,17 @@ impl Ledger {
             },
         };
         let fresh = head.tree.size() == 0;
+        let keys = head
+            .state
+            .participants()
+            .map(|p| (p.id.clone(), p.public_key))
+            .collect();
         let ledger = Ledger {
             origin: config.origin.clone(),
             operator_key: config.operator_key.clone(),
             store,
             head: RwLock::new(head),
+            keys: RwLock::new(keys),
             queue: Mutex::new(Vec::new()),
             sequencer: Mutex::new(()),
         };
@@ -457,8 +480,8 @@ impl Ledger {
                 found: prepared.body().ledger.to_string(),
             });
         }
-        let head = self.read_head();
-        Ok(sign::verify_signatures(&head.state, prepared)?)
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        Ok(sign::verify_signatures(&*keys, prepared)?)
     }
 
     /// Queues a unit and waits for its answer, sequencing the queue itself if the sequencer is free.
@@ -503,7 +526,13 @@ impl Ledger {
             self.write(&mut head, &batch, tree_before.size())
         };
         match outcome {
-            Ok(()) => head.state.settle(),
+            Ok(()) => {
+                head.state.settle();
+                if !batch.new_keys.is_empty() {
+                    let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+                    keys.extend(batch.new_keys.drain(..));
+                }
+            }
             Err(error) => {
                 head.state.revert();
                 head.tree = tree_before;
@@ -551,7 +580,7 @@ impl Ledger {
         let savepoint = head.state.savepoint();
         let tree_before = head.tree.clone();
         let chain_before = head.last_leaf_hash;
-        let (leaves_before, nodes_before) = (batch.leaves.len(), batch.nodes.len());
+        let batch_before = batch.lengths();
         let mut receipts = Vec::with_capacity(entries.len());
         for (index, (prepared, verified)) in entries.iter().enumerate() {
             match self.sequence_one(head, batch, prepared, verified) {
@@ -560,8 +589,7 @@ impl Ledger {
                     head.state.rollback_to(savepoint);
                     head.tree = tree_before;
                     head.last_leaf_hash = chain_before;
-                    batch.leaves.truncate(leaves_before);
-                    batch.nodes.truncate(nodes_before);
+                    batch.truncate(batch_before);
                     return Err(LedgerError::Group {
                         index,
                         error: Box::new(error),
@@ -587,13 +615,12 @@ impl Ledger {
         }
         // Keys may have rotated (or signers registered) since verification: verify again.
         let fresh;
-        let verified =
-            if verified.still_current(&head.state) && verified.signers != Default::default() {
-                verified
-            } else {
-                fresh = sign::verify_signatures(&head.state, prepared)?;
-                &fresh
-            };
+        let verified = if verified.still_current(&head.state) {
+            verified
+        } else {
+            fresh = sign::verify_signatures(&head.state, prepared)?;
+            &fresh
+        };
         let seq = head.tree.size();
         let accepted_at = Timestamp::now();
         let ctx = Context {
@@ -603,6 +630,15 @@ impl Ledger {
             body_digest: prepared.body_digest,
         };
         head.state.apply(&ctx, body)?;
+        match &body.kind {
+            EntryKind::RegisterParticipant(r) => {
+                batch.new_keys.push((r.participant.clone(), r.public_key));
+            }
+            EntryKind::RotateKey(r) => batch
+                .new_keys
+                .push((r.participant.clone(), r.new_public_key)),
+            _ => {}
+        }
         let envelope = Envelope {
             seq,
             prev: hex32(&head.last_leaf_hash),

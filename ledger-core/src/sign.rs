@@ -64,6 +64,24 @@ pub fn sign_body(
     Ok(Submission { body, signatures })
 }
 
+/// Where signature checks find each participant's current key.
+pub trait KeyLookup {
+    /// The key that signs for `id` now, if `id` is a participant.
+    fn current_key(&self, id: &ParticipantId) -> Option<PublicKey>;
+}
+
+impl KeyLookup for State {
+    fn current_key(&self, id: &ParticipantId) -> Option<PublicKey> {
+        self.participant(id).map(|p| p.public_key)
+    }
+}
+
+impl KeyLookup for std::collections::HashMap<ParticipantId, PublicKey> {
+    fn current_key(&self, id: &ParticipantId) -> Option<PublicKey> {
+        self.get(id).copied()
+    }
+}
+
 /// Who signed a submission, and with which keys (so that the sequencer can tell whether a key
 /// rotated between verification and sequencing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,13 +93,13 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// Whether every key used is still the signer's current key in `state`.
-    pub fn still_current(&self, state: &State) -> bool {
-        self.keys_used.iter().all(|(id, key)| {
-            state
-                .participant(id)
-                .is_some_and(|p| p.public_key.to_bytes() == *key)
-        })
+    /// Whether at least one key verified and every key used is still the signer's current key.
+    pub fn still_current(&self, keys: &impl KeyLookup) -> bool {
+        !self.keys_used.is_empty()
+            && self.keys_used.iter().all(|(id, key)| {
+                keys.current_key(id)
+                    .is_some_and(|current| current.to_bytes() == *key)
+            })
     }
 }
 
@@ -100,9 +118,12 @@ fn verifies(key: &VerifyingKey, message: &[u8], sig: &SignatureBytes) -> bool {
         .is_ok()
 }
 
-/// Checks every signature line of a prepared submission against the keys current in `state`
-/// (and the key a registration or rotation names), and says who signed.
-pub fn verify_signatures(state: &State, prepared: &Prepared) -> Result<Verified, SignatureError> {
+/// Checks every signature line of a prepared submission against the keys current now (and the
+/// key a registration or rotation names), and says who signed.
+pub fn verify_signatures(
+    keys: &impl KeyLookup,
+    prepared: &Prepared,
+) -> Result<Verified, SignatureError> {
     let lines = &prepared.submission.signatures;
     if lines.is_empty() {
         return Err(SignatureError::Unsigned);
@@ -111,7 +132,7 @@ pub fn verify_signatures(state: &State, prepared: &Prepared) -> Result<Verified,
     let body = prepared.body();
     let mut verified = Verified::default();
     for line in lines {
-        let current = state.participant(&line.signer).map(|p| p.public_key);
+        let current = keys.current_key(&line.signer);
         let by_current = current.filter(|k| verifies(k.verifying_key(), &message, &line.sig));
         if let Some(key) = by_current {
             if !verified.signers.current.insert(line.signer.clone()) {
