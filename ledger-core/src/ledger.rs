@@ -293,8 +293,14 @@ impl Ledger {
     /// the tree's right edge and the chain head are read back and cross-checked.
     pub fn open(store: Box<dyn Store>, config: LedgerConfig) -> Result<Self, LedgerError> {
         let operator_public = PublicKey::from(config.operator_key.verifying_key());
+        let witness = store.checkpoint_witness()?;
         let head = match store.meta()? {
-            Some(meta) => Self::load(store.as_ref(), meta, &config, &operator_public)?,
+            Some(meta) => Self::load(store.as_ref(), meta, witness, &config, &operator_public)?,
+            None if witness.is_some() => {
+                return Err(LedgerError::Integrity(
+                    "the store holds no entries, yet the ledger signed a checkpoint of them: its data was lost or damaged; restore it from a backup".to_owned(),
+                ))
+            }
             None => Head {
                 state: State::new(),
                 tree: CompactTree::new(),
@@ -334,6 +340,7 @@ impl Ledger {
     fn load(
         store: &dyn Store,
         meta: Meta,
+        witness: Option<String>,
         config: &LedgerConfig,
         operator_public: &PublicKey,
     ) -> Result<Head, LedgerError> {
@@ -392,9 +399,14 @@ impl Ledger {
             last_leaf_hash,
             meta,
         };
-        if let Some(note) = head.meta.last_checkpoint.clone() {
-            let key = config.operator_key.verifying_key();
-            let last = checkpoint::open_checkpoint(&note, config.origin.as_str(), &key)?;
+        // The checkpoint in the metadata row, and the one kept apart from the main data: the
+        // tree must extend both.
+        let key = config.operator_key.verifying_key();
+        for note in [head.meta.last_checkpoint.as_ref(), witness.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let last = checkpoint::open_checkpoint(note, config.origin.as_str(), &key)?;
             check_extends(store, &head.tree, &last)?;
         }
         Ok(head)

@@ -95,8 +95,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn meta(&self) -> Result<Option<Meta>, StoreError>;
     /// Writes a group atomically and durably.
     fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError>;
-    /// Replaces the metadata row durably (a new checkpoint).
+    /// Replaces the metadata row durably (a new checkpoint), and keeps the checkpoint it names
+    /// apart from the main data as well (see [`Store::checkpoint_witness`]).
     fn put_meta(&self, meta: &Meta) -> Result<(), StoreError>;
+    /// The last checkpoint signed, as kept apart from the main data: if the main data loses
+    /// entries (a damaged file that recovery cuts short, an old backup put back), this copy still
+    /// says how far the ledger had gone, and opening refuses to go on from less.
+    fn checkpoint_witness(&self) -> Result<Option<String>, StoreError>;
     /// One leaf's bytes.
     fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Leaves from `from` on, in order, until `visit` returns `false`.
@@ -117,6 +122,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
         (**self).put_meta(meta)
+    }
+    fn checkpoint_witness(&self) -> Result<Option<String>, StoreError> {
+        (**self).checkpoint_witness()
     }
     fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).leaf(seq)
@@ -193,7 +201,15 @@ fn meta_bytes(meta: &Meta) -> Result<Vec<u8>, StoreError> {
 // sled
 // ---------------------------------------------------------------------------------------------
 
+/// The file, beside sled's own, that keeps the last signed checkpoint.
+const WITNESS_FILE: &str = "last-checkpoint";
+
 /// The embedded default: sled 0.34 in a local folder.
+///
+/// sled's recovery treats a damaged log record as the end of the log (as it would a torn write)
+/// and silently drops what follows; the last signed checkpoint is therefore also kept in a file of
+/// its own (`last-checkpoint`, replaced atomically), so that a ledger that lost entries refuses to
+/// open instead of serving less than it once signed.
 ///
 /// Settings, all stated here: one tree (the default), every group written as one atomic
 /// `apply_batch`; sled's background flush is off (`flush_every_ms(None)`) because the ledger
@@ -265,7 +281,21 @@ impl Store for SledStore {
 
     fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
         self.db.insert(META_KEY, meta_bytes(meta)?)?;
-        self.make_durable()
+        self.make_durable()?;
+        if let Some(note) = &meta.last_checkpoint {
+            write_atomically(&self.path, WITNESS_FILE, note.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_witness(&self) -> Result<Option<String>, StoreError> {
+        match std::fs::read(self.path.join(WITNESS_FILE)) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("{WITNESS_FILE} is not UTF-8 text"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -302,6 +332,19 @@ impl Store for SledStore {
     }
 }
 
+/// Replaces `dir/name` with `bytes` so that a crash leaves the old or the new file, never a mix:
+/// write a temporary file, sync it, rename it over, sync the folder.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let temporary = dir.join(format!("{name}.tmp"));
+    let mut file = File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, dir.join(name))?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Memory
 // ---------------------------------------------------------------------------------------------
@@ -318,6 +361,7 @@ struct MemoryInner {
     leaves: BTreeMap<u64, Vec<u8>>,
     nodes: HashMap<NodeId, Hash>,
     state: BTreeMap<Vec<u8>, Vec<u8>>,
+    witness: Option<String>,
 }
 
 impl MemoryStore {
@@ -364,8 +408,16 @@ impl Store for MemoryStore {
     }
 
     fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
-        self.lock()?.meta = Some(meta.clone());
+        let mut inner = self.lock()?;
+        inner.meta = Some(meta.clone());
+        if meta.last_checkpoint.is_some() {
+            inner.witness.clone_from(&meta.last_checkpoint);
+        }
         Ok(())
+    }
+
+    fn checkpoint_witness(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.lock()?.witness.clone())
     }
 
     fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
