@@ -275,7 +275,7 @@ fn fill(store: &SledStore, tree: &mut CompactTree, count: u64, group_size: u64) 
                 leaves: &leaves,
                 nodes: &nodes,
                 state: &[],
-                meta: &meta(next, tree),
+                meta: Some(&meta(next, tree)),
             })
             .unwrap();
     }

@@ -296,9 +296,9 @@ impl Ledger {
         let witness = store.checkpoint_witness()?;
         let head = match store.meta()? {
             Some(meta) => Self::load(store.as_ref(), meta, witness, &config, &operator_public)?,
-            None if witness.is_some() => {
+            None if witness.is_some() || store.leaf(0)?.is_some() => {
                 return Err(LedgerError::Integrity(
-                    "the store holds no entries, yet the ledger signed a checkpoint of them: its data was lost or damaged; restore it from a backup".to_owned(),
+                    "the store has no ledger metadata, yet it holds entries or the ledger signed a checkpoint of them: its data was lost or damaged, or a restore was interrupted; restore it from a backup into an empty folder".to_owned(),
                 ))
             }
             None => Head {
@@ -335,6 +335,88 @@ impl Ledger {
             ledger.write_genesis(&config)?;
         }
         Ok(ledger)
+    }
+
+    /// Restores a ledger into an empty store from a backup: an export and a checkpoint signed by
+    /// the operator key. Every entry is verified as it is written (signatures, chain, rules) and
+    /// the export must reach the checkpoint's root; the leaves are kept byte for byte, so the
+    /// restored ledger has the same entries, roots and proofs. If it fails part-way, discard the
+    /// store.
+    pub fn restore(
+        store: Box<dyn Store>,
+        config: LedgerConfig,
+        export: impl std::io::BufRead,
+        checkpoint_note: &str,
+    ) -> Result<Self, LedgerError> {
+        if store.meta()?.is_some() || store.checkpoint_witness()?.is_some() {
+            return Err(LedgerError::Integrity(
+                "a ledger can only be restored into an empty store".to_owned(),
+            ));
+        }
+        let key = config.operator_key.verifying_key();
+        let last = checkpoint::open_checkpoint(checkpoint_note, config.origin.as_str(), &key)?;
+        const CHUNK: usize = 1024;
+        let mut batch = Batch::default();
+        let mut first_seq = 0;
+        let mut meta = Meta {
+            layout: LAYOUT,
+            origin: config.origin.to_string(),
+            operator_key: PublicKey::from(key).to_string(),
+            size: 0,
+            peaks: Vec::new(),
+            last_leaf_hash: GENESIS_PREV.to_owned(),
+            last_checkpoint: None,
+        };
+        // Leaves and nodes go in chunks; the metadata row, which makes the store a ledger, only
+        // with the state at the end.
+        let (_, replayer) = crate::verify::replay_export(
+            export,
+            checkpoint_note,
+            &key,
+            &mut |seq, leaf, nodes| {
+                if batch.leaves.is_empty() {
+                    first_seq = seq;
+                }
+                batch.leaves.push(leaf.to_vec());
+                batch.nodes.extend(nodes);
+                if batch.leaves.len() >= CHUNK {
+                    store
+                        .append(AppendBatch {
+                            first_seq,
+                            leaves: &batch.leaves,
+                            nodes: &batch.nodes,
+                            state: &[],
+                            meta: None,
+                        })
+                        .map_err(|e| e.to_string())?;
+                    batch = Batch::default();
+                }
+                Ok(())
+            },
+        )?;
+        let (tree, last_leaf_hash) = replayer.head();
+        meta.size = tree.size();
+        meta.peaks = tree.peaks().iter().map(hex32).collect();
+        meta.last_leaf_hash = hex32(&last_leaf_hash);
+        let rows = replayer
+            .state()
+            .all_rows()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        store.append(AppendBatch {
+            first_seq,
+            leaves: &batch.leaves,
+            nodes: &batch.nodes,
+            state: &rows,
+            meta: Some(&meta),
+        })?;
+        meta.last_checkpoint = Some(checkpoint_note.to_owned());
+        store.put_meta(&meta)?;
+        if last.size > meta.size {
+            return Err(LedgerError::Integrity(
+                "the export is shorter than its checkpoint".to_owned(),
+            ));
+        }
+        Self::open(store, config)
     }
 
     fn load(
@@ -577,7 +659,7 @@ impl Ledger {
             leaves: &batch.leaves,
             nodes: &batch.nodes,
             state: &changes,
-            meta: &meta,
+            meta: Some(&meta),
         })?;
         head.meta = meta;
         Ok(())

@@ -520,6 +520,21 @@ impl<K: Ord + Clone + Serialize + DeserializeOwned, V: Clone + Serialize + Deser
         Ok(())
     }
 
+    fn all_rows(
+        &self,
+        table: &'static str,
+        out: &mut Vec<StateChange>,
+    ) -> Result<(), serde_json::Error> {
+        for (key, value) in &self.rows {
+            out.push(StateChange {
+                table,
+                key: serde_json::to_vec(key)?,
+                value: Some(serde_json::to_vec(value)?),
+            });
+        }
+        Ok(())
+    }
+
     fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), serde_json::Error> {
         self.rows
             .insert(serde_json::from_slice(key)?, serde_json::from_slice(value)?);
@@ -570,6 +585,14 @@ macro_rules! tables {
             pub fn pending_changes(&self) -> Result<Vec<StateChange>, serde_json::Error> {
                 let mut out = Vec::new();
                 $(self.$field.changes(stringify!($field), &mut out)?;)*
+                Ok(out)
+            }
+
+            /// Every row of every table, as [`State::pending_changes`] would give them had each
+            /// been written since the last settle (a restore writes a whole state at once).
+            pub fn all_rows(&self) -> Result<Vec<StateChange>, serde_json::Error> {
+                let mut out = Vec::new();
+                $(self.$field.all_rows(stringify!($field), &mut out)?;)*
                 Ok(out)
             }
 

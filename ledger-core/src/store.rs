@@ -78,8 +78,9 @@ pub struct AppendBatch<'a> {
     pub nodes: &'a [(NodeId, Hash)],
     /// State rows changed.
     pub state: &'a [StateChange],
-    /// The metadata after the group.
-    pub meta: &'a Meta,
+    /// The metadata after the group; `None` leaves the metadata row as it is (a restore writes
+    /// leaves in chunks and the metadata last).
+    pub meta: Option<&'a Meta>,
 }
 
 /// Visits leaves in order: sequence number and bytes; returns `false` to stop.
@@ -274,7 +275,9 @@ impl Store for SledStore {
                 None => write.remove(key),
             }
         }
-        write.insert(META_KEY, meta_bytes(batch.meta)?);
+        if let Some(meta) = batch.meta {
+            write.insert(META_KEY, meta_bytes(meta)?);
+        }
         self.db.apply_batch(write)?;
         self.make_durable()
     }
@@ -403,7 +406,9 @@ impl Store for MemoryStore {
                 None => inner.state.remove(&key),
             };
         }
-        inner.meta = Some(batch.meta.clone());
+        if let Some(meta) = batch.meta {
+            inner.meta = Some(meta.clone());
+        }
         Ok(())
     }
 

@@ -117,6 +117,11 @@ impl Replayer {
     pub fn signatures(&self) -> u64 {
         self.signatures
     }
+
+    /// The tree's right edge and the hash of the last leaf.
+    pub fn head(&self) -> (&CompactTree, Hash) {
+        (&self.tree, self.prev)
+    }
 }
 
 /// What an export verification established.
@@ -142,6 +147,20 @@ pub fn verify_export(
     checkpoint_note: &str,
     operator_key: &VerifyingKey,
 ) -> Result<ExportReport, ReplayError> {
+    replay_export(export, checkpoint_note, operator_key, &mut |_, _, _| Ok(())).map(|(r, _)| r)
+}
+
+/// Called for each verified leaf of an export: its bytes and the Merkle nodes it completed.
+pub type LeafSink<'a> = dyn FnMut(u64, &[u8], Vec<(NodeId, Hash)>) -> Result<(), String> + 'a;
+
+/// [`verify_export`], handing each verified leaf to `sink` (a restore writes them to a store);
+/// also returns the replay, whose state is the ledger's state after the export.
+pub fn replay_export(
+    export: impl BufRead,
+    checkpoint_note: &str,
+    operator_key: &VerifyingKey,
+    sink: &mut LeafSink<'_>,
+) -> Result<(ExportReport, Replayer), ReplayError> {
     let at_start = |reason: String| ReplayError { seq: 0, reason };
     let origin_line = checkpoint_note.lines().next().unwrap_or_default();
     let checkpoint = checkpoint::open_checkpoint(checkpoint_note, origin_line, operator_key)
@@ -161,7 +180,8 @@ pub fn verify_export(
         if line.is_empty() {
             continue;
         }
-        replayer.push(&line)?;
+        let nodes = replayer.push(&line)?;
+        sink(seq, &line, nodes).map_err(|reason| ReplayError { seq, reason })?;
         if seq == 0 {
             let operator = replayer
                 .state()
@@ -178,13 +198,16 @@ pub fn verify_export(
         }
     }
     match root_at_checkpoint {
-        Some(root) if root == checkpoint.root => Ok(ExportReport {
-            origin: checkpoint.origin,
-            entries: replayer.size(),
-            signatures: replayer.signatures(),
-            checkpoint_size: checkpoint.size,
-            checkpoint_root: hex::encode(checkpoint.root),
-        }),
+        Some(root) if root == checkpoint.root => Ok((
+            ExportReport {
+                origin: checkpoint.origin,
+                entries: replayer.size(),
+                signatures: replayer.signatures(),
+                checkpoint_size: checkpoint.size,
+                checkpoint_root: hex::encode(checkpoint.root),
+            },
+            replayer,
+        )),
         Some(_) => Err(ReplayError {
             seq: checkpoint.size.saturating_sub(1),
             reason: "the export's root at the checkpoint's size differs from the checkpoint's root: history was rewritten".to_owned(),

@@ -459,3 +459,65 @@ fn a_changed_byte_in_the_stored_data_is_found_by_verify() {
     let err = ledger.verify_full().unwrap_err();
     assert!(err.to_string().contains(&format!("entry {seq}")), "{err}");
 }
+
+#[test]
+fn a_backup_restores_to_the_same_ledger_and_a_damaged_one_is_refused() {
+    let original = Ledger::in_memory(config()).unwrap();
+    populate(&original);
+    let note = original.checkpoint().unwrap();
+    let mut export = Vec::new();
+    original.export(&mut export, None).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let restored = Ledger::restore(
+        Box::new(ledger_core::store::SledStore::open(dir.path()).unwrap()),
+        config(),
+        export.as_slice(),
+        &note,
+    )
+    .unwrap();
+    assert_eq!(
+        (restored.size(), restored.root()),
+        (original.size(), original.root())
+    );
+    assert_eq!(restored.checkpoint().unwrap(), note);
+    assert_eq!(
+        available(&restored, "two-mountains-bank"),
+        available(&original, "two-mountains-bank")
+    );
+    assert_eq!(restored.read(|s| s.clone()), original.read(|s| s.clone()));
+    restored.verify_full().unwrap();
+    submit(
+        &restored,
+        "T-after-restore",
+        transfer("1"),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    drop(restored);
+    // It opens again like any ledger.
+    let reopened = Ledger::open_dir(dir.path(), config()).unwrap();
+    assert_eq!(reopened.size(), original.size() + 1);
+    drop(reopened);
+
+    // A backup whose export was altered is refused, naming the entry.
+    let text = String::from_utf8(export.clone())
+        .unwrap()
+        .replace("\"quantity\":\"10000\"", "\"quantity\":\"10001\"");
+    let err = Ledger::restore(
+        Box::new(MemoryStore::new()),
+        config(),
+        text.as_bytes(),
+        &note,
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("entry "), "{err}");
+    // Only into an empty store.
+    let err = Ledger::restore(
+        Box::new(ledger_core::store::SledStore::open(dir.path()).unwrap()),
+        config(),
+        export.as_slice(),
+        &note,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), "integrity");
+}
