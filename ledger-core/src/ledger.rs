@@ -541,15 +541,15 @@ impl Ledger {
         if group.is_empty() || group.len() > MAX_GROUP {
             return Err(LedgerError::GroupSize(group.len()));
         }
+        // Signatures are checked on all cores. A signer registered, or a key rotated, earlier in
+        // the same group is not known yet: such entries are verified again by the sequencer, in
+        // order, which then gives the real answer.
+        let checks = self.verify_all(&group);
         let mut verified = Vec::with_capacity(group.len());
-        for (index, prepared) in group.into_iter().enumerate() {
-            // Signers registered earlier in the same group are not known yet: their entries are
-            // verified again by the sequencer, in order.
-            let checked = match self.verify(&prepared) {
+        for (index, (prepared, check)) in group.into_iter().zip(checks).enumerate() {
+            let checked = match check {
                 Ok(v) => v,
-                Err(LedgerError::Signature(SignatureError::UnknownSigner(_))) => {
-                    Verified::default()
-                }
+                Err(LedgerError::Signature(_)) => Verified::default(),
                 Err(error) => {
                     return Err(LedgerError::Group {
                         index,
@@ -560,6 +560,34 @@ impl Ledger {
             verified.push((prepared, checked));
         }
         self.run(Unit::Group(verified))
+    }
+
+    /// Verifies many submissions, spread over the machine's cores.
+    fn verify_all(&self, group: &[Prepared]) -> Vec<Result<Verified, LedgerError>> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if threads < 2 || group.len() < 8 {
+            return group.iter().map(|p| self.verify(p)).collect();
+        }
+        let chunk = group.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = group
+                .chunks(chunk)
+                .map(|part| {
+                    let worker = scope.spawn(move || part.iter().map(|p| self.verify(p)).collect());
+                    (part.len(), worker)
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|(len, worker)| {
+                    worker.join().unwrap_or_else(|_| {
+                        let panicked =
+                            LedgerError::Integrity("a signature check failed".to_owned());
+                        vec![Err(panicked); len]
+                    })
+                })
+                .collect()
+        })
     }
 
     fn read_head(&self) -> RwLockReadGuard<'_, Head> {
