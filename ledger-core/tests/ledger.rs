@@ -521,3 +521,41 @@ fn a_backup_restores_to_the_same_ledger_and_a_damaged_one_is_refused() {
     .unwrap_err();
     assert_eq!(err.kind(), "integrity");
 }
+
+/// Regression: an entry signed with a key rotated in earlier in the same group was refused
+/// before sequencing, because signatures were checked against the keys of before the group.
+#[test]
+fn a_group_may_rotate_a_key_and_sign_with_the_new_one() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let platform = pid("two-mountains-bank");
+    let enterprise = pid("enterprise-a");
+    let new_key = signing_key("two-mountains-bank/rotated");
+    let rotation = body(
+        "rot-g",
+        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+            "new_public_key": common::encode_key(&new_key.verifying_key())}),
+    );
+    let rotation = sign_body(
+        rotation,
+        &[
+            (&platform, &signing_key("two-mountains-bank")),
+            (&platform, &new_key),
+        ],
+    )
+    .unwrap();
+    let trade = sign_body(
+        body("T-g", transfer("2")),
+        &[
+            (&platform, &new_key),
+            (&enterprise, &signing_key("enterprise-a")),
+        ],
+    )
+    .unwrap();
+    let group = vec![
+        Prepared::new(rotation).unwrap(),
+        Prepared::new(trade).unwrap(),
+    ];
+    ledger.submit_group(group).unwrap();
+    assert_eq!(available(&ledger, "enterprise-a"), "2".parse().unwrap());
+}
