@@ -1,1 +1,30 @@
-//! HTTP service of the carbon-sink ledger.
+//! `ledger-api`: the HTTP service and the command-line tool of the carbon-sink finance ledger.
+//!
+//! ```text
+//! client ──HTTP/JSON──▶ axum router ─▶ thin handler ─▶ spawn_blocking ─▶ ledger_core::Ledger
+//!                         │  limits: body size, in-flight (503), timeout     │ group commit:
+//!                         │  errors: RFC 9457 problem+json                  │ one batch, one
+//!                         └─ /metrics, /healthz, /v1/openapi.json           ▼ fdatasync, answers
+//! ```
+//!
+//! - [`routes`]: the router ([`app`]) and its handlers; `docs/api.md` describes every route.
+//! - [`problem`]: the one error type, [`ApiError`], and the table of problem kinds.
+//! - [`server`]: open the data folder, bind, serve, shut down cleanly.
+//! - [`keys`]: key files (mode 0600) and the data folder (operator key, origin).
+//! - [`client`]: a small HTTP client for the CLI, the demo and the tests.
+//! - [`cli`]: `keygen`, `sign`, `submit`, `verify`, `verify-pledge`.
+//! - [`demo`]: the reference case of DESIGN §2, as bodies and as a readable report.
+//! - [`metrics`]: Prometheus metrics.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod demo;
+pub mod keys;
+pub mod metrics;
+pub mod problem;
+pub mod routes;
+pub mod server;
+
+pub use problem::ApiError;
+pub use routes::{app, AppState, Limits};

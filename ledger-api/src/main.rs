@@ -1,1 +1,263 @@
-fn main() {}
+//! `carbon-ledger`: the service (`serve`) and the tools around it.
+//!
+//! ```text
+//! carbon-ledger serve  [--data DIR] [--listen ADDR] [--origin ORIGIN] [limits...]
+//! carbon-ledger keygen --out FILE
+//! carbon-ledger sign   --key FILE --signer ID [--key FILE --signer ID ...] [--ledger ORIGIN] BODY.json
+//! carbon-ledger submit --url URL FILE.json
+//! carbon-ledger verify --export FILE --checkpoint FILE --operator-key KEY
+//! carbon-ledger verify-pledge --bundle FILE --operator-key KEY
+//! carbon-ledger demo   [--url URL --operator-key FILE]
+//! ```
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ledger_api::cli;
+use ledger_api::demo::{self, DemoOptions};
+use ledger_api::keys::DataDirOptions;
+use ledger_api::server::{self, ServeOptions};
+use ledger_api::Limits;
+
+/// The carbon-sink finance ledger: an append-only, signed, tamper-evident ledger of a wetland
+/// carbon-sink market.
+#[derive(Debug, Parser)]
+#[command(name = "carbon-ledger", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the HTTP service on the embedded store (sled) in DIR; creates the operator key and
+    /// the ledger's origin on first start and reuses them after.
+    Serve(Serve),
+    /// Writes a new secret key file (mode 0600) and prints its public key (base64).
+    Keygen {
+        /// The key file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Signs a body file and prints the submission; given a submission, adds signatures to it.
+    Sign {
+        /// A key file (from `keygen`); repeat with --signer for each party.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// The participant id each --key signs for, in the same order.
+        #[arg(long = "signer", required = true)]
+        signers: Vec<String>,
+        /// The ledger's origin, for a body that does not name it.
+        #[arg(long, env = "CARBON_LEDGER_ORIGIN")]
+        ledger: Option<String>,
+        /// The body (or submission) file.
+        input: PathBuf,
+    },
+    /// Submits a signed file (one submission, or a group {"entries": [...]}) and prints the receipt.
+    Submit {
+        /// The service.
+        #[arg(
+            long,
+            env = "CARBON_LEDGER_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        url: String,
+        /// The signed submission.
+        file: PathBuf,
+    },
+    /// Checks an export against a checkpoint and the operator's public key, offline.
+    Verify {
+        /// The NDJSON export (GET /v1/export).
+        #[arg(long)]
+        export: PathBuf,
+        /// The checkpoint (GET /v1/checkpoint).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The operator's public key: base64, a C2SP verifier key, or a file holding one.
+        #[arg(long)]
+        operator_key: String,
+    },
+    /// A bank's offline check of a pledge bundle (GET /v1/pledges/{id}/bundle).
+    VerifyPledge {
+        /// The bundle file.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The operator's public key: base64, a C2SP verifier key, or a file holding one.
+        #[arg(long)]
+        operator_key: String,
+    },
+    /// Replays the reference case (Xiazhu Lake wetland, 2022) and prints a readable report.
+    Demo {
+        /// A running service; without it the demo starts one on a temporary folder.
+        #[arg(long, env = "CARBON_LEDGER_URL")]
+        url: Option<String>,
+        /// With --url: the service's operator key file (DIR/operator.key).
+        #[arg(long)]
+        operator_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Serve {
+    /// The data folder: operator key, origin and store.
+    #[arg(long, env = "CARBON_LEDGER_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// The address to listen on.
+    #[arg(long, env = "CARBON_LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The ledger's origin, for a new ledger (default carbon-sink-ledger.local/HOSTNAME);
+    /// for an existing one it must match.
+    #[arg(long, env = "CARBON_LEDGER_ORIGIN")]
+    origin: Option<String>,
+    /// The operator's participant id, for a new ledger.
+    #[arg(long, env = "CARBON_LEDGER_OPERATOR_ID", default_value = "operator")]
+    operator_id: String,
+    /// The operator's display name, for a new ledger.
+    #[arg(
+        long,
+        env = "CARBON_LEDGER_OPERATOR_NAME",
+        default_value = "Ledger operator"
+    )]
+    operator_name: String,
+    /// Largest request body, bytes.
+    #[arg(long, env = "CARBON_LEDGER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Most entries in one atomic group (at most 1024).
+    #[arg(long, env = "CARBON_LEDGER_MAX_GROUP_ENTRIES", default_value_t = 256,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    max_group_entries: u16,
+    /// Largest page of a list.
+    #[arg(long, env = "CARBON_LEDGER_MAX_PAGE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_page: u32,
+    /// Page size when none is asked for.
+    #[arg(long, env = "CARBON_LEDGER_DEFAULT_PAGE", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    default_page: u32,
+    /// Longest time to answer a request, seconds.
+    #[arg(long, env = "CARBON_LEDGER_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_secs: u64,
+    /// Most requests answered at once; more are refused with 503 at once.
+    #[arg(long, env = "CARBON_LEDGER_MAX_IN_FLIGHT", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
+}
+
+impl Serve {
+    fn options(self) -> ServeOptions {
+        let usize_of = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        ServeOptions {
+            data: DataDirOptions {
+                dir: self.data,
+                origin: self.origin,
+                operator: self.operator_id,
+                operator_name: self.operator_name,
+            },
+            listen: self.listen,
+            limits: Limits {
+                body_bytes: self.max_body_bytes,
+                group_entries: usize::from(self.max_group_entries),
+                page_default: usize_of(self.default_page),
+                page_max: usize_of(self.max_page),
+                request_timeout: Duration::from_secs(self.request_timeout_secs),
+                in_flight: usize_of(self.max_in_flight),
+            },
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, cli::CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cli::CliError(format!("cannot start the runtime: {e}")))
+}
+
+fn run(command: Command) -> Result<(), cli::CliError> {
+    match command {
+        Command::Serve(serve) => {
+            init_logging("info");
+            let options = serve.options();
+            runtime()?
+                .block_on(server::serve(options))
+                .map_err(|e| cli::CliError(e.to_string()))
+        }
+        Command::Keygen { out } => {
+            println!("{}", cli::keygen(&out)?);
+            eprintln!(
+                "secret key written to {} (mode 0600); the line above is its public key",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Sign {
+            keys,
+            signers,
+            ledger,
+            input,
+        } => {
+            if keys.len() != signers.len() {
+                return Err(cli::CliError(format!(
+                    "give one --signer per --key ({} keys, {} signers)",
+                    keys.len(),
+                    signers.len()
+                )));
+            }
+            let pairs: Vec<_> = keys.into_iter().zip(signers).collect();
+            println!("{}", cli::sign(&input, &pairs, ledger.as_deref())?);
+            Ok(())
+        }
+        Command::Submit { url, file } => {
+            println!("{}", runtime()?.block_on(cli::submit(&url, &file))?);
+            Ok(())
+        }
+        Command::Verify {
+            export,
+            checkpoint,
+            operator_key,
+        } => {
+            print!("{}", cli::verify(&export, &checkpoint, &operator_key)?);
+            Ok(())
+        }
+        Command::VerifyPledge {
+            bundle,
+            operator_key,
+        } => {
+            print!("{}", cli::verify_pledge(&bundle, &operator_key)?);
+            Ok(())
+        }
+        Command::Demo { url, operator_key } => {
+            init_logging("warn");
+            let mut out = std::io::stdout();
+            runtime()?
+                .block_on(demo::run(DemoOptions { url, operator_key }, &mut out))
+                .map_err(|e| cli::CliError(e.0))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("carbon-ledger: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The commands of `carbon-ledger` for people without a Rust program: make a key, sign a body,
+//! submit it, and check an export or a bank's pledge bundle offline.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use ledger_core::entry::{Body, Submission};
+use ledger_core::ids::{ParticipantId, PublicKey, Timestamp};
+use ledger_core::verify::{self, PledgeBundle};
+use ledger_core::{checkpoint, sign, wire};
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::keys;
+
+/// Why a command failed, in words for the person who ran it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+impl CliError {
+    fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<keys::KeyError> for CliError {
+    fn from(e: keys::KeyError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<crate::client::ClientError> for CliError {
+    fn from(e: crate::client::ClientError) -> Self {
+        Self(e.0)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+fn read_text(path: &Path) -> Result<String, CliError> {
+    String::from_utf8(read(path)?)
+        .map_err(|_| CliError(format!("{}: not UTF-8 text", path.display())))
+}
+
+/// `keygen --out FILE`: writes a new secret key file (mode 0600) and returns the public key,
+/// base64, as `register_participant` takes it.
+pub fn keygen(out: &Path) -> Result<String, CliError> {
+    let key = keys::generate_key();
+    keys::write_key_file(out, &key)?;
+    Ok(keys::public_key_base64(&key))
+}
+
+/// `sign`: signs a body (or adds signatures to a submission) with each (key file, signer id).
+///
+/// A body without `created_at` gets the current time; one without `ledger` gets `ledger` if given.
+/// A submission's body is left exactly as it is, so that parties can sign one after another.
+pub fn sign(
+    input: &Path,
+    signers: &[(PathBuf, String)],
+    ledger: Option<&str>,
+) -> Result<String, CliError> {
+    if signers.is_empty() {
+        return Err(CliError::new("give at least one --key FILE --signer ID"));
+    }
+    let value = wire::parse_strict(&read(input)?)
+        .map_err(|e| CliError(format!("{}: {e}", input.display())))?;
+    let is_submission = value.get("body").is_some() && value.get("signatures").is_some();
+    let mut submission: Submission = if is_submission {
+        serde_json::from_value(value)
+            .map_err(|e| CliError(format!("{}: not a submission: {e}", input.display())))?
+    } else {
+        let Value::Object(mut map) = value else {
+            return Err(CliError(format!(
+                "{}: expected a body (a JSON object with \"type\" and \"id\") or a submission",
+                input.display()
+            )));
+        };
+        if !map.contains_key("ledger") {
+            let origin = ledger.ok_or_else(|| {
+                CliError::new("the body has no \"ledger\": add it, or give --ledger ORIGIN (GET /v1/ledger tells the origin)")
+            })?;
+            map.insert("ledger".into(), Value::String(origin.to_owned()));
+        }
+        map.entry("created_at")
+            .or_insert_with(|| Value::String(Timestamp::now().to_string()));
+        let body: Body = serde_json::from_value(Value::Object(map))
+            .map_err(|e| CliError(format!("{}: not a valid body: {e}", input.display())))?;
+        Submission {
+            body,
+            signatures: Vec::new(),
+        }
+    };
+    let prepared = wire::Prepared::new(submission.clone())
+        .map_err(|e| CliError(format!("the body cannot be encoded: {e}")))?;
+    for (key_path, signer) in signers {
+        let id: ParticipantId = signer
+            .parse()
+            .map_err(|e| CliError(format!("--signer {signer}: {e}")))?;
+        let key = keys::read_key_file(key_path)?;
+        let line = sign::sign_line(&prepared.canonical_body, &id, &key);
+        // Signing again with the same key replaces the earlier line rather than doubling it.
+        submission
+            .signatures
+            .retain(|l| !(l.signer == id && l.sig == line.sig));
+        submission.signatures.push(line);
+    }
+    serde_json::to_string_pretty(&submission).map_err(|e| CliError(e.to_string()))
+}
+
+/// `submit --url URL FILE`: posts a submission (or a group `{"entries": [...]}`) and returns the
+/// receipt(s) as JSON.
+pub async fn submit(url: &str, file: &Path) -> Result<String, CliError> {
+    let bytes = read(file)?;
+    let is_group = wire::parse_strict(&bytes)
+        .ok()
+        .is_some_and(|v| v.get("entries").is_some());
+    let path = if is_group {
+        "/v1/entries/group"
+    } else {
+        "/v1/entries"
+    };
+    let response = Client::new(url)?.post(path, bytes).await?;
+    let value: Value = response.ok_json()?;
+    serde_json::to_string_pretty(&value).map_err(|e| CliError(e.to_string()))
+}
+
+/// Reads an operator key given as base64 (as `GET /v1/ledger` shows it), as a C2SP verifier key
+/// (`name+hash+base64`), or as the path of a file holding either (or a secret key file).
+pub fn operator_key(text: &str) -> Result<VerifyingKey, CliError> {
+    let text = text.trim();
+    if let Ok(key) = text.parse::<PublicKey>() {
+        return Ok(*key.verifying_key());
+    }
+    if let Ok((_, key)) = checkpoint::parse_verifier_key(text) {
+        return Ok(key);
+    }
+    let path = Path::new(text);
+    if path.is_file() {
+        let content = read_text(path)?;
+        let content = content.trim();
+        if content.starts_with(keys::SECRET_KEY_LABEL) {
+            return Ok(keys::read_key_file(path)?.verifying_key());
+        }
+        if let Ok(key) = content.parse::<PublicKey>() {
+            return Ok(*key.verifying_key());
+        }
+        if let Ok((_, key)) = checkpoint::parse_verifier_key(content) {
+            return Ok(key);
+        }
+    }
+    Err(CliError(format!(
+        "--operator-key \"{text}\" is neither a base64 public key, a note verifier key, nor a key file"
+    )))
+}
+
+/// `verify`: replays an export against a checkpoint signed by the operator key, offline.
+pub fn verify(export: &Path, checkpoint_file: &Path, key: &str) -> Result<String, CliError> {
+    let key = operator_key(key)?;
+    let note = read_text(checkpoint_file)?;
+    let file =
+        std::fs::File::open(export).map_err(|e| CliError(format!("{}: {e}", export.display())))?;
+    let report = verify::verify_export(std::io::BufReader::new(file), &note, &key)
+        .map_err(|e| CliError(format!("the export does NOT verify: {e}")))?;
+    Ok(format!(
+        "OK: the export of ledger \"{}\" verifies against the checkpoint.\n\
+         entries replayed: {}\nsignatures checked: {}\ncheckpoint size: {}\ncheckpoint root: {}\n",
+        report.origin,
+        report.entries,
+        report.signatures,
+        report.checkpoint_size,
+        report.checkpoint_root
+    ))
+}
+
+/// `verify-pledge`: a bank's offline check of a pledge bundle.
+pub fn verify_pledge(bundle: &Path, key: &str) -> Result<String, CliError> {
+    let key = operator_key(key)?;
+    let bundle: PledgeBundle = serde_json::from_slice(&read(bundle)?)
+        .map_err(|e| CliError(format!("{}: not a pledge bundle: {e}", bundle.display())))?;
+    let f = verify::verify_pledge_bundle(&bundle, &key).map_err(|e| CliError(e.to_string()))?;
+    Ok(format!(
+        "OK: pledge {} verifies under the checkpoint of size {} (root {}).\n\
+         pledgor: {}\nbank: {}\nlocked: {} t of batch {} (vintage {}, project {})\n\
+         facility limit: {} {} (reference price {}, haircut {})\n\
+         batch issued: {} t by the operator from report {}, which {} verified at {} t\n\
+         pledged at entry {}\n",
+        f.pledge,
+        f.checkpoint_size,
+        f.checkpoint_root,
+        f.pledgor,
+        f.bank,
+        f.quantity,
+        f.batch,
+        f.vintage,
+        f.project,
+        f.limit,
+        f.currency,
+        f.price_ref,
+        f.haircut,
+        f.batch_issued,
+        f.report,
+        f.verifier,
+        f.report_verified,
+        f.pledge_seq
+    ))
+}

@@ -1,0 +1,156 @@
+//! Prometheus metrics, served at `GET /metrics`.
+//!
+//! Built on `prometheus-client`, the Prometheus project's own Rust client: it is small (no HTTP
+//! server, no global recorder, no background thread), encodes the OpenMetrics text format that
+//! Prometheus scrapes, and keeps each metric in the service's state rather than in a global, so
+//! that the tests' many services in one process do not share counters.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `ledger_entries_accepted_total` | counter | `entry_type` |
+//! | `ledger_entries_rejected_total` | counter | `kind` (the problem kind) |
+//! | `ledger_size_entries` | gauge | — (set at each scrape) |
+//! | `http_request_duration_seconds` | histogram | `method`, `route`, `status` |
+//! | `http_requests_in_flight` | gauge | — |
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntryTypeLabel {
+    entry_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The service's metrics and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    accepted: Family<EntryTypeLabel, Counter>,
+    rejected: Family<KindLabel, Counter>,
+    size: Gauge<i64, AtomicI64>,
+    latency: HistogramFamily,
+    in_flight: Gauge<i64, AtomicI64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics, all at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let accepted = Family::<EntryTypeLabel, Counter>::default();
+        let rejected = Family::<KindLabel, Counter>::default();
+        let size = Gauge::<i64, AtomicI64>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let in_flight = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ledger_entries_accepted",
+            "Entries appended to the ledger, by entry type",
+            accepted.clone(),
+        );
+        registry.register(
+            "ledger_entries_rejected",
+            "Submissions refused, by problem kind",
+            rejected.clone(),
+        );
+        registry.register("ledger_size_entries", "Entries in the ledger", size.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (to the response head)",
+            latency.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being answered",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            accepted,
+            rejected,
+            size,
+            latency,
+            in_flight,
+        }
+    }
+
+    /// An entry was appended.
+    pub fn accepted(&self, entry_type: &str) {
+        self.accepted
+            .get_or_create(&EntryTypeLabel {
+                entry_type: entry_type.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A submission was refused.
+    pub fn rejected(&self, kind: &str) {
+        self.rejected
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A request was answered.
+    pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.latency
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A request started (+1) or ended (−1).
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.inc_by(delta);
+    }
+
+    /// The text exposition, with the ledger's size as given.
+    pub fn encode(&self, ledger_size: u64) -> String {
+        self.size
+            .set(i64::try_from(ledger_size).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(%error, "metrics could not be encoded");
+        }
+        out
+    }
+}

@@ -1,0 +1,1180 @@
+//! The routes: thin handlers that parse, call the core on a blocking thread, and map the result.
+//!
+//! Every call into [`Ledger`] runs under [`tokio::task::spawn_blocking`]: the ledger is sync, and
+//! a submission waits for a durable write. Concurrent submissions from many clients meet in the
+//! core's sequencer, which writes everything queued in one atomic batch and one `fdatasync`, then
+//! answers all of them (group commit). No answer leaves before its entry is durable.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use ledger_core::entry::TradeKind;
+use ledger_core::error::{RuleError, Thing};
+use ledger_core::ids::{
+    Basis, BatchId, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId, ReportId,
+};
+use ledger_core::ledger::{Ledger, LedgerError, Receipt};
+use ledger_core::state::{Coverage, PledgeRecord, Proceeds, State as LedgerState, TradeFilter};
+use ledger_core::{checkpoint, merkle, wire};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+use crate::problem::{problem_type, problemize, ApiError, ProblemType, PROBLEM_TYPES};
+
+/// The limits on every request. Each has a flag and a `CARBON_LEDGER_*` variable in `serve`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body, bytes.
+    pub body_bytes: usize,
+    /// Most entries in one atomic group (at most the core's [`ledger_core::ledger::MAX_GROUP`]).
+    pub group_entries: usize,
+    /// Page size when none is asked for.
+    pub page_default: usize,
+    /// Largest page.
+    pub page_max: usize,
+    /// Longest time to the response head.
+    pub request_timeout: Duration,
+    /// Most requests answered at once; beyond it, 503 `overloaded` at once rather than a queue.
+    pub in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 1 << 20,
+            group_entries: 256,
+            page_default: 100,
+            page_max: 1000,
+            request_timeout: Duration::from_secs(30),
+            in_flight: 1024,
+        }
+    }
+}
+
+struct Inner {
+    ledger: Arc<Ledger>,
+    limits: Limits,
+    metrics: Metrics,
+    in_flight: Arc<Semaphore>,
+}
+
+/// What every handler shares: the ledger, the limits and the metrics.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("ledger", &self.0.ledger)
+            .field("limits", &self.0.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over an open ledger.
+    pub fn new(ledger: Arc<Ledger>, limits: Limits) -> Self {
+        let limits = Limits {
+            group_entries: limits
+                .group_entries
+                .clamp(1, ledger_core::ledger::MAX_GROUP),
+            page_max: limits.page_max.max(1),
+            page_default: limits.page_default.clamp(1, limits.page_max.max(1)),
+            ..limits
+        };
+        let in_flight = Arc::new(Semaphore::new(limits.in_flight.min(Semaphore::MAX_PERMITS)));
+        Self(Arc::new(Inner {
+            ledger,
+            limits,
+            metrics: Metrics::new(),
+            in_flight,
+        }))
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.0.ledger
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// Runs `f` over the ledger on a blocking thread.
+    async fn blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ledger) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let ledger = self.0.ledger.clone();
+        tokio::task::spawn_blocking(move || f(&ledger))
+            .await
+            .map_err(|e| ApiError::internal("internal", e))?
+    }
+
+    /// Runs a query over the ledger's state on a blocking thread.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LedgerState) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.blocking(move |ledger| ledger.read(f)).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The route table
+// ---------------------------------------------------------------------------------------------
+
+/// One route: method, path (axum and OpenAPI share the `{param}` syntax), whether the request
+/// limits apply, and the handler.
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    limited: bool,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(method: &'static str, path: &'static str, handler: MethodRouter<AppState>) -> Route {
+    Route {
+        method,
+        path,
+        limited: true,
+        handler,
+    }
+}
+
+fn table() -> Vec<Route> {
+    let mut routes = vec![
+        route("POST", "/v1/entries", post(submit)),
+        route("GET", "/v1/entries", get(entries)),
+        route("POST", "/v1/entries/group", post(submit_group)),
+        route("GET", "/v1/entries/{seq}", get(entry)),
+        route("GET", "/v1/ledger", get(ledger_info)),
+        route("GET", "/v1/participants", get(participants)),
+        route("GET", "/v1/participants/{id}", get(participant)),
+        route("GET", "/v1/participants/{id}/balances", get(balances)),
+        route("GET", "/v1/methodologies", get(methodologies)),
+        route("GET", "/v1/methodologies/{id}", get(methodology)),
+        route("GET", "/v1/projects", get(projects)),
+        route("GET", "/v1/projects/{id}", get(project)),
+        route("GET", "/v1/projects/{id}/proceeds", get(project_proceeds)),
+        route("GET", "/v1/proceeds", get(all_proceeds)),
+        route("GET", "/v1/reports", get(reports)),
+        route("GET", "/v1/reports/{id}", get(report)),
+        route("GET", "/v1/batches", get(batches)),
+        route("GET", "/v1/batches/{id}", get(batch)),
+        route("GET", "/v1/prices", get(latest_prices)),
+        route("GET", "/v1/prices/history", get(price_history)),
+        route("GET", "/v1/prices/{id}", get(price)),
+        route("GET", "/v1/trades", get(trades)),
+        route("GET", "/v1/trades/{id}", get(trade)),
+        route("GET", "/v1/certificates", get(certificates)),
+        route("GET", "/v1/certificates/{id}", get(certificate)),
+        route("GET", "/v1/pledges", get(pledges)),
+        route("GET", "/v1/pledges/{id}", get(pledge)),
+        route("GET", "/v1/pledges/{id}/bundle", get(pledge_bundle)),
+        route("GET", "/v1/checkpoint", get(checkpoint_note)),
+        route("GET", "/v1/proofs/inclusion", get(inclusion_proof)),
+        route("GET", "/v1/proofs/consistency", get(consistency_proof)),
+        route("GET", "/v1/export", get(export)),
+        route("GET", "/v1/openapi.json", get(openapi)),
+    ];
+    // Operations routes answer even when the service is saturated.
+    for (method, path, handler) in [
+        ("GET", "/healthz", get(healthz)),
+        ("GET", "/metrics", get(metrics)),
+        ("GET", "/problems/{kind}", get(problem_doc)),
+    ] {
+        routes.push(Route {
+            method,
+            path,
+            limited: false,
+            handler,
+        });
+    }
+    routes
+}
+
+/// Every (method, path) the router serves, for the OpenAPI check.
+pub fn route_list() -> Vec<(&'static str, &'static str)> {
+    table().iter().map(|r| (r.method, r.path)).collect()
+}
+
+/// The service's router.
+pub fn app(state: AppState) -> Router {
+    let limits = state.limits().clone();
+    let mut limited = Router::new();
+    let mut open = Router::new();
+    for r in table() {
+        if r.limited {
+            limited = limited.route(r.path, r.handler);
+        } else {
+            open = open.route(r.path, r.handler);
+        }
+    }
+    let limited = limited
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), admit))
+        .layer(DefaultBodyLimit::max(limits.body_bytes));
+    Router::new()
+        .merge(limited)
+        .merge(open)
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::map_response(problemize))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Middleware
+// ---------------------------------------------------------------------------------------------
+
+/// The in-flight limit: a request beyond it is answered 503 at once (load shedding).
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.0.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::new(
+            "overloaded",
+            format!(
+                "the service is answering {} requests, its limit; retry shortly",
+                state.limits().in_flight
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// The request timeout, to the response head. A submission that times out may still be
+/// appended: resubmit the same signed entry, which returns its first receipt.
+async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.limits().request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            "timeout",
+            format!(
+                "no answer within {} ms; a submission may still be appended: resubmit the same signed entry to learn its receipt",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Latency by route, and requests in flight.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let start = Instant::now();
+    state.0.metrics.in_flight(1);
+    let response = next.run(request).await;
+    state.0.metrics.in_flight(-1);
+    state
+        .0
+        .metrics
+        .observe(&method, &route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        "no-such-route",
+        "there is no such route; GET /v1/openapi.json lists them",
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extractors whose rejections are problems
+// ---------------------------------------------------------------------------------------------
+
+/// The raw request body, within the body limit.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(RawBody)
+            .map_err(ApiError::from)
+    }
+}
+
+/// A path parameter whose rejection is a problem.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct PathParam<T>(pub T);
+
+/// A query string whose rejection is a problem.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct QueryParams<T>(pub T);
+
+// ---------------------------------------------------------------------------------------------
+// Submitting
+// ---------------------------------------------------------------------------------------------
+
+fn receipt_response(receipt: Receipt) -> Response {
+    let status = if receipt.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let location = format!("/v1/entries/{}", receipt.seq);
+    let mut response = (status, Json(receipt)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+impl AppState {
+    fn count(&self, result: &Result<Vec<Receipt>, ApiError>) {
+        match result {
+            Ok(receipts) => receipts
+                .iter()
+                .filter(|r| !r.duplicate)
+                .for_each(|r| self.0.metrics.accepted(&r.entry_type)),
+            Err(error) => self.0.metrics.rejected(error.kind()),
+        }
+    }
+}
+
+async fn submit(State(state): State<AppState>, body: Result<RawBody, ApiError>) -> Response {
+    let result = match body {
+        Ok(RawBody(bytes)) => {
+            state
+                .blocking(move |ledger| Ok(vec![ledger.submit_bytes(&bytes)?]))
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    state.count(&result);
+    match result.map(|mut receipts| receipts.pop()) {
+        Ok(Some(receipt)) => receipt_response(receipt),
+        Ok(None) => {
+            ApiError::internal("internal", "the ledger returned no receipt").into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The answer to a group: one receipt per entry, in order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupReceipts {
+    /// The receipts.
+    pub receipts: Vec<Receipt>,
+}
+
+fn decode_group(bytes: &[u8], max: usize) -> Result<Vec<wire::Prepared>, ApiError> {
+    let shape = || {
+        ApiError::new(
+            "malformed-entry",
+            "a group is an object {\"entries\": [submission, ...]} and nothing else",
+        )
+    };
+    let Value::Object(mut map) = wire::parse_strict(bytes).map_err(LedgerError::from)? else {
+        return Err(shape());
+    };
+    let entries = match map.remove("entries") {
+        Some(Value::Array(entries)) if map.is_empty() => entries,
+        _ => return Err(shape()),
+    };
+    if entries.is_empty() {
+        return Err(ApiError::new(
+            "malformed-entry",
+            "a group must hold at least one entry",
+        ));
+    }
+    if entries.len() > max {
+        return Err(ApiError::new(
+            "group-size",
+            format!(
+                "a group may hold at most {max} entries; this one holds {}",
+                entries.len()
+            ),
+        ));
+    }
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            wire::decode_submission_value(value).map_err(|e| {
+                ApiError::from(LedgerError::Group {
+                    index,
+                    error: Box::new(e.into()),
+                })
+            })
+        })
+        .collect()
+}
+
+async fn submit_group(State(state): State<AppState>, body: Result<RawBody, ApiError>) -> Response {
+    let max = state.limits().group_entries;
+    let result = match body {
+        Ok(RawBody(bytes)) => {
+            state
+                .blocking(move |ledger| {
+                    let group = decode_group(&bytes, max)?;
+                    Ok(ledger.submit_group(group)?)
+                })
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    state.count(&result);
+    match result {
+        Ok(receipts) => {
+            let status = if receipts.iter().all(|r| r.duplicate) {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, Json(GroupReceipts { receipts })).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entries
+// ---------------------------------------------------------------------------------------------
+
+/// One entry as the API shows it: its envelope exactly as stored (the leaf bytes), and its hash.
+#[derive(Debug, Serialize)]
+pub struct EntryView {
+    /// Position.
+    pub seq: u64,
+    /// Hex leaf hash.
+    pub leaf_hash: String,
+    /// The envelope `{seq, prev, accepted_at, entry}`, byte for byte the leaf.
+    pub envelope: Box<RawValue>,
+}
+
+fn entry_view(seq: u64, leaf: Vec<u8>) -> Result<EntryView, ApiError> {
+    let leaf_hash = hex::encode(merkle::leaf_hash(&leaf));
+    let text = String::from_utf8(leaf)
+        .map_err(|_| ApiError::internal("integrity", format!("leaf {seq} is not UTF-8")))?;
+    let envelope = RawValue::from_string(text)
+        .map_err(|e| ApiError::internal("integrity", format!("leaf {seq}: {e}")))?;
+    Ok(EntryView {
+        seq,
+        leaf_hash,
+        envelope,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A page of entries. Serialized directly (not through `Value`) so that each envelope stays
+/// byte for byte its leaf.
+#[derive(Debug, Serialize)]
+struct EntriesPage {
+    size: u64,
+    entries: Vec<EntryView>,
+    next: Option<u64>,
+}
+
+impl Limits {
+    fn page(&self, asked: Option<usize>) -> Result<usize, ApiError> {
+        match asked {
+            None => Ok(self.page_default),
+            Some(0) => Err(ApiError::malformed_request(format!(
+                "limit must be 1 to {}",
+                self.page_max
+            ))),
+            Some(n) => Ok(n.min(self.page_max)),
+        }
+    }
+}
+
+async fn entries(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<EntriesQuery>,
+) -> Result<Json<EntriesPage>, ApiError> {
+    let limit = state.limits().page(query.limit)?;
+    let from = query.from.unwrap_or(0);
+    let page = state
+        .blocking(move |ledger| {
+            let size = ledger.size();
+            let entries = ledger
+                .leaves(from, limit)?
+                .into_iter()
+                .map(|(seq, leaf)| entry_view(seq, leaf))
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = entries
+                .last()
+                .map(|e| e.seq + 1)
+                .filter(|next| *next < size);
+            Ok(EntriesPage {
+                size,
+                entries,
+                next,
+            })
+        })
+        .await?;
+    Ok(Json(page))
+}
+
+async fn entry(
+    State(state): State<AppState>,
+    PathParam(seq): PathParam<u64>,
+) -> Result<Response, ApiError> {
+    let view = state
+        .blocking(move |ledger| entry_view(seq, ledger.leaf(seq)?))
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ledger, participants, projects...
+// ---------------------------------------------------------------------------------------------
+
+/// What `GET /v1/ledger` says.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct LedgerInfo {
+    /// The origin: every body's `ledger`, every checkpoint's first line.
+    pub origin: String,
+    /// The operator's participant id.
+    pub operator: Option<String>,
+    /// The operator's public key, base64: what verifiers trust.
+    pub operator_public_key: String,
+    /// The same key as a C2SP note verifier key (`<name>+<hex key id>+<base64>`).
+    pub checkpoint_verifier_key: String,
+    /// Entries now.
+    pub size: u64,
+    /// Hex Merkle root now.
+    pub root: String,
+}
+
+async fn ledger_info(State(state): State<AppState>) -> Result<Json<LedgerInfo>, ApiError> {
+    let info = state
+        .blocking(|ledger| {
+            let key = ledger.operator_key();
+            let origin = ledger.origin().to_string();
+            Ok(LedgerInfo {
+                operator: ledger.read(|s| s.operator().map(ToString::to_string)),
+                operator_public_key: ledger_core::ids::PublicKey::from(key).to_string(),
+                checkpoint_verifier_key: checkpoint::verifier_key(&origin, &key),
+                size: ledger.size(),
+                root: hex::encode(ledger.root()),
+                origin,
+            })
+        })
+        .await?;
+    Ok(Json(info))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A page of a list: the items, and the cursor to pass as `after` for the next page.
+#[derive(Debug, Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next: Option<String>,
+}
+
+/// Pages through items sorted by `key`: those after the cursor, at most `limit`.
+fn page<T, K>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Page<T>, ApiError>
+where
+    K: PartialOrd + std::str::FromStr + ToString,
+{
+    let after = after
+        .map(|a| {
+            a.parse::<K>().map_err(|_| {
+                ApiError::malformed_request(format!("\"{a}\" is not a cursor of this list"))
+            })
+        })
+        .transpose()?;
+    let mut items: Vec<T> = items
+        .into_iter()
+        .filter(|item| after.as_ref().is_none_or(|a| key(item) > *a))
+        .take(limit.saturating_add(1))
+        .collect();
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|item| key(item).to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+fn to_json<T: Serialize>(value: T) -> Result<Json<Value>, ApiError> {
+    serde_json::to_value(value)
+        .map(Json)
+        .map_err(|e| ApiError::internal("internal", e))
+}
+
+fn unknown(thing: Thing, id: impl ToString) -> ApiError {
+    ApiError::from(LedgerError::Rule(RuleError::Unknown {
+        thing,
+        id: id.to_string(),
+    }))
+}
+
+/// A list route over an id-ordered table.
+macro_rules! list_by_id {
+    ($name:ident, $iter:ident, $id:ident) => {
+        async fn $name(
+            State(state): State<AppState>,
+            QueryParams(query): QueryParams<PageQuery>,
+        ) -> Result<Json<Value>, ApiError> {
+            let limit = state.limits().page(query.limit)?;
+            state
+                .read(move |s| {
+                    let page = page(
+                        s.$iter().cloned(),
+                        |item| item.$id.to_string(),
+                        query.after.as_deref(),
+                        limit,
+                    )?;
+                    to_json(page)
+                })
+                .await
+        }
+    };
+}
+
+/// A route that reads one row by id.
+macro_rules! one_by_id {
+    ($name:ident, $id_type:ty, $getter:ident, $thing:expr) => {
+        async fn $name(
+            State(state): State<AppState>,
+            PathParam(id): PathParam<$id_type>,
+        ) -> Result<Json<Value>, ApiError> {
+            state
+                .read(move |s| match s.$getter(&id) {
+                    Some(row) => to_json(row),
+                    None => Err(unknown($thing, &id)),
+                })
+                .await
+        }
+    };
+}
+
+list_by_id!(participants, participants, id);
+one_by_id!(participant, ParticipantId, participant, Thing::Participant);
+list_by_id!(methodologies, methodologies, id);
+one_by_id!(methodology, MethodologyId, methodology, Thing::Methodology);
+list_by_id!(projects, projects, id);
+one_by_id!(project, ProjectId, project, Thing::Project);
+list_by_id!(reports, reports, id);
+one_by_id!(report, ReportId, report, Thing::Report);
+list_by_id!(batches, batches, id);
+one_by_id!(batch, BatchId, batch, Thing::Batch);
+one_by_id!(price, PriceId, price, Thing::Price);
+one_by_id!(trade, EntryId, trade, Thing::Trade);
+one_by_id!(certificate, EntryId, certificate, Thing::Certificate);
+
+#[derive(Debug, Serialize)]
+struct BalanceRow {
+    batch: BatchId,
+    project: Option<ProjectId>,
+    vintage: Option<u16>,
+    available: Decimal,
+    pledged: Decimal,
+}
+
+#[derive(Debug, Serialize)]
+struct Balances {
+    holder: ParticipantId,
+    balances: Vec<BalanceRow>,
+    total_available: Decimal,
+    total_pledged: Decimal,
+}
+
+async fn balances(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<ParticipantId>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .read(move |s| {
+            if s.participant(&id).is_none() {
+                return Err(unknown(Thing::Participant, &id));
+            }
+            let balances: Vec<BalanceRow> = s
+                .balances_of(&id)
+                .filter(|(_, b)| !(b.available.is_zero() && b.pledged.is_zero()))
+                .map(|(batch, b)| {
+                    let row = s.batch(batch);
+                    BalanceRow {
+                        batch: batch.clone(),
+                        project: row.map(|r| r.project.clone()),
+                        vintage: row.map(|r| r.vintage),
+                        available: b.available,
+                        pledged: b.pledged,
+                    }
+                })
+                .collect();
+            to_json(Balances {
+                total_available: balances.iter().map(|b| b.available).sum(),
+                total_pledged: balances.iter().map(|b| b.pledged).sum(),
+                holder: id,
+                balances,
+            })
+        })
+        .await
+}
+
+#[derive(Debug, Serialize)]
+struct ProceedsView {
+    #[serde(flatten)]
+    proceeds: Proceeds,
+    total: Decimal,
+}
+
+fn proceeds_view(p: &Proceeds) -> ProceedsView {
+    ProceedsView {
+        proceeds: p.clone(),
+        total: p.total(),
+    }
+}
+
+async fn project_proceeds(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<ProjectId>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .read(move |s| {
+            if s.project(&id).is_none() {
+                return Err(unknown(Thing::Project, &id));
+            }
+            let items: Vec<ProceedsView> = s.proceeds_of(&id).map(proceeds_view).collect();
+            to_json(serde_json::json!({ "project": id, "items": items }))
+        })
+        .await
+}
+
+async fn all_proceeds(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.limits().page(query.limit)?;
+    state
+        .read(move |s| {
+            let items: Vec<ProceedsView> = s.proceeds().map(proceeds_view).collect();
+            to_json(
+                page(
+                    items.into_iter().enumerate(),
+                    |(i, _)| *i,
+                    query.after.as_deref(),
+                    limit,
+                )
+                .map(|p| Page {
+                    items: p.items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+                    next: p.next,
+                })?,
+            )
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prices, trades, certificates, pledges
+// ---------------------------------------------------------------------------------------------
+
+async fn latest_prices(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state
+        .read(|s| {
+            let items: Vec<_> = s.latest_prices().cloned().collect();
+            to_json(serde_json::json!({ "items": items }))
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    basis: Option<Basis>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn price_history(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.limits().page(query.limit)?;
+    state
+        .read(move |s| {
+            // Ordered by effective time; the cursor is a position in that order.
+            let history = s.price_history(query.basis.as_ref());
+            let p = page(
+                history.into_iter().cloned().enumerate(),
+                |(i, _)| *i,
+                query.after.as_deref(),
+                limit,
+            )?;
+            to_json(Page {
+                items: p.items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+                next: p.next,
+            })
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TradesQuery {
+    batch: Option<BatchId>,
+    party: Option<ParticipantId>,
+    kind: Option<TradeKind>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn trades(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<TradesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.limits().page(query.limit)?;
+    state
+        .read(move |s| {
+            let filter = TradeFilter {
+                batch: query.batch,
+                party: query.party,
+                kind: query.kind,
+            };
+            let p = page(
+                s.trades(&filter).into_iter().cloned(),
+                |t| t.seq,
+                query.after.as_deref(),
+                limit,
+            )?;
+            to_json(p)
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificatesQuery {
+    holder: Option<ParticipantId>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn certificates(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<CertificatesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.limits().page(query.limit)?;
+    state
+        .read(move |s| {
+            let p = page(
+                s.certificates(query.holder.as_ref()).into_iter().cloned(),
+                |c| c.seq,
+                query.after.as_deref(),
+                limit,
+            )?;
+            to_json(p)
+        })
+        .await
+}
+
+/// A pledge's coverage at the latest price of the same basis as its reference price.
+#[derive(Debug, Serialize)]
+struct CoverageView {
+    /// The price used.
+    price: PriceId,
+    basis: Basis,
+    effective_at: String,
+    #[serde(flatten)]
+    coverage: Coverage,
+}
+
+#[derive(Debug, Serialize)]
+struct PledgeView {
+    #[serde(flatten)]
+    pledge: PledgeRecord,
+    coverage: Option<CoverageView>,
+}
+
+fn pledge_view(s: &LedgerState, pledge: &PledgeRecord) -> PledgeView {
+    let coverage = s.price(&pledge.price_ref).map(|reference| {
+        // The latest price of the same basis and currency; the reference price if none is newer.
+        let latest = s
+            .latest_price(&reference.basis)
+            .filter(|p| p.currency == pledge.currency)
+            .unwrap_or(reference);
+        CoverageView {
+            price: latest.id.clone(),
+            basis: latest.basis.clone(),
+            effective_at: latest.effective_at.to_string(),
+            coverage: LedgerState::coverage(pledge, latest.unit_price),
+        }
+    });
+    PledgeView {
+        pledge: pledge.clone(),
+        coverage,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PledgesQuery {
+    bank: Option<ParticipantId>,
+    pledgor: Option<ParticipantId>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn pledges(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<PledgesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = state.limits().page(query.limit)?;
+    state
+        .read(move |s| {
+            let matching = s.pledges().filter(|p| {
+                query.bank.as_ref().is_none_or(|b| *b == p.bank)
+                    && query.pledgor.as_ref().is_none_or(|o| *o == p.pledgor)
+            });
+            let p = page(
+                matching,
+                |p| p.id.to_string(),
+                query.after.as_deref(),
+                limit,
+            )?;
+            to_json(Page {
+                items: p
+                    .items
+                    .iter()
+                    .map(|r| pledge_view(s, r))
+                    .collect::<Vec<_>>(),
+                next: p.next,
+            })
+        })
+        .await
+}
+
+async fn pledge(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<PledgeId>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .read(move |s| match s.pledge(&id) {
+            Some(p) => to_json(pledge_view(s, p)),
+            None => Err(unknown(Thing::Pledge, &id)),
+        })
+        .await
+}
+
+async fn pledge_bundle(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<PledgeId>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .blocking(move |ledger| {
+            if ledger.read(|s| s.pledge(&id).is_none()) {
+                return Err(unknown(Thing::Pledge, &id));
+            }
+            to_json(ledger.pledge_bundle(&id)?)
+        })
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint, proofs, export
+// ---------------------------------------------------------------------------------------------
+
+async fn checkpoint_note(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let note = state.blocking(|ledger| Ok(ledger.checkpoint()?)).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    seq: Option<u64>,
+    id: Option<EntryId>,
+    tree_size: Option<u64>,
+}
+
+async fn inclusion_proof(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<InclusionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .blocking(move |ledger| {
+            let seq = match (query.seq, &query.id) {
+                (Some(seq), None) => seq,
+                (None, Some(id)) => {
+                    ledger.read(|s| s.entry(id).map(|e| e.seq)).ok_or_else(|| {
+                        ApiError::new("not-found", format!("there is no entry with id \"{id}\""))
+                    })?
+                }
+                _ => {
+                    return Err(ApiError::malformed_request(
+                        "give either seq (a sequence number) or id (an entry id)",
+                    ))
+                }
+            };
+            to_json(ledger.inclusion_proof(seq, query.tree_size)?)
+        })
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    old_size: u64,
+    new_size: Option<u64>,
+}
+
+async fn consistency_proof(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<ConsistencyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .blocking(move |ledger| to_json(ledger.consistency_proof(query.old_size, query.new_size)?))
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    size: Option<u64>,
+}
+
+/// Hands the export's bytes to the response body in chunks, from a blocking thread.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buffer: Vec<u8>,
+}
+
+const EXPORT_CHUNK: usize = 64 * 1024;
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= EXPORT_CHUNK {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buffer));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+async fn export(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let current = state.blocking(|ledger| Ok(ledger.size())).await?;
+    let size = match query.size {
+        Some(size) if size > current => {
+            return Err(ApiError::new(
+                "not-found",
+                format!("the ledger holds {current} entries, fewer than {size}"),
+            ))
+        }
+        Some(size) => size,
+        None => current,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let ledger = state.ledger().clone();
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter {
+            tx: tx.clone(),
+            buffer: Vec::with_capacity(EXPORT_CHUNK),
+        };
+        let result = ledger
+            .export(&mut writer, Some(size))
+            .map_err(|e| e.to_string())
+            .and_then(|_| std::io::Write::flush(&mut writer).map_err(|e| e.to_string()));
+        if let Err(error) = result {
+            tracing::warn!(%error, "the export stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other(error)));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    headers.insert("ledger-tree-size", HeaderValue::from(size));
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------------
+
+async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let size = state.blocking(|ledger| Ok(ledger.size())).await?;
+    Ok(Json(serde_json::json!({ "status": "ok", "size": size })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let size = state.blocking(|ledger| Ok(ledger.size())).await?;
+    let text = state.0.metrics.encode(size);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// The OpenAPI document, as kept in `ledger-api/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn problem_doc(PathParam(kind): PathParam<String>) -> Result<Json<ProblemType>, ApiError> {
+    PROBLEM_TYPES
+        .iter()
+        .find(|t| t.kind == kind)
+        .map(|_| Json(problem_type(&kind)))
+        .ok_or_else(|| ApiError::new("not-found", format!("there is no problem type \"{kind}\"")))
+}

@@ -1,0 +1,374 @@
+//! The `carbon-ledger` binary run as a user runs it: serve, keygen, sign (two parties, one after
+//! the other), submit, verify, verify-pledge, demo, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ledger_api::client::Client;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carbon-ledger");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "carbon-ledger {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        !output.status.success(),
+        "carbon-ledger {args:?} should fail"
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// `carbon-ledger serve` in a child process, and the URL it logs.
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Service {
+    fn start(data: &Path) -> Self {
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Owned by the service at once, so that a failure below still kills it (see Drop).
+        let mut service = Self {
+            child,
+            url: String::new(),
+        };
+        let stderr = service.child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("serve did not say where it listens in time");
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on ".len()..];
+                service.url = rest.split_whitespace().next().unwrap().to_owned();
+                return service;
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status within a bound.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(url: &str, path: &str) -> ledger_api::client::HttpResponse {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async { Client::new(url).unwrap().get(path).await.unwrap() })
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_and_prints_the_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("me.key");
+    let public = ok(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(
+        public.trim().parse::<ledger_core::ids::PublicKey>().is_ok(),
+        "{public}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let refusal = fails(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(refusal.contains("me.key"), "{refusal}");
+}
+
+#[test]
+fn serve_keygen_then_two_parties_sign_one_after_the_other_and_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data);
+    let url = service.url.clone();
+    let info: Value = http_get(&url, "/v1/ledger").json().unwrap();
+    let origin = info["origin"].as_str().unwrap().to_owned();
+    let operator = info["operator"].as_str().unwrap().to_owned();
+    let operator_key = data.join("operator.key");
+
+    // A new participant makes a key; the operator and the participant sign its registration,
+    // one after the other.
+    let key = dir.path().join("academy.key");
+    let public = ok(&["keygen", "--out", key.to_str().unwrap()]);
+    let body = dir.path().join("register.json");
+    std::fs::write(
+        &body,
+        serde_json::to_vec_pretty(&json!({"type": "register_participant", "id": "reg-academy",
+            "participant": "zj-forestry-academy", "name": "浙江省林业科学研究院",
+            "roles": ["verifier"], "public_key": public.trim()}))
+        .unwrap(),
+    )
+    .unwrap();
+    let half = dir.path().join("half.json");
+    let signed_once = ok(&[
+        "sign",
+        "--ledger",
+        &origin,
+        "--key",
+        operator_key.to_str().unwrap(),
+        "--signer",
+        &operator,
+        body.to_str().unwrap(),
+    ]);
+    std::fs::write(&half, &signed_once).unwrap();
+    let full = dir.path().join("full.json");
+    let signed = ok(&[
+        "sign",
+        "--key",
+        key.to_str().unwrap(),
+        "--signer",
+        "zj-forestry-academy",
+        half.to_str().unwrap(),
+    ]);
+    std::fs::write(&full, &signed).unwrap();
+    let submission: Value = serde_json::from_str(&signed).unwrap();
+    assert_eq!(submission["signatures"].as_array().unwrap().len(), 2);
+
+    // Half-signed, it is refused with the problem's detail; fully signed, it is appended once.
+    let refusal = fails(&["submit", "--url", &url, half.to_str().unwrap()]);
+    assert!(refusal.contains("wrong-signers"), "{refusal}");
+    let receipt: Value =
+        serde_json::from_str(&ok(&["submit", "--url", &url, full.to_str().unwrap()])).unwrap();
+    assert_eq!(receipt["seq"], 1);
+    assert_eq!(receipt["duplicate"], false);
+    let again: Value =
+        serde_json::from_str(&ok(&["submit", "--url", &url, full.to_str().unwrap()])).unwrap();
+    assert_eq!(again["duplicate"], true);
+
+    // The demo needs the operator key against a running service; with it, it replays the case.
+    let refusal = fails(&["demo", "--url", &url]);
+    assert!(refusal.contains("--operator-key"), "{refusal}");
+    // This ledger holds the academy already: the demo's registrations are refused as a whole.
+    let refusal = fails(&[
+        "demo",
+        "--url",
+        &url,
+        "--operator-key",
+        operator_key.to_str().unwrap(),
+    ]);
+    assert!(refusal.contains("already-exists"), "{refusal}");
+    let size = http_get(&url, "/v1/ledger").json::<Value>().unwrap()["size"].clone();
+    assert_eq!(size, 2, "the refused group appended nothing");
+}
+
+#[test]
+fn demo_against_a_running_service_then_offline_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data);
+    let url = service.url.clone();
+    let operator_key = data.join("operator.key");
+    let report = ok(&[
+        "demo",
+        "--url",
+        &url,
+        "--operator-key",
+        operator_key.to_str().unwrap(),
+    ]);
+    for expected in [
+        "588,300.00",
+        "10,000 t × 58.83 CNY",
+        "CERT-2022-0001",
+        "coverage ratio 1.4286",
+        "inclusion of the acquisition",
+        "✓",
+    ] {
+        assert!(
+            report.contains(expected),
+            "{expected} missing from:\n{report}"
+        );
+    }
+    let info: Value = http_get(&url, "/v1/ledger").json().unwrap();
+    let public = info["operator_public_key"].as_str().unwrap();
+    let vkey = info["checkpoint_verifier_key"].as_str().unwrap();
+
+    // Offline: the export against the checkpoint, and the bank's bundle.
+    let checkpoint = dir.path().join("checkpoint.txt");
+    std::fs::write(&checkpoint, http_get(&url, "/v1/checkpoint").body).unwrap();
+    let export = dir.path().join("export.ndjson");
+    let size = http_get(&url, "/v1/ledger").json::<Value>().unwrap()["size"]
+        .as_u64()
+        .unwrap();
+    std::fs::write(
+        &export,
+        http_get(&url, &format!("/v1/export?size={size}")).body,
+    )
+    .unwrap();
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(
+        &bundle,
+        http_get(&url, "/v1/pledges/PL-2022-001/bundle").body,
+    )
+    .unwrap();
+    assert_eq!(
+        service.terminate().code(),
+        Some(0),
+        "serve exits cleanly on SIGTERM"
+    );
+
+    let (e, c, b) = (
+        export.to_str().unwrap(),
+        checkpoint.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+    );
+    let verified = ok(&[
+        "verify",
+        "--export",
+        e,
+        "--checkpoint",
+        c,
+        "--operator-key",
+        public,
+    ]);
+    assert!(verified.starts_with("OK"), "{verified}");
+    assert!(
+        verified.contains(&format!("entries replayed: {size}")),
+        "{verified}"
+    );
+    ok(&[
+        "verify",
+        "--export",
+        e,
+        "--checkpoint",
+        c,
+        "--operator-key",
+        vkey,
+    ]);
+    ok(&[
+        "verify",
+        "--export",
+        e,
+        "--checkpoint",
+        c,
+        "--operator-key",
+        operator_key.to_str().unwrap(),
+    ]);
+    let pledge = ok(&["verify-pledge", "--bundle", b, "--operator-key", public]);
+    assert!(pledge.contains("pledge PL-2022-001 verifies"), "{pledge}");
+    assert!(pledge.contains("bank: deqing-rural-bank"), "{pledge}");
+
+    // Tampering is caught: a figure changed in the export, another operator key.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let tampered = dir.path().join("tampered.ndjson");
+    std::fs::write(&tampered, text.replacen("588300.00", "588300.01", 1)).unwrap();
+    let refusal = fails(&[
+        "verify",
+        "--export",
+        tampered.to_str().unwrap(),
+        "--checkpoint",
+        c,
+        "--operator-key",
+        public,
+    ]);
+    assert!(refusal.contains("does NOT verify"), "{refusal}");
+    let other = dir.path().join("other.key");
+    let other_public = ok(&["keygen", "--out", other.to_str().unwrap()]);
+    fails(&[
+        "verify",
+        "--export",
+        e,
+        "--checkpoint",
+        c,
+        "--operator-key",
+        other_public.trim(),
+    ]);
+    let refusal = fails(&[
+        "verify-pledge",
+        "--bundle",
+        b,
+        "--operator-key",
+        other_public.trim(),
+    ]);
+    assert!(refusal.contains("does not verify"), "{refusal}");
+
+    // Restarted on the same folder, the ledger is as it was.
+    let service = Service::start(&data);
+    let again: Value = http_get(&service.url, "/v1/ledger").json().unwrap();
+    assert_eq!(again["size"], size);
+    assert_eq!(again["operator_public_key"], public);
+}
+
+#[test]
+fn demo_on_its_own_temporary_folder() {
+    let report = ok(&["demo"]);
+    for expected in [
+        "Xiazhu Lake wetland",
+        "17,000 t issued",
+        "1,700 t of it held back",
+        "10,000 t × 58.83 CNY = 588,300.00 CNY",
+        "(illustrative)",
+        "restoration proceeds",
+        "CERT-2022-0001",
+        "facility limit 164,724.00 CNY",
+        "coverage ratio 1.4286",
+        "refused drawdown DD-3",
+        "signature ✓",
+        "the export replays",
+    ] {
+        assert!(
+            report.contains(expected),
+            "{expected} missing from:\n{report}"
+        );
+    }
+}

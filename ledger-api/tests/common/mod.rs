@@ -1,0 +1,161 @@
+//! Helpers shared by the HTTP tests: an app over an in-memory ledger, oneshot requests, and
+//! services on temporary folders.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use ed25519_dalek::SigningKey;
+use ledger_api::demo::ReferenceCase;
+use ledger_api::keys::{self, DataDirOptions};
+use ledger_api::problem::Problem;
+use ledger_api::server::{self, Running, ServeOptions};
+use ledger_api::{app, AppState, Limits};
+use ledger_core::ledger::{Ledger, LedgerConfig};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+pub const ORIGIN: &str = "test.carbon-sink-ledger.local/http";
+pub const OPERATOR: &str = "deqing-registry";
+
+pub fn operator_key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+/// An app over a fresh in-memory ledger, and the reference case for it.
+pub fn memory_app(limits: Limits) -> (axum::Router, AppState, ReferenceCase) {
+    let ledger = Ledger::in_memory(LedgerConfig {
+        origin: ORIGIN.parse().unwrap(),
+        operator: OPERATOR.parse().unwrap(),
+        operator_name: "德清县生态资源登记中心 (test)".parse().unwrap(),
+        operator_key: operator_key(),
+    })
+    .unwrap();
+    let state = AppState::new(Arc::new(ledger), limits);
+    let case = ReferenceCase::new(ORIGIN, OPERATOR, operator_key());
+    (app(state.clone()), state, case)
+}
+
+/// An answer from a oneshot request.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts that this is a problem of `kind` with the table's status, and returns it.
+    pub fn problem(&self, kind: &str) -> Problem {
+        assert_eq!(
+            self.content_type,
+            "application/problem+json",
+            "{kind}: {} {}",
+            self.status,
+            self.text()
+        );
+        let problem: Problem = serde_json::from_slice(&self.body).unwrap();
+        assert_eq!(problem.kind, kind, "{}", self.text());
+        assert_eq!(problem.type_uri, format!("/problems/{kind}"));
+        assert_eq!(problem.status, self.status.as_u16());
+        assert_eq!(
+            problem.status,
+            ledger_api::problem::problem_type(kind).status,
+            "{kind}"
+        );
+        assert!(!problem.detail.is_empty());
+        problem
+    }
+}
+
+pub async fn send(app: &axum::Router, method: &str, path: &str, body: impl Into<Body>) -> Answer {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+pub async fn get(app: &axum::Router, path: &str) -> Answer {
+    send(app, "GET", path, Body::empty()).await
+}
+
+pub async fn post_json(app: &axum::Router, path: &str, value: &impl serde::Serialize) -> Answer {
+    send(app, "POST", path, serde_json::to_vec(value).unwrap()).await
+}
+
+/// Submits every step of the reference case through the router; returns the number appended.
+pub async fn replay_oneshot(app: &axum::Router, case: &ReferenceCase) -> usize {
+    let registrations = case.registrations();
+    let group = serde_json::json!({"entries": registrations.iter().map(|s| &s.submission).collect::<Vec<_>>()});
+    let answer = post_json(app, "/v1/entries/group", &group).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let mut appended = registrations.len();
+    for step in case.market() {
+        let answer = post_json(app, "/v1/entries", &step.submission).await;
+        match step.expect {
+            ledger_api::demo::Expect::Accepted => {
+                assert_eq!(
+                    answer.status,
+                    StatusCode::CREATED,
+                    "{}: {}",
+                    step.label,
+                    answer.text()
+                );
+                appended += 1;
+            }
+            ledger_api::demo::Expect::Refused(kind) => {
+                answer.problem(kind);
+            }
+        }
+    }
+    appended
+}
+
+/// Starts a service on `dir` (an existing folder is reused).
+pub async fn start(dir: &Path, origin: Option<&str>, limits: Limits) -> Running {
+    server::start(ServeOptions {
+        data: DataDirOptions {
+            dir: dir.to_owned(),
+            origin: origin.map(ToOwned::to_owned),
+            operator: OPERATOR.to_owned(),
+            operator_name: "德清县生态资源登记中心 (test)".to_owned(),
+        },
+        listen: ([127, 0, 0, 1], 0).into(),
+        limits,
+    })
+    .await
+    .unwrap()
+}
+
+/// The operator key of a running service.
+pub fn key_of(running: &Running) -> SigningKey {
+    keys::read_key_file(&running.operator_key_path).unwrap()
+}

@@ -1,0 +1,826 @@
+//! The router driven with `tower::ServiceExt::oneshot`, no socket: every route answers, every
+//! error kind comes out as problem+json with its status and type.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::*;
+use ledger_api::demo::{self, ReferenceCase};
+use ledger_api::problem::{problem_type, PROBLEM_TYPES};
+use ledger_api::Limits;
+use ledger_core::ledger::LedgerError;
+use serde_json::json;
+
+/// A ledger holding the whole reference case.
+async fn populated() -> (axum::Router, ReferenceCase) {
+    let (app, _, case) = memory_app(Limits::default());
+    replay_oneshot(&app, &case).await;
+    (app, case)
+}
+
+#[tokio::test]
+async fn the_reference_case_reads_back_through_every_query_route() {
+    let (app, _) = populated().await;
+
+    let batch = get(&app, "/v1/batches/XZH-2021").await.json();
+    assert_eq!(batch["issued"], "17000");
+    assert_eq!(
+        batch["buffer_initial"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        1700.0
+    );
+
+    let acquisition = get(&app, "/v1/trades/T-2022-0001").await.json();
+    assert_eq!(acquisition["amount"], "588300.00");
+    assert_eq!(acquisition["kind"], "acquisition");
+
+    let eco = get(&app, "/v1/trades?kind=eco_compensation").await.json();
+    assert_eq!(eco["items"].as_array().unwrap().len(), 2);
+    let by_party = get(&app, "/v1/trades?party=enterprise-b").await.json();
+    assert_eq!(by_party["items"].as_array().unwrap().len(), 1);
+    let by_batch = get(&app, "/v1/trades?batch=XZH-2021&limit=2").await.json();
+    assert_eq!(by_batch["items"].as_array().unwrap().len(), 2);
+    let cursor = by_batch["next"].as_str().unwrap();
+    let rest = get(&app, &format!("/v1/trades?batch=XZH-2021&after={cursor}"))
+        .await
+        .json();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null());
+
+    let balances = get(&app, "/v1/participants/two-mountains-bank/balances")
+        .await
+        .json();
+    assert_eq!(balances["balances"][0]["available"], "1000");
+    assert_eq!(balances["balances"][0]["pledged"], "4000");
+    assert_eq!(balances["balances"][0]["project"], "XZH");
+
+    let participants = get(&app, "/v1/participants?limit=3").await.json();
+    assert_eq!(participants["items"].as_array().unwrap().len(), 3);
+    assert!(participants["next"].is_string());
+    let one = get(&app, "/v1/participants/xiazhuhu-wetland").await.json();
+    assert_eq!(one["name"], "下渚湖湿地管理委员会");
+    assert_eq!(one["roles"], json!(["proponent"]));
+
+    for (path, field, value) in [
+        ("/v1/methodologies/wetland-sink", "buffer_rate", "0.10"),
+        ("/v1/projects/XZH", "name", "下渚湖湿地"),
+        ("/v1/reports/XZH-MR-2021", "verified", "17000"),
+        ("/v1/prices/BM-2022-06", "unit_price", "58.83"),
+        (
+            "/v1/certificates/CERT-2022-0001",
+            "purpose",
+            "2022 Scope 1 emissions offset",
+        ),
+    ] {
+        let answer = get(&app, path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(answer.json()[field], value, "{path}");
+    }
+    for path in [
+        "/v1/methodologies",
+        "/v1/projects",
+        "/v1/reports",
+        "/v1/batches",
+        "/v1/certificates?holder=enterprise-a",
+    ] {
+        let answer = get(&app, path).await;
+        assert_eq!(
+            answer.json()["items"].as_array().unwrap().len(),
+            1,
+            "{path}"
+        );
+    }
+
+    let latest = get(&app, "/v1/prices").await.json();
+    assert_eq!(latest["items"][0]["id"], "BM-2022-06");
+    let history = get(&app, "/v1/prices/history?basis=benchmark").await.json();
+    assert_eq!(history["items"].as_array().unwrap().len(), 1);
+
+    let proceeds = get(&app, "/v1/projects/XZH/proceeds").await.json();
+    assert_eq!(proceeds["items"][0]["acquisition"], "588300.00");
+    assert_eq!(proceeds["items"][0]["eco_compensation"], "300000.00");
+    assert_eq!(proceeds["items"][0]["total"], "888300.00");
+    let all = get(&app, "/v1/proceeds").await.json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+
+    let pledge = get(&app, "/v1/pledges/PL-2022-001").await.json();
+    assert_eq!(pledge["limit"], "164724.00");
+    assert_eq!(pledge["outstanding"], "164724.00");
+    assert_eq!(pledge["coverage"]["collateral_value"], "235320.00");
+    assert_eq!(pledge["coverage"]["coverage_ratio"], "1.4286");
+    assert_eq!(pledge["coverage"]["price"], "BM-2022-06");
+    let by_bank = get(&app, "/v1/pledges?bank=deqing-rural-bank").await.json();
+    assert_eq!(by_bank["items"][0]["coverage"]["coverage_ratio"], "1.4286");
+    let bundle = get(&app, "/v1/pledges/PL-2022-001/bundle").await.json();
+    assert_eq!(bundle["pledge"], "PL-2022-001");
+}
+
+#[tokio::test]
+async fn coverage_follows_the_latest_price_of_the_same_basis() {
+    let (app, case) = populated().await;
+    let price = case.sign(
+        case.body(
+            "price-2",
+            "2022-09-01T00:00:00Z",
+            json!({"type": "publish_price", "price": "BM-2022-09", "basis": "benchmark",
+                   "unit_price": "70.00", "currency": "CNY", "effective_at": "2022-09-01T00:00:00Z"}),
+        ),
+        &["deqing-pricing"],
+    );
+    assert_eq!(
+        post_json(&app, "/v1/entries", &price).await.status,
+        StatusCode::CREATED
+    );
+    let pledge = get(&app, "/v1/pledges/PL-2022-001").await.json();
+    assert_eq!(pledge["coverage"]["price"], "BM-2022-09");
+    // 4,000 t × 70.00 = 280,000.00; ÷ 164,724.00 = 1.6998.
+    assert_eq!(pledge["coverage"]["collateral_value"], "280000.00");
+    assert_eq!(pledge["coverage"]["coverage_ratio"], "1.6998");
+    let history = get(&app, "/v1/prices/history?limit=1").await.json();
+    assert_eq!(history["items"][0]["id"], "BM-2022-06");
+    let next = history["next"].as_str().unwrap();
+    let later = get(&app, &format!("/v1/prices/history?limit=1&after={next}"))
+        .await
+        .json();
+    assert_eq!(later["items"][0]["id"], "BM-2022-09");
+}
+
+#[tokio::test]
+async fn entries_page_and_prove() {
+    let (app, _) = populated().await;
+    let first = get(&app, "/v1/entries?limit=5").await.json();
+    let size = first["size"].as_u64().unwrap();
+    assert!(size > 10);
+    assert_eq!(first["entries"].as_array().unwrap().len(), 5);
+    assert_eq!(first["next"], 5);
+    let mut seen = 0;
+    let mut from = Some(0u64);
+    while let Some(at) = from {
+        let page = get(&app, &format!("/v1/entries?from={at}&limit=7"))
+            .await
+            .json();
+        for entry in page["entries"].as_array().unwrap() {
+            assert_eq!(entry["seq"], seen);
+            assert_eq!(entry["envelope"]["seq"], seen);
+            seen += 1;
+        }
+        from = page["next"].as_u64();
+    }
+    assert_eq!(seen, size);
+    // Each envelope in a page is byte for byte its leaf: its hash is the leaf hash.
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        leaf_hash: String,
+        envelope: Box<serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RawPage {
+        entries: Vec<Raw>,
+    }
+    let page: RawPage =
+        serde_json::from_slice(&get(&app, "/v1/entries?limit=1000").await.body).unwrap();
+    assert_eq!(page.entries.len() as u64, size);
+    for entry in page.entries {
+        let hash = ledger_core::merkle::leaf_hash(entry.envelope.get().as_bytes());
+        assert_eq!(hex::encode(hash), entry.leaf_hash);
+    }
+    let genesis = get(&app, "/v1/entries/0").await.json();
+    assert_eq!(
+        genesis["envelope"]["entry"]["body"]["type"],
+        "register_participant"
+    );
+
+    let note = get(&app, "/v1/checkpoint").await;
+    assert_eq!(note.content_type, "text/plain; charset=utf-8");
+    assert!(note.text().starts_with(&format!("{ORIGIN}\n{size}\n")));
+    let proof = get(&app, "/v1/proofs/inclusion?id=T-2022-0001")
+        .await
+        .json();
+    assert_eq!(proof["tree_size"], size);
+    let by_seq = get(&app, &format!("/v1/proofs/inclusion?seq={}", proof["seq"]))
+        .await
+        .json();
+    assert_eq!(proof, by_seq);
+    let consistency = get(&app, "/v1/proofs/consistency?old_size=3").await.json();
+    assert_eq!(consistency["new_size"], size);
+
+    let export = get(&app, "/v1/export").await;
+    assert_eq!(export.content_type, "application/x-ndjson");
+    assert_eq!(export.text().lines().count() as u64, size);
+    let prefix = get(&app, "/v1/export?size=4").await;
+    assert_eq!(prefix.text().lines().count(), 4);
+}
+
+#[tokio::test]
+async fn operations_routes_answer() {
+    let (app, _, _) = memory_app(Limits::default());
+    let health = get(&app, "/healthz").await;
+    assert_eq!(health.json(), json!({"status": "ok", "size": 1}));
+    let openapi = get(&app, "/v1/openapi.json").await;
+    assert_eq!(openapi.content_type, "application/json");
+    assert_eq!(openapi.json()["openapi"], "3.1.0");
+    let problem = get(&app, "/problems/insufficient-sink").await.json();
+    assert_eq!(problem["status"], 422);
+    get(&app, "/problems/no-such-thing")
+        .await
+        .problem("not-found");
+    let ledger = get(&app, "/v1/ledger").await.json();
+    assert_eq!(ledger["origin"], ORIGIN);
+    assert_eq!(ledger["operator"], OPERATOR);
+}
+
+#[tokio::test]
+async fn metrics_count_accepted_and_rejected_entries_and_latency() {
+    let (app, _, case) = memory_app(Limits::default());
+    replay_oneshot(&app, &case).await;
+    let text = get(&app, "/metrics").await.text();
+    assert!(
+        text.contains("ledger_entries_accepted_total{entry_type=\"trade\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ledger_entries_accepted_total{entry_type=\"register_participant\"} 7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ledger_entries_rejected_total{kind=\"limit-exceeded\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("ledger_size_entries 20"), "{text}");
+    assert!(text.contains("http_request_duration_seconds_count{method=\"POST\",route=\"/v1/entries\",status=\"201\"}"), "{text}");
+}
+
+#[tokio::test]
+async fn resubmitting_the_same_entry_returns_its_first_receipt_with_200() {
+    let (app, _, case) = memory_app(Limits::default());
+    let step = &case.registrations()[0];
+    let first = post_json(&app, "/v1/entries", &step.submission).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = post_json(&app, "/v1/entries", &step.submission).await;
+    assert_eq!(again.status, StatusCode::OK);
+    let (a, b) = (first.json(), again.json());
+    assert_eq!(a["seq"], b["seq"]);
+    assert_eq!(a["leaf_hash"], b["leaf_hash"]);
+    assert_eq!(b["duplicate"], true);
+}
+
+#[tokio::test]
+async fn a_refused_group_appends_nothing_and_names_the_entry() {
+    let (app, _, case) = memory_app(Limits::default());
+    let mut registrations: Vec<_> = case
+        .registrations()
+        .into_iter()
+        .map(|s| s.submission)
+        .collect();
+    registrations[2].signatures.clear();
+    let answer = post_json(
+        &app,
+        "/v1/entries/group",
+        &json!({"entries": registrations}),
+    )
+    .await;
+    let problem = answer.problem("unsigned");
+    assert_eq!(problem.index, Some(2));
+    assert_eq!(get(&app, "/healthz").await.json()["size"], 1);
+}
+
+/// Sends a trade body with chosen fields, signed by chosen parties.
+fn trade(
+    case: &ReferenceCase,
+    id: &str,
+    fields: serde_json::Value,
+    signers: &[&str],
+) -> ledger_core::entry::Submission {
+    let mut body = json!({"type": "trade", "kind": "eco_compensation", "seller": demo::PLATFORM,
+        "buyer": "enterprise-a", "batch": demo::BATCH, "quantity": "10", "unit_price": "60.00",
+        "currency": "CNY", "amount": "600.00"});
+    for (k, v) in fields.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    case.sign(case.body(id, "2022-10-01T00:00:00Z", body), signers)
+}
+
+#[tokio::test]
+async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
+    let (app, case) = populated().await;
+    let both = [demo::PLATFORM, "enterprise-a"];
+    let mut seen = BTreeSet::new();
+    let mut check = |answer: Answer, kind: &'static str| {
+        answer.problem(kind);
+        seen.insert(kind);
+    };
+
+    // The request itself.
+    check(
+        send(&app, "POST", "/v1/entries", "{\"body\":").await,
+        "malformed-json",
+    );
+    check(
+        send(
+            &app,
+            "POST",
+            "/v1/entries",
+            "{\"body\":{},\"signatures\":[]}",
+        )
+        .await,
+        "malformed-entry",
+    );
+    check(
+        send(&app, "POST", "/v1/entries/group", "[]").await,
+        "malformed-entry",
+    );
+    check(
+        get(&app, "/v1/entries?limit=lots").await,
+        "malformed-request",
+    );
+    check(get(&app, "/v1/entries?limit=0").await, "malformed-request");
+    check(
+        get(&app, "/v1/entries?colour=blue").await,
+        "malformed-request",
+    );
+    check(
+        get(&app, "/v1/entries/minus-one").await,
+        "malformed-request",
+    );
+    check(
+        get(&app, "/v1/participants/has%20space").await,
+        "malformed-request",
+    );
+    check(
+        get(&app, "/v1/trades?after=not-a-seq").await,
+        "malformed-request",
+    );
+    check(get(&app, "/v1/proofs/inclusion").await, "malformed-request");
+    check(
+        get(&app, "/v1/proofs/inclusion?seq=50&tree_size=5").await,
+        "bad-proof-request",
+    );
+    check(
+        get(&app, "/v1/proofs/consistency?old_size=9&new_size=3").await,
+        "bad-proof-request",
+    );
+    check(get(&app, "/v1/nothing-here").await, "no-such-route");
+    check(
+        send(&app, "DELETE", "/v1/entries", axum::body::Body::empty()).await,
+        "method-not-allowed",
+    );
+    check(
+        send(&app, "POST", "/v1/entries", vec![b' '; (1 << 20) + 1]).await,
+        "body-too-large",
+    );
+    let one = trade(&case, "T-g", json!({}), &both);
+    check(
+        post_json(
+            &app,
+            "/v1/entries/group",
+            &json!({"entries": vec![&one; 257]}),
+        )
+        .await,
+        "group-size",
+    );
+
+    // Signatures and authority.
+    let mut unsigned = trade(&case, "T-u", json!({}), &both);
+    unsigned.signatures.clear();
+    check(post_json(&app, "/v1/entries", &unsigned).await, "unsigned");
+    let mut forged = trade(&case, "T-f", json!({}), &both);
+    forged.signatures[0].sig.0[5] ^= 1;
+    check(
+        post_json(&app, "/v1/entries", &forged).await,
+        "bad-signature",
+    );
+    let mut stranger = trade(&case, "T-s", json!({}), &both);
+    stranger.signatures[0].signer = "nobody-at-all".parse().unwrap();
+    check(
+        post_json(&app, "/v1/entries", &stranger).await,
+        "unknown-signer",
+    );
+    let mut twice = trade(&case, "T-t", json!({}), &both);
+    twice.signatures.push(twice.signatures[0].clone());
+    check(
+        post_json(&app, "/v1/entries", &twice).await,
+        "duplicate-signature",
+    );
+    check(
+        post_json(
+            &app,
+            "/v1/entries",
+            &trade(&case, "T-w", json!({}), &["enterprise-a"]),
+        )
+        .await,
+        "wrong-signers",
+    );
+    check(
+        post_json(
+            &app,
+            "/v1/entries",
+            &trade(
+                &case,
+                "T-r",
+                json!({"kind": "acquisition", "seller": demo::WETLAND, "buyer": "enterprise-a"}),
+                &[demo::WETLAND, "enterprise-a"],
+            ),
+        )
+        .await,
+        "missing-role",
+    );
+    let other = ReferenceCase::new("another.example/ledger", OPERATOR, operator_key());
+    check(
+        post_json(&app, "/v1/entries", &other.registrations()[0].submission).await,
+        "wrong-ledger",
+    );
+
+    // Unknown things.
+    check(get(&app, "/v1/entries/999").await, "not-found");
+    check(
+        get(&app, "/v1/proofs/inclusion?id=NO-SUCH-ENTRY").await,
+        "not-found",
+    );
+    check(get(&app, "/v1/export?size=999").await, "not-found");
+    check(
+        post_json(
+            &app,
+            "/v1/entries",
+            &trade(&case, "T-b", json!({"batch": "NOPE"}), &both),
+        )
+        .await,
+        "unknown-batch",
+    );
+    for (path, kind) in [
+        ("/v1/participants/nobody", "unknown-participant"),
+        ("/v1/participants/nobody/balances", "unknown-participant"),
+        ("/v1/methodologies/none", "unknown-methodology"),
+        ("/v1/projects/none", "unknown-project"),
+        ("/v1/projects/none/proceeds", "unknown-project"),
+        ("/v1/reports/none", "unknown-report"),
+        ("/v1/batches/none", "unknown-batch"),
+        ("/v1/prices/none", "unknown-price"),
+        ("/v1/pledges/none", "unknown-pledge"),
+        ("/v1/pledges/none/bundle", "unknown-pledge"),
+        ("/v1/certificates/none", "unknown-certificate"),
+        ("/v1/trades/none", "unknown-trade"),
+    ] {
+        check(get(&app, path).await, kind);
+    }
+
+    // Ids already taken.
+    check(
+        post_json(
+            &app,
+            "/v1/entries",
+            &trade(&case, "T-2022-0001", json!({}), &both),
+        )
+        .await,
+        "entry-id-conflict",
+    );
+    let again = case.sign(
+        case.body(
+            "reg-again",
+            "2022-10-01T00:00:00Z",
+            json!({"type": "register_methodology",
+            "methodology": "wetland-sink", "name": "again", "version": "2", "buffer_rate": "0.2"}),
+        ),
+        &[OPERATOR],
+    );
+    check(
+        post_json(&app, "/v1/entries", &again).await,
+        "already-exists",
+    );
+
+    // Rules of the market.
+    check(
+        post_json(
+            &app,
+            "/v1/entries",
+            &trade(
+                &case,
+                "T-i",
+                json!({"quantity": "5000", "amount": "300000.00"}),
+                &both,
+            ),
+        )
+        .await,
+        "insufficient-sink",
+    );
+    check(
+        post_json(
+            &app,
+            "/v1/entries",
+            &trade(&case, "T-a", json!({"amount": "600.01"}), &both),
+        )
+        .await,
+        "amount-mismatch",
+    );
+    check(
+        post_json(
+            &app,
+            "/v1/entries",
+            &trade(
+                &case,
+                "T-self",
+                json!({"buyer": demo::PLATFORM}),
+                &[demo::PLATFORM],
+            ),
+        )
+        .await,
+        "self-trade",
+    );
+
+    // The service.
+    let (busy, _, _) = memory_app(Limits {
+        in_flight: 0,
+        ..Limits::default()
+    });
+    check(get(&busy, "/v1/ledger").await, "overloaded");
+    assert_eq!(
+        get(&busy, "/healthz").await.status,
+        StatusCode::OK,
+        "health answers even when saturated"
+    );
+    let (slow, _, slow_case) = memory_app(Limits {
+        request_timeout: Duration::from_nanos(1),
+        ..Limits::default()
+    });
+    check(
+        post_json(
+            &slow,
+            "/v1/entries",
+            &slow_case.registrations()[0].submission,
+        )
+        .await,
+        "timeout",
+    );
+
+    // Every kind the service can send over HTTP was seen, but those of a broken store.
+    let untriggered: BTreeSet<&str> = PROBLEM_TYPES
+        .iter()
+        .map(|t| t.kind)
+        .filter(|k| !seen.contains(k))
+        .collect();
+    let rule_kinds_tested_in_core = [
+        "genesis",
+        "operator-role-reserved",
+        "bad-roles",
+        "key-in-use",
+        "exceeds-verified",
+        "period-reversed",
+        "period-overlap",
+        "vintage-outside-period",
+        "trade-terms",
+        "amount-rounds-to-zero",
+        "currency-mismatch",
+        "limit-mismatch",
+        "limit-exceeded",
+        "repayment-exceeds-outstanding",
+        "pledge-closed",
+        "pledge-outstanding",
+        "price-not-yet-effective",
+        "insufficient-buffer",
+        "key-unchanged",
+        "bad-price-inputs",
+    ];
+    let broken_store = ["internal", "storage", "integrity", "checkpoint"];
+    let expected: BTreeSet<&str> = rule_kinds_tested_in_core
+        .into_iter()
+        .chain(broken_store)
+        .collect();
+    assert_eq!(untriggered, expected);
+}
+
+#[test]
+fn every_kind_of_the_core_has_its_own_problem_type() {
+    use ledger_core::error::{RuleError, Thing};
+    use ledger_core::sign::SignatureError;
+    use ledger_core::wire::WireError;
+    let d = rust_decimal::Decimal::ONE;
+    let currency: ledger_core::num::Currency = "CNY".parse().unwrap();
+    let now = ledger_core::ids::Timestamp::now();
+    let mut errors: Vec<LedgerError> = vec![
+        WireError::Json("x".into()).into(),
+        WireError::Format("x".into()).into(),
+        WireError::NotCanonical.into(),
+        WireError::TooManySignatures.into(),
+        LedgerError::WrongLedger {
+            expected: "a".into(),
+            found: "b".into(),
+        },
+        SignatureError::Unsigned.into(),
+        SignatureError::UnknownSigner("x".into()).into(),
+        SignatureError::BadSignature("x".into()).into(),
+        SignatureError::DuplicateSignature("x".into()).into(),
+        LedgerError::GroupSize(2000),
+        LedgerError::NotFound("x".into()),
+    ];
+    for thing in [
+        Thing::Participant,
+        Thing::Methodology,
+        Thing::Project,
+        Thing::Report,
+        Thing::Batch,
+        Thing::Price,
+        Thing::Pledge,
+        Thing::Certificate,
+        Thing::Trade,
+    ] {
+        errors.push(
+            RuleError::Unknown {
+                thing,
+                id: "x".into(),
+            }
+            .into(),
+        );
+    }
+    let rules = vec![
+        RuleError::AlreadyExists {
+            thing: Thing::Batch,
+            id: "x".into(),
+        },
+        RuleError::EntryIdUsed {
+            id: "x".into(),
+            seq: 1,
+        },
+        RuleError::WrongSigners {
+            entry_type: "trade",
+            expected: "a".into(),
+            found: "b".into(),
+        },
+        RuleError::MissingRole {
+            participant: "x".into(),
+            role: ledger_core::ids::Role::Bank,
+            action: "lend",
+        },
+        RuleError::Genesis("x"),
+        RuleError::OperatorRoleReserved,
+        RuleError::BadRoles,
+        RuleError::KeyInUse { holder: "x".into() },
+        RuleError::InsufficientSink {
+            holder: "x".into(),
+            batch: "b".into(),
+            available: d,
+            needed: d,
+            action: "trade",
+        },
+        RuleError::ExceedsVerified {
+            report: "r".into(),
+            verified: d,
+            issued: d,
+            requested: d,
+        },
+        RuleError::PeriodReversed {
+            start: "a".into(),
+            end: "b".into(),
+        },
+        RuleError::PeriodOverlap {
+            project: "p".into(),
+            other: "o".into(),
+            other_start: "a".into(),
+            other_end: "b".into(),
+        },
+        RuleError::VintageOutsidePeriod {
+            vintage: 2020,
+            report: "r".into(),
+            start_year: 2021,
+            end_year: 2021,
+        },
+        RuleError::SelfTrade("x".into()),
+        RuleError::TradeTerms("x".into()),
+        RuleError::AmountMismatch {
+            stated: d,
+            quantity: d,
+            unit_price: d,
+            computed: d,
+        },
+        RuleError::AmountRoundsToZero {
+            quantity: d,
+            unit_price: d,
+        },
+        RuleError::CurrencyMismatch {
+            what: "x",
+            expected: currency.clone(),
+            found: currency,
+        },
+        RuleError::LimitMismatch {
+            stated: d,
+            quantity: d,
+            unit_price: d,
+            haircut: d,
+            computed: d,
+        },
+        RuleError::LimitExceeded {
+            pledge: "p".into(),
+            limit: d,
+            outstanding: d,
+            requested: d,
+        },
+        RuleError::RepaymentExceedsOutstanding {
+            pledge: "p".into(),
+            outstanding: d,
+            requested: d,
+        },
+        RuleError::PledgeClosed {
+            pledge: "p".into(),
+            status: "released",
+            action: "drawn",
+        },
+        RuleError::PledgeOutstanding {
+            pledge: "p".into(),
+            outstanding: d,
+        },
+        RuleError::PriceNotYetEffective {
+            price: "p".into(),
+            effective_at: now.clone(),
+            created_at: now,
+        },
+        RuleError::InsufficientBuffer {
+            batch: "b".into(),
+            buffer: d,
+            requested: d,
+        },
+        RuleError::KeyUnchanged("x".into()),
+        RuleError::BadPriceInputs { max: 16 },
+    ];
+    errors.extend(rules.into_iter().map(LedgerError::from));
+    for error in errors {
+        let kind = error.kind();
+        let listed = problem_type(kind);
+        assert_eq!(
+            listed.kind, kind,
+            "the core's kind {kind} is missing from PROBLEM_TYPES"
+        );
+        let api = ledger_api::ApiError::from(error);
+        assert_eq!(api.kind(), kind);
+        assert_eq!(api.status().as_u16(), listed.status);
+    }
+}
+
+/// Statuses the issue fixes for whole families of errors.
+#[test]
+fn statuses_follow_the_issue() {
+    for (kind, status) in [
+        ("malformed-json", 400),
+        ("malformed-entry", 400),
+        ("unsigned", 401),
+        ("bad-signature", 401),
+        ("wrong-signers", 403),
+        ("unknown-batch", 404),
+        ("entry-id-conflict", 409),
+        ("body-too-large", 413),
+        ("insufficient-sink", 422),
+        ("overloaded", 503),
+    ] {
+        assert_eq!(problem_type(kind).status, status, "{kind}");
+    }
+}
+
+#[test]
+fn the_openapi_document_lists_exactly_the_routes_of_the_router() {
+    let doc: serde_json::Value = serde_json::from_str(ledger_api::routes::OPENAPI).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let served: BTreeSet<(String, String)> = ledger_api::routes::route_list()
+        .into_iter()
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(documented, served);
+    // Every reference in the document resolves.
+    let text = ledger_api::routes::OPENAPI;
+    for piece in text.split("\"$ref\": \"#/components/").skip(1) {
+        let target = &piece[..piece.find('"').unwrap()];
+        let (section, name) = target.split_once('/').unwrap();
+        assert!(
+            doc["components"][section][name].is_object(),
+            "dangling $ref {target}"
+        );
+    }
+}
+
+#[test]
+fn the_error_table_of_docs_api_md_is_the_services() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let mut documented = BTreeSet::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() > 3 && cells[1].starts_with('`') && cells[2].parse::<u16>().is_ok() {
+            documented.insert((
+                cells[1].trim_matches('`').to_owned(),
+                cells[2].parse::<u16>().unwrap(),
+            ));
+        }
+    }
+    let served: BTreeSet<(String, u16)> = PROBLEM_TYPES
+        .iter()
+        .map(|t| (t.kind.to_owned(), t.status))
+        .collect();
+    assert_eq!(documented, served);
+}
