@@ -183,6 +183,16 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         "The reference price is not yet in effect",
     ),
     p(
+        "nothing-outstanding",
+        422,
+        "The pledge has no loan outstanding to enforce",
+    ),
+    p(
+        "created-in-future",
+        422,
+        "The entry is dated after the ledger received it",
+    ),
+    p(
         "insufficient-buffer",
         422,
         "Not enough sink in the buffer pool",

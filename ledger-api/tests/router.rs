@@ -26,15 +26,10 @@ async fn the_reference_case_reads_back_through_every_query_route() {
     let (app, _) = populated().await;
 
     let batch = get(&app, "/v1/batches/XZH-2021").await.json();
-    assert_eq!(batch["issued"], "17000");
-    assert_eq!(
-        batch["buffer_initial"]
-            .as_str()
-            .unwrap()
-            .parse::<f64>()
-            .unwrap(),
-        1700.0
-    );
+    assert_eq!(batch["issued"], "17000.000");
+    // Figures the ledger computes are written with their full scale: tonnes 3, money 2.
+    assert_eq!(batch["buffer_initial"], "1700.000");
+    assert_eq!(batch["retired"], "1000.000");
 
     let acquisition = get(&app, "/v1/trades/T-2022-0001").await.json();
     assert_eq!(acquisition["amount"], "588300.00");
@@ -56,8 +51,8 @@ async fn the_reference_case_reads_back_through_every_query_route() {
     let balances = get(&app, "/v1/participants/two-mountains-bank/balances")
         .await
         .json();
-    assert_eq!(balances["balances"][0]["available"], "1000");
-    assert_eq!(balances["balances"][0]["pledged"], "4000");
+    assert_eq!(balances["balances"][0]["available"], "1000.000");
+    assert_eq!(balances["balances"][0]["pledged"], "4000.000");
     assert_eq!(balances["balances"][0]["project"], "XZH");
 
     let participants = get(&app, "/v1/participants?limit=3").await.json();
@@ -581,6 +576,8 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
         "pledge-closed",
         "pledge-outstanding",
         "price-not-yet-effective",
+        "nothing-outstanding",
+        "created-in-future",
         "insufficient-buffer",
         "key-unchanged",
         "bad-price-inputs",
@@ -735,7 +732,12 @@ fn every_kind_of_the_core_has_its_own_problem_type() {
         RuleError::PriceNotYetEffective {
             price: "p".into(),
             effective_at: now.clone(),
-            created_at: now,
+            accepted_at: now.clone(),
+        },
+        RuleError::NothingOutstanding("p".into()),
+        RuleError::CreatedInFuture {
+            created_at: now.clone(),
+            accepted_at: now,
         },
         RuleError::InsufficientBuffer {
             batch: "b".into(),

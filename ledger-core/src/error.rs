@@ -276,16 +276,22 @@ pub enum RuleError {
     #[error("pledge {0} has nothing outstanding, so there is nothing to enforce; the bank can release it instead")]
     NothingOutstanding(String),
     /// A pledge valued at a price that is not yet in effect.
-    #[error(
-        "price {price} takes effect at {effective_at}, after this entry was made ({created_at})"
-    )]
+    #[error("price {price} takes effect at {effective_at}, after this entry was accepted ({accepted_at})")]
     PriceNotYetEffective {
         /// The price.
         price: String,
         /// When it takes effect.
         effective_at: Timestamp,
-        /// When the entry was made.
+        /// When the ledger accepted the entry.
+        accepted_at: Timestamp,
+    },
+    /// An entry that says it was made later than the ledger received it.
+    #[error("the entry says it was made at {created_at}, but the ledger received it at {accepted_at}; check the signing computer's clock")]
+    CreatedInFuture {
+        /// What the entry says.
         created_at: Timestamp,
+        /// When the ledger received it.
+        accepted_at: Timestamp,
     },
     /// A reversal larger than the batch's buffer pool.
     #[error("batch {batch} has {} left in its buffer pool; a reversal of {} exceeds it", show_tonnes(*buffer), show_tonnes(*requested))]
@@ -348,6 +354,7 @@ impl RuleError {
             RuleError::PledgeOutstanding { .. } => "pledge-outstanding",
             RuleError::NothingOutstanding(_) => "nothing-outstanding",
             RuleError::PriceNotYetEffective { .. } => "price-not-yet-effective",
+            RuleError::CreatedInFuture { .. } => "created-in-future",
             RuleError::InsufficientBuffer { .. } => "insufficient-buffer",
             RuleError::KeyUnchanged(_) => "key-unchanged",
             RuleError::BadPriceInputs { .. } => "bad-price-inputs",

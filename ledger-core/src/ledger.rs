@@ -98,6 +98,7 @@ impl LedgerError {
             LedgerError::Group { error, .. } => error.kind(),
             LedgerError::GroupSize(_) => "group-size",
             LedgerError::NotFound(_) => "not-found",
+            LedgerError::Proof(ProofError::MissingNode(_) | ProofError::Source(_)) => "integrity",
             LedgerError::Proof(_) => "bad-proof-request",
             LedgerError::Checkpoint(_) => "checkpoint",
             LedgerError::Store(_) => "storage",

@@ -246,14 +246,120 @@ impl Hectares {
     }
 }
 
-/// Money to the fen: `value` rounded half away from zero (四舍五入) to 2 places.
-pub fn round_money(value: Decimal) -> Decimal {
-    value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+/// Serde for tonnes kept as `Decimal`: written with exactly 3 places (`"1700.000"`), so that every
+/// figure a client reads has the same scale whatever arithmetic produced it.
+pub mod serde_tonnes {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the value with 3 places.
+    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        let mut shown = *value;
+        shown.rescale(3);
+        s.collect_str(&shown)
+    }
+
+    /// Reads a decimal.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        <Decimal as Deserialize>::deserialize(d)
+    }
 }
 
-/// Tonnes to the kilogram: `value` rounded half away from zero to 3 places.
+/// Serde for money kept as `Decimal`: written with exactly 2 places (`"588300.00"`).
+pub mod serde_money {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the value with 2 places.
+    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        let mut shown = *value;
+        shown.rescale(2);
+        s.collect_str(&shown)
+    }
+
+    /// Reads a decimal.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        <Decimal as Deserialize>::deserialize(d)
+    }
+
+    /// The same for an optional amount.
+    pub mod option {
+        use rust_decimal::Decimal;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes the value with 2 places, or null.
+        pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads an optional decimal.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+            <Option<Decimal> as Deserialize>::deserialize(d)
+        }
+    }
+}
+
+/// Money to the fen: `value` rounded half away from zero (四舍五入) to 2 places, and written with
+/// exactly 2.
+pub fn round_money(value: Decimal) -> Decimal {
+    with_places(
+        value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
+        2,
+    )
+}
+
+/// Tonnes to the kilogram: `value` rounded half away from zero to 3 places, and written with
+/// exactly 3.
 pub fn round_tonnes(value: Decimal) -> Decimal {
-    value.round_dp_with_strategy(3, RoundingStrategy::MidpointAwayFromZero)
+    with_places(
+        value.round_dp_with_strategy(3, RoundingStrategy::MidpointAwayFromZero),
+        3,
+    )
+}
+
+/// The same value written with `places` decimal places (it has no more than that).
+fn with_places(mut value: Decimal, places: u32) -> Decimal {
+    value.rescale(places);
+    value
+}
+
+/// A tonnage written with exactly 3 places. Arithmetic does not keep scales (a sum with zero is
+/// the other operand as written), so every tonnage the ledger stores passes through here.
+pub fn tonnes(value: Decimal) -> Decimal {
+    with_places(value, 3)
+}
+
+/// A sum of money written with exactly 2 places.
+pub fn money(value: Decimal) -> Decimal {
+    with_places(value, 2)
+}
+
+/// Zero tonnes, written `0.000`. Every tonnage the ledger keeps has 3 places, so that every sum
+/// of them has too.
+pub fn zero_tonnes() -> Decimal {
+    Decimal::new(0, 3)
+}
+
+/// Zero money, written `0.00`.
+pub fn zero_money() -> Decimal {
+    Decimal::new(0, 2)
+}
+
+impl Quantity {
+    /// The quantity written with 3 places, as the ledger keeps tonnages.
+    pub fn tonnes(self) -> Decimal {
+        with_places(self.0, 3)
+    }
+}
+
+impl Amount {
+    /// The amount written with 2 places, as the ledger keeps money.
+    pub fn money(self) -> Decimal {
+        with_places(self.0, 2)
+    }
 }
 
 /// The consideration of a priced trade: quantity × unit price, rounded half away from zero to 2

@@ -22,7 +22,8 @@ use crate::ids::{
     PublicKey, ReportId, Role, Sha256Hex, Text, Timestamp,
 };
 use crate::num::{
-    facility_limit, round_tonnes, trade_amount, Currency, Hectares, Quantity, Rate, UnitPrice,
+    facility_limit, money, round_tonnes, tonnes, trade_amount, zero_money, zero_tonnes, Currency,
+    Hectares, Quantity, Rate, UnitPrice,
 };
 
 /// Who signed an entry, as established by signature verification before the state machine runs.
@@ -148,6 +149,7 @@ pub struct Report {
     /// Verified quantity, tCO2e.
     pub verified: Quantity,
     /// Issued from it so far, tCO2e.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub issued: Decimal,
     /// SHA-256 of the evidence.
     pub evidence_sha256: Sha256Hex,
@@ -171,18 +173,25 @@ pub struct Batch {
     /// Vintage year.
     pub vintage: u16,
     /// Issued in total.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub issued: Decimal,
     /// Held back in the buffer pool at issuance.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub buffer_initial: Decimal,
     /// Left in the buffer pool.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub buffer: Decimal,
     /// Retired for good.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub retired: Decimal,
     /// Cancelled from the buffer after reversals.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub reversed: Decimal,
     /// Held by participants, available.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub available: Decimal,
     /// Held by participants, locked in pledges.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub pledged: Decimal,
     /// Entry that issued it.
     pub seq: u64,
@@ -204,12 +213,23 @@ impl Batch {
 }
 
 /// What a holder has of one batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
     /// Free to trade, retire or pledge.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub available: Decimal,
     /// Locked in pledges.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub pledged: Decimal,
+}
+
+impl Default for Balance {
+    fn default() -> Self {
+        Self {
+            available: zero_tonnes(),
+            pledged: zero_tonnes(),
+        }
+    }
 }
 
 /// A published reference price.
@@ -257,6 +277,7 @@ pub struct TradeRecord {
     /// Currency (priced kinds).
     pub currency: Option<Currency>,
     /// Amount (priced kinds).
+    #[serde(with = "crate::num::serde_money::option")]
     pub amount: Option<Decimal>,
     /// Reference price relied on.
     pub price_ref: Option<PriceId>,
@@ -333,16 +354,20 @@ pub struct PledgeRecord {
     /// Haircut.
     pub haircut: Rate,
     /// Facility limit.
+    #[serde(with = "crate::num::serde_money")]
     pub limit: Decimal,
     /// Currency.
     pub currency: Currency,
     /// Maturity.
     pub maturity: Option<Date>,
     /// Drawn and not repaid.
+    #[serde(with = "crate::num::serde_money")]
     pub outstanding: Decimal,
     /// Drawn in total.
+    #[serde(with = "crate::num::serde_money")]
     pub drawn: Decimal,
     /// Repaid in total.
+    #[serde(with = "crate::num::serde_money")]
     pub repaid: Decimal,
     /// Status.
     pub status: PledgeStatus,
@@ -356,10 +381,13 @@ pub struct Coverage {
     /// Unit price used.
     pub unit_price: UnitPrice,
     /// Quantity × unit price, to the fen.
+    #[serde(with = "crate::num::serde_money")]
     pub collateral_value: Decimal,
     /// Outstanding loan.
+    #[serde(with = "crate::num::serde_money")]
     pub outstanding: Decimal,
     /// Facility limit.
+    #[serde(with = "crate::num::serde_money")]
     pub limit: Decimal,
     /// Collateral value ÷ outstanding, to 4 places; none when nothing is outstanding.
     pub coverage_ratio: Option<Decimal>,
@@ -374,10 +402,13 @@ pub struct Proceeds {
     /// Currency.
     pub currency: Currency,
     /// Raised by acquisitions.
+    #[serde(with = "crate::num::serde_money")]
     pub acquisition: Decimal,
     /// Raised by eco-compensation.
+    #[serde(with = "crate::num::serde_money")]
     pub eco_compensation: Decimal,
     /// Tonnes sold by these trades.
+    #[serde(with = "crate::num::serde_tonnes")]
     pub quantity: Decimal,
     /// How many trades.
     pub trades: u64,
@@ -636,6 +667,9 @@ tables! {
     proceeds: (ProjectId, Currency) => Proceeds,
 }
 
+/// How far in the future of its acceptance an entry may say it was made (signers' clocks drift).
+pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
 /// Most inputs a price may list.
 pub const MAX_PRICE_INPUTS: usize = 32;
 
@@ -680,6 +714,12 @@ impl State {
     }
 
     fn dispatch(&mut self, ctx: &Context, body: &Body) -> Result<(), RuleError> {
+        if body.created_at.instant() > ctx.accepted_at.instant() + MAX_CLOCK_SKEW {
+            return Err(RuleError::CreatedInFuture {
+                created_at: body.created_at.clone(),
+                accepted_at: ctx.accepted_at.clone(),
+            });
+        }
         if let Some(first) = self.entries.get(&body.id) {
             return Err(RuleError::EntryIdUsed {
                 id: body.id.to_string(),
@@ -703,7 +743,7 @@ impl State {
             (EntryKind::PublishPrice(r), _) => self.publish_price(ctx, r)?,
             (EntryKind::Trade(r), _) => self.record_trade(ctx, body, r)?,
             (EntryKind::Retire(r), _) => self.retire(ctx, body, r)?,
-            (EntryKind::Pledge(r), _) => self.record_pledge(ctx, body, r)?,
+            (EntryKind::Pledge(r), _) => self.record_pledge(ctx, r)?,
             (EntryKind::Drawdown(r), _) => self.drawdown(ctx, r)?,
             (EntryKind::Repay(r), _) => self.repay(ctx, r)?,
             (EntryKind::ReleasePledge(r), _) => self.release_pledge(ctx, r)?,
@@ -978,7 +1018,7 @@ impl State {
                 period_start: r.period_start,
                 period_end: r.period_end,
                 verified: r.quantity,
-                issued: Decimal::ZERO,
+                issued: zero_tonnes(),
                 evidence_sha256: r.evidence_sha256,
                 verifier,
                 seq: ctx.seq,
@@ -1006,7 +1046,7 @@ impl State {
                 end_year,
             });
         }
-        let quantity = r.quantity.value();
+        let quantity = r.quantity.tonnes();
         if report.issued + quantity > report.verified.value() {
             return Err(RuleError::ExceedsVerified {
                 report: r.report.to_string(),
@@ -1028,7 +1068,7 @@ impl State {
         let buffer = round_tonnes(quantity * rate.value());
         let to_proponent = quantity - buffer;
 
-        report.issued += quantity;
+        report.issued = tonnes(report.issued + quantity);
         self.reports.put(r.report.clone(), report);
         self.credit(&project.proponent, &r.batch, to_proponent);
         self.batches.put(
@@ -1041,10 +1081,10 @@ impl State {
                 issued: quantity,
                 buffer_initial: buffer,
                 buffer,
-                retired: Decimal::ZERO,
-                reversed: Decimal::ZERO,
+                retired: zero_tonnes(),
+                reversed: zero_tonnes(),
                 available: to_proponent,
-                pledged: Decimal::ZERO,
+                pledged: zero_tonnes(),
                 seq: ctx.seq,
             },
         );
@@ -1143,7 +1183,7 @@ impl State {
         let amount = self.check_consideration(r)?;
         self.check_available(&r.seller, &r.batch, r.quantity, "trade")?;
 
-        let quantity = r.quantity.value();
+        let quantity = r.quantity.tonnes();
         self.debit(&r.seller, &r.batch, quantity);
         self.credit(&r.buyer, &r.batch, quantity);
         if let (Some(amount), Some(currency)) = (amount, &r.currency) {
@@ -1151,16 +1191,18 @@ impl State {
             let mut proceeds = self.proceeds.get(&key).cloned().unwrap_or(Proceeds {
                 project: project.clone(),
                 currency: currency.clone(),
-                acquisition: Decimal::ZERO,
-                eco_compensation: Decimal::ZERO,
-                quantity: Decimal::ZERO,
+                acquisition: zero_money(),
+                eco_compensation: zero_money(),
+                quantity: zero_tonnes(),
                 trades: 0,
             });
             match r.kind {
-                TradeKind::Acquisition => proceeds.acquisition += amount,
-                _ => proceeds.eco_compensation += amount,
+                TradeKind::Acquisition => {
+                    proceeds.acquisition = money(proceeds.acquisition + amount)
+                }
+                _ => proceeds.eco_compensation = money(proceeds.eco_compensation + amount),
             }
-            proceeds.quantity += quantity;
+            proceeds.quantity = tonnes(proceeds.quantity + quantity);
             proceeds.trades += 1;
             self.proceeds.put(key, proceeds);
         }
@@ -1223,14 +1265,14 @@ impl State {
         let computed = trade_amount(r.quantity, unit_price);
         if computed.is_zero() {
             return Err(RuleError::AmountRoundsToZero {
-                quantity: r.quantity.value(),
+                quantity: r.quantity.tonnes(),
                 unit_price: unit_price.value(),
             });
         }
         if computed != stated.value() {
             return Err(RuleError::AmountMismatch {
                 stated: stated.value(),
-                quantity: r.quantity.value(),
+                quantity: r.quantity.tonnes(),
                 unit_price: unit_price.value(),
                 computed,
             });
@@ -1268,12 +1310,12 @@ impl State {
     ) {
         let key = (holder.clone(), batch.clone());
         let mut balance = self.balances.get(&key).copied().unwrap_or_default();
-        balance.available += available;
-        balance.pledged += pledged;
+        balance.available = tonnes(balance.available + available);
+        balance.pledged = tonnes(balance.pledged + pledged);
         self.balances.put(key, balance);
         if let Some(mut totals) = self.batches.get(batch).cloned() {
-            totals.available += available;
-            totals.pledged += pledged;
+            totals.available = tonnes(totals.available + available);
+            totals.pledged = tonnes(totals.pledged + pledged);
             self.batches.put(batch.clone(), totals);
         }
     }
@@ -1295,12 +1337,12 @@ impl State {
             return Err(unknown(Thing::Batch, &r.batch));
         }
         self.check_available(&r.holder, &r.batch, r.quantity, "retirement")?;
-        let quantity = r.quantity.value();
+        let quantity = r.quantity.tonnes();
         self.debit(&r.holder, &r.batch, quantity);
         let Some(mut batch) = self.batches.get(&r.batch).cloned() else {
             return Err(unknown(Thing::Batch, &r.batch));
         };
-        batch.retired += quantity;
+        batch.retired = tonnes(batch.retired + quantity);
         self.batches.put(r.batch.clone(), batch.clone());
         self.certificates.put(
             body.id.clone(),
@@ -1320,12 +1362,7 @@ impl State {
         Ok(())
     }
 
-    fn record_pledge(
-        &mut self,
-        ctx: &Context,
-        body: &Body,
-        r: &entry::Pledge,
-    ) -> Result<(), RuleError> {
+    fn record_pledge(&mut self, ctx: &Context, r: &entry::Pledge) -> Result<(), RuleError> {
         if r.pledgor == r.bank {
             return Err(RuleError::SelfTrade(r.pledgor.to_string()));
         }
@@ -1349,11 +1386,11 @@ impl State {
                 found: r.currency.clone(),
             });
         }
-        if price.effective_at > body.created_at {
+        if price.effective_at > ctx.accepted_at {
             return Err(RuleError::PriceNotYetEffective {
                 price: price.id.to_string(),
                 effective_at: price.effective_at.clone(),
-                created_at: body.created_at.clone(),
+                accepted_at: ctx.accepted_at.clone(),
             });
         }
         let unit_price = price.unit_price;
@@ -1361,14 +1398,14 @@ impl State {
         if computed != r.limit.value() {
             return Err(RuleError::LimitMismatch {
                 stated: r.limit.value(),
-                quantity: r.quantity.value(),
+                quantity: r.quantity.tonnes(),
                 unit_price: unit_price.value(),
                 haircut: r.haircut.value(),
                 computed,
             });
         }
         self.check_available(&r.pledgor, &r.batch, r.quantity, "pledge")?;
-        let quantity = r.quantity.value();
+        let quantity = r.quantity.tonnes();
         self.adjust(&r.pledgor, &r.batch, -quantity, quantity);
         self.pledges.put(
             r.pledge.clone(),
@@ -1385,9 +1422,9 @@ impl State {
                 limit: computed,
                 currency: r.currency.clone(),
                 maturity: r.maturity,
-                outstanding: Decimal::ZERO,
-                drawn: Decimal::ZERO,
-                repaid: Decimal::ZERO,
+                outstanding: zero_money(),
+                drawn: zero_money(),
+                repaid: zero_money(),
                 status: PledgeStatus::Active,
                 closed_seq: None,
             },
@@ -1417,7 +1454,7 @@ impl State {
     fn drawdown(&mut self, ctx: &Context, r: &entry::LoanMovement) -> Result<(), RuleError> {
         let mut pledge = self.active_pledge(&r.pledge, "drawn against")?;
         Self::require_signers(ctx, "drawdown", &[&pledge.bank, &pledge.pledgor], false)?;
-        let amount = r.amount.value();
+        let amount = r.amount.money();
         if pledge.outstanding + amount > pledge.limit {
             return Err(RuleError::LimitExceeded {
                 pledge: r.pledge.to_string(),
@@ -1426,8 +1463,8 @@ impl State {
                 requested: amount,
             });
         }
-        pledge.outstanding += amount;
-        pledge.drawn += amount;
+        pledge.outstanding = money(pledge.outstanding + amount);
+        pledge.drawn = money(pledge.drawn + amount);
         self.pledges.put(r.pledge.clone(), pledge);
         Ok(())
     }
@@ -1435,7 +1472,7 @@ impl State {
     fn repay(&mut self, ctx: &Context, r: &entry::LoanMovement) -> Result<(), RuleError> {
         let mut pledge = self.active_pledge(&r.pledge, "repaid")?;
         Self::require_signers(ctx, "repay", &[&pledge.bank], false)?;
-        let amount = r.amount.value();
+        let amount = r.amount.money();
         if amount > pledge.outstanding {
             return Err(RuleError::RepaymentExceedsOutstanding {
                 pledge: r.pledge.to_string(),
@@ -1443,8 +1480,8 @@ impl State {
                 requested: amount,
             });
         }
-        pledge.outstanding -= amount;
-        pledge.repaid += amount;
+        pledge.outstanding = money(pledge.outstanding - amount);
+        pledge.repaid = money(pledge.repaid + amount);
         self.pledges.put(r.pledge.clone(), pledge);
         Ok(())
     }
@@ -1458,7 +1495,7 @@ impl State {
                 outstanding: pledge.outstanding,
             });
         }
-        let quantity = pledge.quantity.value();
+        let quantity = pledge.quantity.tonnes();
         self.adjust(&pledge.pledgor, &pledge.batch, quantity, -quantity);
         pledge.status = PledgeStatus::Released;
         pledge.closed_seq = Some(ctx.seq);
@@ -1472,7 +1509,7 @@ impl State {
         if pledge.outstanding.is_zero() {
             return Err(RuleError::NothingOutstanding(r.pledge.to_string()));
         }
-        let quantity = pledge.quantity.value();
+        let quantity = pledge.quantity.tonnes();
         self.adjust(&pledge.pledgor, &pledge.batch, Decimal::ZERO, -quantity);
         self.adjust(&pledge.bank, &pledge.batch, quantity, Decimal::ZERO);
         pledge.status = PledgeStatus::Enforced;
@@ -1505,7 +1542,7 @@ impl State {
             .get(&r.batch)
             .cloned()
             .ok_or_else(|| unknown(Thing::Batch, &r.batch))?;
-        let quantity = r.quantity.value();
+        let quantity = r.quantity.tonnes();
         if quantity > batch.buffer {
             return Err(RuleError::InsufficientBuffer {
                 batch: r.batch.to_string(),
@@ -1513,8 +1550,8 @@ impl State {
                 requested: quantity,
             });
         }
-        batch.buffer -= quantity;
-        batch.reversed += quantity;
+        batch.buffer = tonnes(batch.buffer - quantity);
+        batch.reversed = tonnes(batch.reversed + quantity);
         self.batches.put(r.batch.clone(), batch);
         Ok(())
     }
@@ -1558,7 +1595,7 @@ impl State {
             }
             if pledge.status == PledgeStatus::Active {
                 *locked.entry((&pledge.pledgor, &pledge.batch)).or_default() +=
-                    pledge.quantity.value();
+                    pledge.quantity.tonnes();
             }
         }
         for ((holder, batch), balance) in &self.balances.rows {
@@ -1758,7 +1795,7 @@ impl State {
     /// A pledge's collateral valued at a unit price.
     pub fn coverage(pledge: &PledgeRecord, unit_price: UnitPrice) -> Coverage {
         let collateral_value =
-            crate::num::round_money(pledge.quantity.value() * unit_price.value());
+            crate::num::round_money(pledge.quantity.tonnes() * unit_price.value());
         let coverage_ratio = (!pledge.outstanding.is_zero()).then(|| {
             (collateral_value / pledge.outstanding)
                 .round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero)

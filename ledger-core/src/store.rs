@@ -228,13 +228,27 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
             .mode(sled::Mode::HighThroughput)
             .use_compression(false)
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled's threads may hold the folder's lock a moment after the last handle of a previous
+        // open is dropped: wait for it briefly rather than fail a restart. (sled reports a held
+        // lock only in its message, as an error of kind `Other`.)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let data_file = File::open(dir.join("db"))?;
         Ok(Self {
             db,
