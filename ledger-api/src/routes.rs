@@ -668,6 +668,24 @@ macro_rules! list_by_id {
     };
 }
 
+/// A row that a query found or not; rows of the history tables are read from the store, which
+/// can fail.
+trait Found<T> {
+    fn found(self) -> Result<Option<T>, ApiError>;
+}
+
+impl<T> Found<T> for Option<T> {
+    fn found(self) -> Result<Option<T>, ApiError> {
+        Ok(self)
+    }
+}
+
+impl<T> Found<T> for Result<Option<T>, ledger_core::error::RuleError> {
+    fn found(self) -> Result<Option<T>, ApiError> {
+        self.map_err(|e| ApiError::from(LedgerError::Rule(e)))
+    }
+}
+
 /// A route that reads one row by id.
 macro_rules! one_by_id {
     ($name:ident, $id_type:ty, $getter:ident, $thing:expr) => {
@@ -676,7 +694,7 @@ macro_rules! one_by_id {
             PathParam(id): PathParam<$id_type>,
         ) -> Result<Json<Value>, ApiError> {
             state
-                .read(move |s| match s.$getter(&id) {
+                .read(move |s| match s.$getter(&id).found()? {
                     Some(row) => to_json(row),
                     None => Err(unknown($thing, &id)),
                 })
@@ -869,7 +887,7 @@ async fn trades(
                 kind: query.kind,
             };
             let p = page(
-                s.trades(&filter).into_iter().cloned(),
+                s.trades(&filter).map_err(LedgerError::from)?.into_iter(),
                 |t| t.seq,
                 query.after.as_deref(),
                 limit,
@@ -895,7 +913,9 @@ async fn certificates(
     state
         .read(move |s| {
             let p = page(
-                s.certificates(query.holder.as_ref()).into_iter().cloned(),
+                s.certificates(query.holder.as_ref())
+                    .map_err(LedgerError::from)?
+                    .into_iter(),
                 |c| c.seq,
                 query.after.as_deref(),
                 limit,
@@ -1032,11 +1052,12 @@ async fn inclusion_proof(
         .blocking(move |ledger| {
             let seq = match (query.seq, &query.id) {
                 (Some(seq), None) => seq,
-                (None, Some(id)) => {
-                    ledger.read(|s| s.entry(id).map(|e| e.seq)).ok_or_else(|| {
+                (None, Some(id)) => ledger
+                    .read(|s| s.entry(id).found())?
+                    .map(|e| e.seq)
+                    .ok_or_else(|| {
                         ApiError::new("not-found", format!("there is no entry with id \"{id}\""))
-                    })?
-                }
+                    })?,
                 _ => {
                     return Err(ApiError::malformed_request(
                         "give either seq (a sequence number) or id (an entry id)",

@@ -306,6 +306,9 @@ pub enum RuleError {
     /// A key rotation to the key already in use.
     #[error("the new key is the key {0} already uses")]
     KeyUnchanged(String),
+    /// The ledger could not read its own history (the store failed): nothing was changed.
+    #[error("the ledger's history could not be read ({0}); nothing was changed")]
+    History(String),
     /// Price inputs beyond the allowed size.
     #[error("a price may list at most {max} inputs, each name 1 to 64 and each value 1 to 256 characters")]
     BadPriceInputs {
@@ -358,6 +361,7 @@ impl RuleError {
             RuleError::InsufficientBuffer { .. } => "insufficient-buffer",
             RuleError::KeyUnchanged(_) => "key-unchanged",
             RuleError::BadPriceInputs { .. } => "bad-price-inputs",
+            RuleError::History(_) => "storage",
         }
     }
 

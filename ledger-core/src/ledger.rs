@@ -10,9 +10,10 @@
 //! and the sequencer free sequences everything queued, writes it as one batch, makes it durable,
 //! and only then hands every submitter its answer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use ed25519_dalek::SigningKey;
@@ -24,7 +25,7 @@ use crate::error::RuleError;
 use crate::ids::{Origin, ParticipantId, PledgeId, PublicKey, Role, Text, Timestamp};
 use crate::merkle::{self, CompactTree, Hash, NodeId, NodeSource, ProofError};
 use crate::sign::{self, SignatureError, Verified};
-use crate::state::{Context, State};
+use crate::state::{Context, History, HistoryVisitor, State, HISTORY_TABLES};
 use crate::store::{AppendBatch, MemoryStore, Meta, SledStore, Store, StoreError, LAYOUT};
 use crate::verify::{PledgeBundle, ProvedEntry, ReplayError, Replayer};
 use crate::wire::{self, Envelope, Prepared, WireError, GENESIS_PREV};
@@ -237,7 +238,7 @@ impl Batch {
 pub struct Ledger {
     origin: Origin,
     operator_key: SigningKey,
-    store: Box<dyn Store>,
+    store: Arc<dyn Store>,
     head: RwLock<Head>,
     /// Every participant's current key, as durable: signature checks read it without waiting for
     /// the sequencer, which holds the head while it writes.
@@ -293,6 +294,7 @@ impl Ledger {
     /// registration. An existing one is opened without replaying its history: the state tables,
     /// the tree's right edge and the chain head are read back and cross-checked.
     pub fn open(store: Box<dyn Store>, config: LedgerConfig) -> Result<Self, LedgerError> {
+        let store: Arc<dyn Store> = Arc::from(store);
         let operator_public = PublicKey::from(config.operator_key.verifying_key());
         let witness = store.checkpoint_witness()?;
         let head = match store.meta()? {
@@ -317,6 +319,9 @@ impl Ledger {
                 },
             },
         };
+        let mut head = head;
+        head.state
+            .keep_history_in(Arc::new(StoreHistory(Arc::clone(&store))));
         let fresh = head.tree.size() == 0;
         let keys = head
             .state
@@ -470,12 +475,17 @@ impl Ledger {
                 )));
             }
         }
+        // The market's current state is read back; its history (entries, trades, certificates)
+        // stays in the store and is read from there when asked for.
         let mut state = State::new();
-        store.scan_state(&mut |table, key, value| {
-            state
-                .load_row(table, key, value)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))
-        })?;
+        for table in State::TABLES.iter().filter(|t| !HISTORY_TABLES.contains(t)) {
+            store.scan_state(Some(table), &mut |table, key, value| {
+                state
+                    .load_row(table, key, value)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(true)
+            })?;
+        }
         let head = Head {
             state,
             tree,
@@ -731,7 +741,7 @@ impl Ledger {
         verified: &Verified,
     ) -> Result<Receipt, LedgerError> {
         let body = prepared.body();
-        if let Some(first) = head.state.entry(&body.id) {
+        if let Some(first) = head.state.entry(&body.id)? {
             if first.body_digest == prepared.body_digest {
                 return self.receipt_again(head, batch, first.seq);
             }
@@ -973,6 +983,38 @@ impl Ledger {
         Ok(note)
     }
 
+    /// Compares every stored state row with those of a replayed state.
+    fn compare_stored_state(&self, replayed: &State) -> Result<(), LedgerError> {
+        let mut expected: BTreeMap<(&'static str, Vec<u8>), Vec<u8>> = replayed
+            .all_rows()
+            .map_err(|e| LedgerError::Integrity(e.to_string()))?
+            .into_iter()
+            .filter_map(|row| Some(((row.table, row.key), row.value?)))
+            .collect();
+        let mut mismatch = None;
+        self.store.scan_state(None, &mut |table, key, value| {
+            let name = State::TABLES
+                .iter()
+                .find(|t| **t == table)
+                .copied()
+                .unwrap_or("?");
+            if expected.remove(&(name, key.to_vec())).as_deref() != Some(value) {
+                mismatch = Some(format!("{table} {}", String::from_utf8_lossy(key)));
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        if let Some(((table, key), _)) = expected.into_iter().next() {
+            mismatch.get_or_insert(format!("{table} {}", String::from_utf8_lossy(&key)));
+        }
+        match mismatch {
+            Some(row) => Err(LedgerError::Integrity(format!(
+                "the stored state differs from a replay of the entries at row {row}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Everything a bank needs to check pledge `id` offline (see
     /// [`crate::verify::verify_pledge_bundle`]), proved under the latest checkpoint.
     pub fn pledge_bundle(&self, id: &PledgeId) -> Result<PledgeBundle, LedgerError> {
@@ -1063,11 +1105,7 @@ impl Ledger {
                 "the recomputed root differs from the stored tree head".to_owned(),
             ));
         }
-        if replayer.state() != &head.state {
-            return Err(LedgerError::Integrity(
-                "the stored state differs from a replay of the entries".to_owned(),
-            ));
-        }
+        self.compare_stored_state(replayer.state())?;
         replayer
             .state()
             .check_invariants()
@@ -1077,6 +1115,24 @@ impl Ledger {
             signatures: replayer.signatures(),
             root: hex32(&replayer.root()),
         })
+    }
+}
+
+/// The store as the state's history.
+#[derive(Debug)]
+struct StoreHistory(Arc<dyn Store>);
+
+impl History for StoreHistory {
+    fn row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.0.state_row(table, key).map_err(|e| e.to_string())
+    }
+
+    fn scan(&self, table: &str, visit: &mut HistoryVisitor<'_>) -> Result<(), String> {
+        self.0
+            .scan_state(Some(table), &mut |_, key, value| {
+                visit(key, value).map_err(StoreError::Corrupt)
+            })
+            .map_err(|e| e.to_string())
     }
 }
 

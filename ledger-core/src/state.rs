@@ -489,11 +489,51 @@ pub struct LoadError {
     pub reason: String,
 }
 
-/// One table of the state: rows, and what each write since the last settle replaced.
+/// Where the history tables (`entries`, `trades`, `certificates`: one row per entry of their
+/// kind) are read back from once they are durable. A ledger keeps them in its store rather than
+/// in memory, so that memory grows with the market (participants, batches, holdings) and not with
+/// its history; a state without a history source keeps every row in memory.
+pub trait History: Send + Sync + std::fmt::Debug {
+    /// The value of one row (JSON), as [`StateChange`] gave it.
+    fn row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// Every row of a table, in key order, until `visit` returns `false`.
+    fn scan(&self, table: &str, visit: &mut HistoryVisitor<'_>) -> Result<(), String>;
+}
+
+/// Visits rows of a history table: key and value (JSON); returns `false` to stop.
+pub type HistoryVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, String> + 'a;
+
+/// The tables whose rows a [`History`] keeps.
+pub const HISTORY_TABLES: &[&str] = &["entries", "trades", "certificates"];
+
+/// The state's history source, if any (states compare equal whatever it is).
+#[derive(Clone, Default)]
+struct HistoryHandle(Option<std::sync::Arc<dyn History>>);
+
+impl PartialEq for HistoryHandle {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for HistoryHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "History(store)"
+        } else {
+            "History(memory)"
+        })
+    }
+}
+
+/// One table of the state: rows, and what each write since the last settle replaced. A table
+/// whose rows are kept in a [`History`] holds in memory only the rows written since the last
+/// settle.
 #[derive(Clone, Debug)]
 struct Table<K, V> {
     rows: BTreeMap<K, V>,
     undo: Vec<(K, Option<V>)>,
+    in_history: bool,
 }
 
 impl<K, V> Default for Table<K, V> {
@@ -501,6 +541,7 @@ impl<K, V> Default for Table<K, V> {
         Self {
             rows: BTreeMap::new(),
             undo: Vec::new(),
+            in_history: false,
         }
     }
 }
@@ -566,6 +607,70 @@ impl<K: Ord + Clone + Serialize + DeserializeOwned, V: Clone + Serialize + Deser
         Ok(())
     }
 
+    /// Forgets what the writes since the last settle replaced; a table kept in a history also
+    /// drops the rows themselves, which are durable now.
+    fn settle(&mut self) {
+        if self.in_history {
+            for (key, _) in self.undo.drain(..) {
+                self.rows.remove(&key);
+            }
+        } else {
+            self.undo.clear();
+        }
+    }
+
+    /// One row, from memory or else from the history.
+    fn lookup(
+        &self,
+        table: &'static str,
+        key: &K,
+        history: &HistoryHandle,
+    ) -> Result<Option<V>, RuleError> {
+        if let Some(value) = self.rows.get(key) {
+            return Ok(Some(value.clone()));
+        }
+        let (true, Some(source)) = (self.in_history, &history.0) else {
+            return Ok(None);
+        };
+        let unreadable = |e: String| RuleError::History(format!("table {table}: {e}"));
+        let key = serde_json::to_vec(key).map_err(|e| unreadable(e.to_string()))?;
+        source
+            .row(table, &key)
+            .map_err(unreadable)?
+            .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string())))
+            .transpose()
+    }
+
+    /// The rows that pass `keep`, from the history and memory, in key order.
+    fn select(
+        &self,
+        table: &'static str,
+        history: &HistoryHandle,
+        keep: &dyn Fn(&V) -> bool,
+    ) -> Result<Vec<V>, RuleError> {
+        let mut out: BTreeMap<K, V> = BTreeMap::new();
+        if let (true, Some(source)) = (self.in_history, &history.0) {
+            source
+                .scan(table, &mut |key, value| {
+                    let value: V = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+                    if keep(&value) {
+                        out.insert(
+                            serde_json::from_slice(key).map_err(|e| e.to_string())?,
+                            value,
+                        );
+                    }
+                    Ok(true)
+                })
+                .map_err(|e| RuleError::History(format!("table {table}: {e}")))?;
+        }
+        for (key, value) in &self.rows {
+            if keep(value) {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
     fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), serde_json::Error> {
         self.rows
             .insert(serde_json::from_slice(key)?, serde_json::from_slice(value)?);
@@ -579,6 +684,7 @@ macro_rules! tables {
         #[derive(Clone, Debug, Default, PartialEq)]
         pub struct State {
             $($field: Table<$key, $value>,)*
+            history: HistoryHandle,
         }
 
         /// A point among the pending writes (see [`State::savepoint`]).
@@ -629,7 +735,30 @@ macro_rules! tables {
 
             /// Forgets what the writes since the last settle replaced: they are durable now.
             pub fn settle(&mut self) {
-                $(self.$field.undo.clear();)*
+                $(self.$field.settle();)*
+            }
+
+            /// Keeps the history tables' rows in `history` from now on: rows already settled
+            /// are dropped from memory (they must be durable in `history`), and rows settled later
+            /// too. Reads of those tables then go to `history`.
+            pub fn keep_history_in(&mut self, history: std::sync::Arc<dyn History>) {
+                $(
+                    if HISTORY_TABLES.contains(&stringify!($field)) {
+                        let table = &mut self.$field;
+                        table.in_history = true;
+                        let pending: BTreeSet<_> = table.undo.iter().map(|(k, _)| k.clone()).collect();
+                        table.rows.retain(|k, _| pending.contains(k));
+                    }
+                )*
+                self.history = HistoryHandle(Some(history));
+            }
+
+            /// Whether table `name` is kept in a history rather than in memory.
+            pub fn in_history(&self, name: &str) -> bool {
+                match name {
+                    $(stringify!($field) => self.$field.in_history,)*
+                    _ => false,
+                }
             }
 
             /// Undoes every write since the last settle.
@@ -720,7 +849,7 @@ impl State {
                 accepted_at: ctx.accepted_at.clone(),
             });
         }
-        if let Some(first) = self.entries.get(&body.id) {
+        if let Some(first) = self.entries.lookup("entries", &body.id, &self.history)? {
             return Err(RuleError::EntryIdUsed {
                 id: body.id.to_string(),
                 seq: first.seq,
@@ -1642,8 +1771,8 @@ impl State {
     }
 
     /// Where an entry id was used.
-    pub fn entry(&self, id: &EntryId) -> Option<&EntryRecord> {
-        self.entries.get(id)
+    pub fn entry(&self, id: &EntryId) -> Result<Option<EntryRecord>, RuleError> {
+        self.entries.lookup("entries", id, &self.history)
     }
 
     /// A participant.
@@ -1749,37 +1878,36 @@ impl State {
     }
 
     /// A trade.
-    pub fn trade(&self, id: &EntryId) -> Option<&TradeRecord> {
-        self.trades.get(id)
+    pub fn trade(&self, id: &EntryId) -> Result<Option<TradeRecord>, RuleError> {
+        self.trades.lookup("trades", id, &self.history)
     }
 
     /// Trades matching the filter, in ledger order.
-    pub fn trades(&self, filter: &TradeFilter) -> Vec<&TradeRecord> {
-        let mut trades: Vec<&TradeRecord> = self
+    pub fn trades(&self, filter: &TradeFilter) -> Result<Vec<TradeRecord>, RuleError> {
+        let mut trades = self
             .trades
-            .rows
-            .values()
-            .filter(|t| filter.matches(t))
-            .collect();
+            .select("trades", &self.history, &|t| filter.matches(t))?;
         trades.sort_by_key(|t| t.seq);
-        trades
+        Ok(trades)
     }
 
     /// A retirement certificate.
-    pub fn certificate(&self, id: &EntryId) -> Option<&Certificate> {
-        self.certificates.get(id)
+    pub fn certificate(&self, id: &EntryId) -> Result<Option<Certificate>, RuleError> {
+        self.certificates.lookup("certificates", id, &self.history)
     }
 
     /// Retirement certificates, in ledger order, of one holder or all.
-    pub fn certificates(&self, holder: Option<&ParticipantId>) -> Vec<&Certificate> {
-        let mut certificates: Vec<&Certificate> = self
+    pub fn certificates(
+        &self,
+        holder: Option<&ParticipantId>,
+    ) -> Result<Vec<Certificate>, RuleError> {
+        let mut certificates = self
             .certificates
-            .rows
-            .values()
-            .filter(|c| holder.is_none_or(|h| *h == c.holder))
-            .collect();
+            .select("certificates", &self.history, &|c| {
+                holder.is_none_or(|h| *h == c.holder)
+            })?;
         certificates.sort_by_key(|c| c.seq);
-        certificates
+        Ok(certificates)
     }
 
     /// A pledge.

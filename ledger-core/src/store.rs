@@ -86,8 +86,8 @@ pub struct AppendBatch<'a> {
 /// Visits leaves in order: sequence number and bytes; returns `false` to stop.
 pub type LeafVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + 'a;
 
-/// Visits state rows: table, key, value.
-pub type RowVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
+/// Visits state rows: table, key, value; returns `false` to stop.
+pub type RowVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
 /// Storage for a ledger. Implementations must make [`Store::append`] and [`Store::put_meta`]
 /// atomic and durable before they return.
@@ -109,8 +109,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError>;
     /// A perfect Merkle node's hash.
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError>;
-    /// Every state row: table, key, value.
-    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError>;
+    /// The state rows of one table (or of all tables), in key order, until `visit` returns
+    /// `false`.
+    fn scan_state(&self, table: Option<&str>, visit: &mut RowVisitor<'_>)
+        -> Result<(), StoreError>;
+    /// One state row's value.
+    fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// A shared store is a store (so that a caller can keep a handle on the store it gave a ledger).
@@ -136,8 +140,15 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
         (**self).node(id)
     }
-    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError> {
-        (**self).scan_state(visit)
+    fn scan_state(
+        &self,
+        table: Option<&str>,
+        visit: &mut RowVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        (**self).scan_state(table, visit)
+    }
+    fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).state_row(table, key)
     }
 }
 
@@ -170,6 +181,14 @@ fn state_key(table: &str, key: &[u8]) -> Vec<u8> {
     out.push(0);
     out.extend_from_slice(key);
     out
+}
+
+/// The key prefix of one state table's rows, or of all of them.
+fn state_prefix(table: Option<&str>) -> Vec<u8> {
+    match table {
+        Some(table) => state_key(table, &[]),
+        None => vec![STATE],
+    }
 }
 
 fn split_state_key(raw: &[u8]) -> Result<(&str, &[u8]), StoreError> {
@@ -339,13 +358,23 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError> {
-        for row in self.db.scan_prefix([STATE]) {
+    fn scan_state(
+        &self,
+        table: Option<&str>,
+        visit: &mut RowVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        for row in self.db.scan_prefix(state_prefix(table)) {
             let (key, value) = row?;
             let (table, key) = split_state_key(&key)?;
-            visit(table, key, &value)?;
+            if !visit(table, key, &value)? {
+                break;
+            }
         }
         Ok(())
+    }
+
+    fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(state_key(table, key))?.map(|v| v.to_vec()))
     }
 }
 
@@ -467,17 +496,29 @@ impl Store for MemoryStore {
         Ok(self.lock()?.nodes.get(&id).copied())
     }
 
-    fn scan_state(&self, visit: &mut RowVisitor<'_>) -> Result<(), StoreError> {
+    fn scan_state(
+        &self,
+        table: Option<&str>,
+        visit: &mut RowVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let prefix = state_prefix(table);
         let rows: Vec<(Vec<u8>, Vec<u8>)> = self
             .lock()?
             .state
-            .iter()
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (key, value) in rows {
             let (table, key) = split_state_key(&key)?;
-            visit(table, key, &value)?;
+            if !visit(table, key, &value)? {
+                break;
+            }
         }
         Ok(())
+    }
+
+    fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.state.get(&state_key(table, key)).cloned())
     }
 }

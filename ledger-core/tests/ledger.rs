@@ -77,6 +77,11 @@ fn transfer(quantity: &str) -> serde_json::Value {
         "buyer": "enterprise-a", "batch": "XZH-2021", "quantity": quantity})
 }
 
+fn submit_err(ledger: &Ledger, id: &str, fields: serde_json::Value) -> LedgerError {
+    let submission = signed(body(id, fields), &["two-mountains-bank", "enterprise-a"]);
+    ledger.submit(submission).unwrap_err()
+}
+
 fn available(ledger: &Ledger, holder: &str) -> Decimal {
     ledger.read(|s| {
         s.balance(&pid(holder), &"XZH-2021".parse().unwrap())
@@ -413,6 +418,29 @@ fn close_and_reopen_keep_everything() {
         .unwrap();
     assert_eq!(pledge.limit, "164724.00".parse().unwrap());
     ledger.verify_full().unwrap();
+    // History (entry ids, trades, certificates) is read from the store, not held in memory.
+    assert!(ledger.read(|s| s.in_history("trades") && s.in_history("entries")));
+    let acquisition = ledger
+        .read(|s| s.trade(&"T-2022-0001".parse().unwrap()))
+        .unwrap();
+    assert_eq!(
+        acquisition.unwrap().amount,
+        Some("588300.00".parse().unwrap())
+    );
+    let all = ledger.read(|s| s.trades(&Default::default())).unwrap();
+    assert_eq!(all.len(), 1);
+    // Entry ids used before the restart still conflict, and a resubmission still gets its receipt.
+    let again = ledger.submit(signed(
+        common::registration(
+            "enterprise-a",
+            "Enterprise A (illustrative)",
+            &["enterprise"],
+        ),
+        &[OPERATOR, "enterprise-a"],
+    ));
+    assert!(again.unwrap().duplicate);
+    let conflict = submit_err(&ledger, "T-2022-0001", transfer("1"));
+    assert_eq!(conflict.kind(), "entry-id-conflict");
     // It goes on from where it was.
     submit(
         &ledger,

@@ -68,10 +68,13 @@ fn xiazhu_lake_reference_case() {
     assert_eq!(proceeds[0].acquisition, d("588300.00"));
     assert_eq!(proceeds[0].eco_compensation, d("300000.00"));
     assert_eq!(proceeds[0].total(), d("888300.00"));
-    let eco = m.state.trades(&TradeFilter {
-        kind: Some(ledger_core::entry::TradeKind::EcoCompensation),
-        ..TradeFilter::default()
-    });
+    let eco = m
+        .state
+        .trades(&TradeFilter {
+            kind: Some(ledger_core::entry::TradeKind::EcoCompensation),
+            ..TradeFilter::default()
+        })
+        .unwrap();
     assert_eq!(eco.len(), 2);
 
     // A retirement with beneficiary and purpose.
@@ -83,6 +86,7 @@ fn xiazhu_lake_reference_case() {
     let cert = m
         .state
         .certificate(&"CERT-2022-0001".parse().unwrap())
+        .unwrap()
         .unwrap();
     assert_eq!(cert.vintage, 2021);
     assert_eq!(m.state.batch(&batch).unwrap().retired, d("1000"));

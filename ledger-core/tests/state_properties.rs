@@ -1158,7 +1158,7 @@ proptest! {
                 Ok(()) => {
                     prop_assert!(o.plan.valid(), "{}: accepted, but the model says it breaks {:?}",
                         o.plan.label, o.plan.allowed_kinds());
-                    prop_assert!(o.after.entry(&o.plan.body.id).is_some(), "{}: id not recorded", o.plan.label);
+                    prop_assert!(o.after.entry(&o.plan.body.id).unwrap().is_some(), "{}: id not recorded", o.plan.label);
                 }
                 Err(e) => {
                     prop_assert!(!o.plan.valid(), "{}: {} but the model finds it valid", o.plan.label, verdict(o.result));
