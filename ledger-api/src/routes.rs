@@ -887,7 +887,7 @@ async fn trades(
                 kind: query.kind,
             };
             let p = page(
-                s.trades(&filter).map_err(LedgerError::from)?.into_iter(),
+                s.trades(&filter).map_err(LedgerError::from)?,
                 |t| t.seq,
                 query.after.as_deref(),
                 limit,
@@ -914,8 +914,7 @@ async fn certificates(
         .read(move |s| {
             let p = page(
                 s.certificates(query.holder.as_ref())
-                    .map_err(LedgerError::from)?
-                    .into_iter(),
+                    .map_err(LedgerError::from)?,
                 |c| c.seq,
                 query.after.as_deref(),
                 limit,
