@@ -90,6 +90,29 @@ enum Command {
         #[arg(long)]
         operator_key: String,
     },
+    /// Re-verifies a stopped ledger from its data folder: every signature, the chain, the tree
+    /// and the state.
+    Check {
+        /// The data folder.
+        #[arg(long, env = "CARBON_LEDGER_DATA", default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Restores a ledger into a new data folder from a backup: an export, its checkpoint, and the
+    /// operator's key file.
+    Restore {
+        /// The data folder to create.
+        #[arg(long)]
+        data: PathBuf,
+        /// The NDJSON export (GET /v1/export).
+        #[arg(long)]
+        export: PathBuf,
+        /// The checkpoint (GET /v1/checkpoint) the export reaches.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The operator's secret key file (the old DIR/operator.key).
+        #[arg(long)]
+        operator_key_file: PathBuf,
+    },
     /// Replays the reference case (Xiazhu Lake wetland, 2022) and prints a readable report.
     Demo {
         /// A running service; without it the demo starts one on a temporary folder.
@@ -239,6 +262,22 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             operator_key,
         } => {
             print!("{}", cli::verify_pledge(&bundle, &operator_key)?);
+            Ok(())
+        }
+        Command::Check { data } => {
+            print!("{}", cli::check(&data)?);
+            Ok(())
+        }
+        Command::Restore {
+            data,
+            export,
+            checkpoint,
+            operator_key_file,
+        } => {
+            print!(
+                "{}",
+                cli::restore(&data, &export, &checkpoint, &operator_key_file)?
+            );
             Ok(())
         }
         Command::Demo { url, operator_key } => {

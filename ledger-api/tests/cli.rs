@@ -372,3 +372,89 @@ fn demo_on_its_own_temporary_folder() {
         );
     }
 }
+
+fn ok_owned(args: &[String]) -> String {
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn fails_owned(args: &[String]) -> String {
+    fails(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The backup of docs/operations.md, as an operator would take and use it: checkpoint, export,
+/// `check` on the stopped ledger, `restore` into a new folder, and a service on the restored
+/// folder answering with the same root. A tampered export does not restore.
+#[test]
+fn backup_check_and_restore_as_an_operator_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data);
+    let url = service.url.clone();
+    let operator_key = data.join("operator.key");
+    ok(&[
+        "demo",
+        "--url",
+        &url,
+        "--operator-key",
+        operator_key.to_str().unwrap(),
+    ]);
+    let checkpoint = dir.path().join("checkpoint.txt");
+    let note = http_get(&url, "/v1/checkpoint").body;
+    std::fs::write(&checkpoint, &note).unwrap();
+    let size = String::from_utf8(note.to_vec())
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let export = dir.path().join("export.ndjson");
+    std::fs::write(
+        &export,
+        http_get(&url, &format!("/v1/export?size={size}")).body,
+    )
+    .unwrap();
+    let before: Value = http_get(&url, "/v1/ledger").json().unwrap();
+    assert!(service.terminate().success());
+
+    let checked = ok(&["check", "--data", data.to_str().unwrap()]);
+    assert!(checked.contains(&format!("{size} entries")), "{checked}");
+
+    let restored = dir.path().join("restored");
+    let args = |to: &Path, export: &Path| {
+        vec![
+            "restore".to_owned(),
+            "--data".to_owned(),
+            to.to_str().unwrap().to_owned(),
+            "--export".to_owned(),
+            export.to_str().unwrap().to_owned(),
+            "--checkpoint".to_owned(),
+            checkpoint.to_str().unwrap().to_owned(),
+            "--operator-key-file".to_owned(),
+            operator_key.to_str().unwrap().to_owned(),
+        ]
+    };
+    let said = ok_owned(&args(&restored, &export));
+    assert!(said.contains(&format!("{size} entries")), "{said}");
+    ok(&["check", "--data", restored.to_str().unwrap()]);
+    // Never over an existing ledger.
+    let refusal = fails_owned(&args(&restored, &export));
+    assert!(refusal.contains("not empty"), "{refusal}");
+
+    let service = Service::start(&restored);
+    let after: Value = http_get(&service.url, "/v1/ledger").json().unwrap();
+    assert_eq!(after["root"], before["root"]);
+    assert_eq!(after["size"], before["size"]);
+    assert!(service.terminate().success());
+
+    // modified-quantity: one tonne more in the acquisition.
+    let tampered = dir.path().join("tampered.ndjson");
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(text.contains("\"quantity\":\"10000\""));
+    std::fs::write(
+        &tampered,
+        text.replacen("\"quantity\":\"10000\"", "\"quantity\":\"10001\"", 1),
+    )
+    .unwrap();
+    let refusal = fails_owned(&args(&dir.path().join("other"), &tampered));
+    assert!(refusal.contains("does NOT restore: entry "), "{refusal}");
+}
