@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 client for the CLI, the demo and the tests, on the hyper that axum already
-//! brings: one connection per request, plain `http://` only (put TLS in a reverse proxy in front
+//! brings: one connection per request (or a kept-alive [`Connection`]), plain `http://` only (put TLS in a reverse proxy in front
 //! of the service; the CLI's offline commands need no network at all).
 
 use std::time::Duration;
@@ -149,18 +149,65 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, ClientError> {
+        self.connect().await?.send(method, path, body).await
+    }
+}
+
+/// One kept-alive HTTP/1.1 connection: requests go one after another over the same socket (for
+/// load tools, where a connection per request would measure the kernel rather than the service).
+#[derive(Debug)]
+pub struct Connection {
+    authority: String,
+    base_path: String,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    /// Opens a connection to the service.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             ClientError(format!("{what} http://{}: {e}", self.authority))
         };
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|e| fail("cannot connect to", &e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        stream
+            .set_nodelay(true)
+            .map_err(|e| fail("cannot set up", &e))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fail("cannot talk to", &e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        Ok(Connection {
+            authority: self.authority.clone(),
+            base_path: self.base_path.clone(),
+            sender,
+        })
+    }
+}
+
+impl Connection {
+    /// `POST path` with a JSON body.
+    pub async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<HttpResponse, ClientError> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// Any request, over this connection.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse, ClientError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            ClientError(format!("{what} http://{}: {e}", self.authority))
+        };
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| fail("the connection closed to", &e))?;
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_path))
@@ -171,7 +218,8 @@ impl Client {
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| fail("cannot make a request to", &e))?;
-        let response = sender
+        let response = self
+            .sender
             .send_request(request)
             .await
             .map_err(|e| fail("no answer from", &e))?;

@@ -10,6 +10,8 @@
 //! | `ledger_entries_accepted_total` | counter | `entry_type` |
 //! | `ledger_entries_rejected_total` | counter | `kind` (the problem kind) |
 //! | `ledger_size_entries` | gauge | — (set at each scrape) |
+//! | `ledger_durable_writes` | gauge | — durable store writes since start (set at each scrape) |
+//! | `ledger_entries_written` | gauge | — entries those writes appended; ÷ writes = mean group size |
 //! | `http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //! | `http_requests_in_flight` | gauge | — |
 
@@ -53,6 +55,8 @@ pub struct Metrics {
     accepted: Family<EntryTypeLabel, Counter>,
     rejected: Family<KindLabel, Counter>,
     size: Gauge<i64, AtomicI64>,
+    durable_writes: Gauge<i64, AtomicI64>,
+    entries_written: Gauge<i64, AtomicI64>,
     latency: HistogramFamily,
     in_flight: Gauge<i64, AtomicI64>,
 }
@@ -89,6 +93,18 @@ impl Metrics {
             rejected.clone(),
         );
         registry.register("ledger_size_entries", "Entries in the ledger", size.clone());
+        let durable_writes = Gauge::<i64, AtomicI64>::default();
+        let entries_written = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ledger_durable_writes",
+            "Atomic, durable store writes (flush and fdatasync) since the service started",
+            durable_writes.clone(),
+        );
+        registry.register(
+            "ledger_entries_written",
+            "Entries appended by those writes (concurrent submissions share writes)",
+            entries_written.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request (to the response head)",
@@ -104,6 +120,8 @@ impl Metrics {
             accepted,
             rejected,
             size,
+            durable_writes,
+            entries_written,
             latency,
             in_flight,
         }
@@ -143,10 +161,12 @@ impl Metrics {
         self.in_flight.inc_by(delta);
     }
 
-    /// The text exposition, with the ledger's size as given.
-    pub fn encode(&self, ledger_size: u64) -> String {
-        self.size
-            .set(i64::try_from(ledger_size).unwrap_or(i64::MAX));
+    /// The text exposition, with the ledger's size and write statistics as given.
+    pub fn encode(&self, ledger_size: u64, writes: ledger_core::ledger::WriteStats) -> String {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.size.set(gauge(ledger_size));
+        self.durable_writes.set(gauge(writes.durable_writes));
+        self.entries_written.set(gauge(writes.entries));
         let mut out = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(%error, "metrics could not be encoded");

@@ -1172,8 +1172,10 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let size = state.blocking(|ledger| Ok(ledger.size())).await?;
-    let text = state.0.metrics.encode(size);
+    let (size, writes) = state
+        .blocking(|ledger| Ok((ledger.size(), ledger.write_stats())))
+        .await?;
+    let text = state.0.metrics.encode(size, writes);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -248,6 +248,8 @@ async fn metrics_count_accepted_and_rejected_entries_and_latency() {
         "{text}"
     );
     assert!(text.contains("ledger_size_entries 20"), "{text}");
+    assert!(text.contains("ledger_entries_written "), "{text}");
+    assert!(text.contains("ledger_durable_writes "), "{text}");
     assert!(text.contains("http_request_duration_seconds_count{method=\"POST\",route=\"/v1/entries\",status=\"201\"}"), "{text}");
 }
 

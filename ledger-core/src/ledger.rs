@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
@@ -245,6 +246,18 @@ pub struct Ledger {
     keys: RwLock<HashMap<ParticipantId, PublicKey>>,
     queue: Mutex<Vec<Pending>>,
     sequencer: Mutex<()>,
+    durable_writes: AtomicU64,
+    entries_written: AtomicU64,
+}
+
+/// How the sequencer has written since the ledger was opened: concurrent submitters share
+/// durable writes, so `entries / durable_writes` is the mean group size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteStats {
+    /// Atomic, durable store writes (each one flush and fdatasync).
+    pub durable_writes: u64,
+    /// Entries those writes appended.
+    pub entries: u64,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -336,6 +349,8 @@ impl Ledger {
             keys: RwLock::new(keys),
             queue: Mutex::new(Vec::new()),
             sequencer: Mutex::new(()),
+            durable_writes: AtomicU64::new(0),
+            entries_written: AtomicU64::new(0),
         };
         if fresh {
             ledger.write_genesis(&config)?;
@@ -661,6 +676,11 @@ impl Ledger {
         match outcome {
             Ok(()) => {
                 head.state.settle();
+                if !batch.leaves.is_empty() {
+                    self.durable_writes.fetch_add(1, Ordering::Relaxed);
+                    self.entries_written
+                        .fetch_add(batch.leaves.len() as u64, Ordering::Relaxed);
+                }
                 if !batch.new_keys.is_empty() {
                     let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
                     keys.extend(batch.new_keys.drain(..));
@@ -831,6 +851,14 @@ impl Ledger {
     /// Runs a query over the current (durable) state.
     pub fn read<R>(&self, query: impl FnOnce(&State) -> R) -> R {
         query(&self.read_head().state)
+    }
+
+    /// How the sequencer has written since the ledger was opened.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            durable_writes: self.durable_writes.load(Ordering::Relaxed),
+            entries: self.entries_written.load(Ordering::Relaxed),
+        }
     }
 
     /// Number of entries.

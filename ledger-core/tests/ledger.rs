@@ -587,3 +587,97 @@ fn a_group_may_rotate_a_key_and_sign_with_the_new_one() {
     ledger.submit_group(group).unwrap();
     assert_eq!(available(&ledger, "enterprise-a"), "2".parse().unwrap());
 }
+
+/// A store that takes 40 ms per durable write, like a slow disk.
+#[derive(Debug)]
+struct SlowStore(MemoryStore);
+
+impl ledger_core::store::Store for SlowStore {
+    fn meta(&self) -> Result<Option<ledger_core::store::Meta>, ledger_core::store::StoreError> {
+        self.0.meta()
+    }
+    fn append(
+        &self,
+        batch: ledger_core::store::AppendBatch<'_>,
+    ) -> Result<(), ledger_core::store::StoreError> {
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        self.0.append(batch)
+    }
+    fn put_meta(
+        &self,
+        meta: &ledger_core::store::Meta,
+    ) -> Result<(), ledger_core::store::StoreError> {
+        self.0.put_meta(meta)
+    }
+    fn checkpoint_witness(&self) -> Result<Option<String>, ledger_core::store::StoreError> {
+        self.0.checkpoint_witness()
+    }
+    fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, ledger_core::store::StoreError> {
+        self.0.leaf(seq)
+    }
+    fn scan_leaves(
+        &self,
+        from: u64,
+        visit: &mut ledger_core::store::LeafVisitor<'_>,
+    ) -> Result<(), ledger_core::store::StoreError> {
+        self.0.scan_leaves(from, visit)
+    }
+    fn node(
+        &self,
+        id: merkle::NodeId,
+    ) -> Result<Option<merkle::Hash>, ledger_core::store::StoreError> {
+        self.0.node(id)
+    }
+    fn scan_state(
+        &self,
+        table: Option<&str>,
+        visit: &mut ledger_core::store::RowVisitor<'_>,
+    ) -> Result<(), ledger_core::store::StoreError> {
+        self.0.scan_state(table, visit)
+    }
+    fn state_row(
+        &self,
+        table: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, ledger_core::store::StoreError> {
+        self.0.state_row(table, key)
+    }
+}
+
+/// Group commit: while one durable write is under way, the submissions that arrive queue up and
+/// go to the store together in the next one; sixteen submitters never mean sixteen writes.
+#[test]
+fn concurrent_submitters_share_durable_writes() {
+    let ledger = Arc::new(Ledger::open(Box::new(SlowStore(MemoryStore::new())), config()).unwrap());
+    populate(&ledger);
+    let before = ledger.write_stats();
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let ledger = Arc::clone(&ledger);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let id = format!("T-group-{i}");
+                let submission = signed(
+                    body(&id, transfer("1")),
+                    &["two-mountains-bank", "enterprise-a"],
+                );
+                barrier.wait();
+                ledger.submit(submission).unwrap()
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let after = ledger.write_stats();
+    let (writes, entries) = (
+        after.durable_writes - before.durable_writes,
+        after.entries - before.entries,
+    );
+    assert_eq!(entries, 16);
+    assert!(
+        writes <= 4,
+        "16 concurrent entries took {writes} durable writes"
+    );
+}
