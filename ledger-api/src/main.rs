@@ -113,6 +113,28 @@ enum Command {
         #[arg(long)]
         operator_key_file: PathBuf,
     },
+    /// A bounded load test on this machine: the signature-verification ceiling, then pre-signed
+    /// trades through the library and over HTTP on loopback, each on a fresh temporary ledger.
+    Bench {
+        /// Trades to submit in each mode.
+        #[arg(long, default_value_t = 20_000)]
+        entries: usize,
+        /// Concurrent submitters.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Holders the trades move sink among.
+        #[arg(long, default_value_t = 1000)]
+        holders: usize,
+        /// Seconds to measure each signature rate.
+        #[arg(long, default_value_t = 2.0)]
+        ceiling_seconds: f64,
+        /// Only in process, or only over HTTP.
+        #[arg(long, value_parser = ["both", "in-process", "http"], default_value = "both")]
+        mode: String,
+        /// Also print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replays the reference case (Xiazhu Lake wetland, 2022) and prints a readable report.
     Demo {
         /// A running service; without it the demo starts one on a temporary folder.
@@ -278,6 +300,33 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 "{}",
                 cli::restore(&data, &export, &checkpoint, &operator_key_file)?
             );
+            Ok(())
+        }
+        Command::Bench {
+            entries,
+            clients,
+            holders,
+            ceiling_seconds,
+            mode,
+            json,
+        } => {
+            init_logging("warn");
+            let options = ledger_api::bench::BenchOptions {
+                entries,
+                clients: clients.max(1),
+                holders,
+                ceiling_seconds,
+                in_process: mode != "http",
+                http: mode != "in-process",
+            };
+            let report = ledger_api::bench::run(&options, &mut std::io::stdout())
+                .map_err(|e| cli::CliError(e.to_string()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(|e| cli::CliError(e.to_string()))?
+                );
+            }
             Ok(())
         }
         Command::Demo { url, operator_key } => {

@@ -1,0 +1,511 @@
+//! `carbon-ledger bench`: a bounded load tool.
+//!
+//! It measures, in one run on this machine: the signature-verification ceiling (strict one by one,
+//! and in batches, on every core); then pre-signs N two-signature trades among many holders and
+//! drives (a) the library in process with C threads and (b) the HTTP service over loopback with C
+//! clients on kept-alive connections, each on a fresh ledger in a temporary folder (sled, durable
+//! writes). It reports durable entries per second, latency percentiles, the mean group-commit
+//! size, and the ratios the performance targets are stated in. It stops by itself.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
+use ledger_core::entry::Body;
+use ledger_core::ids::{ParticipantId, PublicKey};
+use ledger_core::ledger::{Ledger, LedgerConfig, WriteStats};
+use ledger_core::sign;
+use ledger_core::wire::Prepared;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::routes::{app, AppState, Limits};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Trades to submit in each mode.
+    pub entries: usize,
+    /// Concurrent submitters.
+    pub clients: usize,
+    /// Holders the trades move sink among.
+    pub holders: usize,
+    /// How long to measure each signature rate.
+    pub ceiling_seconds: f64,
+    /// Drive the library in process.
+    pub in_process: bool,
+    /// Drive the HTTP service over loopback.
+    pub http: bool,
+}
+
+/// Rates of signature verification on every core.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ceiling {
+    /// Threads used (the machine's cores).
+    pub threads: usize,
+    /// Strict verifications per second, one by one.
+    pub strict_per_second: f64,
+    /// Signatures per second verified in batches of 64.
+    pub batch64_per_second: f64,
+    /// Two-signature trades per second that batch verification alone would allow.
+    pub trade_ceiling_batch: f64,
+    /// The same for one-by-one strict verification.
+    pub trade_ceiling_strict: f64,
+}
+
+/// One mode's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    /// "in-process" or "http".
+    pub mode: &'static str,
+    /// Trades acknowledged (each durable).
+    pub entries: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Durable entries per second.
+    pub per_second: f64,
+    /// Latency percentiles, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+    /// Slowest, milliseconds.
+    pub max_ms: f64,
+    /// Mean entries per durable write.
+    pub mean_group: f64,
+}
+
+/// Everything measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Signature ceiling.
+    pub ceiling: Ceiling,
+    /// The runs.
+    pub runs: Vec<Run>,
+}
+
+/// Why the bench could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("bench: {0}")]
+pub struct BenchError(pub String);
+
+fn fail(e: impl std::fmt::Display) -> BenchError {
+    BenchError(e.to_string())
+}
+
+const ORIGIN: &str = "bench.carbon-sink-ledger.local/load";
+
+fn seeded_key(kind: u8, n: usize) -> SigningKey {
+    let mut seed = [kind; 32];
+    seed[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+/// Verification rates on every core, measured now.
+pub fn measure_ceiling(seconds: f64) -> Ceiling {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = |batch: bool| -> f64 {
+        let keys: Vec<SigningKey> = (0..64).map(|i| seeded_key(9, i)).collect();
+        let messages: Vec<Vec<u8>> = (0..64)
+            .map(|i| format!("carbon-sink-ledger bench message {i}").into_bytes())
+            .collect();
+        let signatures: Vec<Signature> =
+            keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+        let verifying: Vec<_> = keys.iter().map(SigningKey::verifying_key).collect();
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let start = Instant::now();
+        let mut done = 0u64;
+        while start.elapsed().as_secs_f64() < seconds {
+            if batch {
+                let ok = ed25519_dalek::verify_batch(&refs, &signatures, &verifying).is_ok();
+                done += if ok { 64 } else { 0 };
+            } else {
+                for i in 0..64 {
+                    if verifying[i].verify_strict(refs[i], &signatures[i]).is_ok() {
+                        done += 1;
+                    }
+                }
+            }
+        }
+        done as f64 / start.elapsed().as_secs_f64()
+    };
+    let on_all_cores = |batch: bool| -> f64 {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| scope.spawn(move || per_thread(batch)))
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap_or(0.0)).sum()
+        })
+    };
+    let strict = on_all_cores(false);
+    let batch = on_all_cores(true);
+    Ceiling {
+        threads,
+        strict_per_second: strict,
+        batch64_per_second: batch,
+        trade_ceiling_batch: batch / 2.0,
+        trade_ceiling_strict: strict / 2.0,
+    }
+}
+
+/// The market the trades run in: an operator, a verifier, a proponent and `holders` holders,
+/// one batch, and sink handed to every holder.
+struct Market {
+    operator_key: SigningKey,
+    keys: Vec<(ParticipantId, SigningKey)>,
+}
+
+impl Market {
+    fn new(holders: usize) -> Self {
+        let mut keys = vec![
+            ("verifier".parse().ok(), seeded_key(2, 0)),
+            ("wetland".parse().ok(), seeded_key(3, 0)),
+        ];
+        keys.extend((0..holders).map(|i| (format!("holder-{i}").parse().ok(), seeded_key(4, i))));
+        Self {
+            operator_key: seeded_key(1, 0),
+            keys: keys
+                .into_iter()
+                .filter_map(|(id, key)| Some((id?, key)))
+                .collect(),
+        }
+    }
+
+    fn config(&self) -> Result<LedgerConfig, BenchError> {
+        Ok(LedgerConfig {
+            origin: ORIGIN.parse().map_err(fail)?,
+            operator: "operator".parse().map_err(fail)?,
+            operator_name: "Bench operator".parse().map_err(fail)?,
+            operator_key: self.operator_key.clone(),
+        })
+    }
+
+    fn key(&self, id: &str) -> &SigningKey {
+        if id == "operator" {
+            return &self.operator_key;
+        }
+        self.keys
+            .iter()
+            .find(|(p, _)| p.as_str() == id)
+            .map_or(&self.operator_key, |(_, k)| k)
+    }
+
+    fn sign(&self, id: &str, fields: Value, signers: &[&str]) -> Result<Prepared, BenchError> {
+        let mut value = fields;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("id".into(), json!(id));
+            map.insert("ledger".into(), json!(ORIGIN));
+            map.insert("created_at".into(), json!("2022-06-01T00:00:00Z"));
+        }
+        let body: Body = serde_json::from_value(value).map_err(fail)?;
+        let ids: Vec<ParticipantId> = signers
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .map_err(fail)?;
+        let pairs: Vec<_> = ids
+            .iter()
+            .zip(signers.iter().map(|s| self.key(s)))
+            .collect();
+        Prepared::new(sign::sign_body(body, &pairs).map_err(fail)?).map_err(fail)
+    }
+
+    /// Everything before the trades, in groups.
+    fn setup(&self, ledger: &Ledger) -> Result<(), BenchError> {
+        let mut entries = Vec::new();
+        for (id, key) in &self.keys {
+            let role = match id.as_str() {
+                "verifier" => "verifier",
+                "wetland" => "proponent",
+                _ => "enterprise",
+            };
+            entries.push(self.sign(
+                &format!("reg-{id}"),
+                json!({"type": "register_participant", "participant": id, "name": id.as_str(),
+                       "roles": [role], "public_key": PublicKey::from(key.verifying_key()).to_string()}),
+                &["operator", id.as_str()],
+            )?);
+        }
+        entries.push(self.sign(
+            "meth",
+            json!({"type": "register_methodology", "methodology": "m",
+            "name": "Bench methodology", "version": "1", "buffer_rate": "0"}),
+            &["operator"],
+        )?);
+        entries.push(self.sign(
+            "proj",
+            json!({"type": "register_project", "project": "P",
+            "name": "Bench wetland", "proponent": "wetland", "methodology": "m", "region": "bench",
+            "area_ha": "1"}),
+            &["operator", "wetland"],
+        )?);
+        entries.push(self.sign(
+            "mon",
+            json!({"type": "record_monitoring", "report": "R",
+            "project": "P", "period_start": "2021-01-01", "period_end": "2021-12-31",
+            "quantity": "1000000000", "evidence_sha256": "00".repeat(32)}),
+            &["verifier"],
+        )?);
+        entries.push(self.sign(
+            "iss",
+            json!({"type": "issue_batch", "batch": "B", "report": "R",
+            "quantity": "1000000000", "vintage": 2021}),
+            &["operator"],
+        )?);
+        for (i, (id, _)) in self.keys.iter().enumerate().skip(2) {
+            entries.push(self.sign(
+                &format!("fund-{i}"),
+                json!({"type": "trade", "kind": "transfer",
+                "seller": "wetland", "buyer": id, "batch": "B", "quantity": "1000000"}),
+                &["wetland", id.as_str()],
+            )?);
+        }
+        for group in entries.chunks(256) {
+            ledger.submit_group(group.to_vec()).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// `n` pre-signed two-signature trades among the holders, as the bytes a client sends.
+    fn trades(&self, n: usize) -> Result<Vec<Vec<u8>>, BenchError> {
+        let holders = self.keys.len() - 2;
+        (0..n)
+            .map(|k| {
+                let seller = format!("holder-{}", k % holders);
+                let buyer = format!("holder-{}", (k * 7 + 1 + k / holders) % holders);
+                let buyer = if buyer == seller {
+                    format!("holder-{}", (k + 1) % holders)
+                } else {
+                    buyer
+                };
+                let prepared = self.sign(
+                    &format!("T-{k}"),
+                    json!({"type": "trade",
+                    "kind": "transfer", "seller": seller, "buyer": buyer, "batch": "B",
+                    "quantity": "0.001"}),
+                    &[&seller, &buyer],
+                )?;
+                serde_json::to_vec(&prepared.submission).map_err(fail)
+            })
+            .collect()
+    }
+}
+
+fn summarize(
+    mode: &'static str,
+    mut latencies: Vec<Duration>,
+    wall: Duration,
+    writes: WriteStats,
+) -> Run {
+    latencies.sort_unstable();
+    let at = |per_mille: usize| -> f64 {
+        let count = latencies.len();
+        let index = (count * per_mille).div_ceil(1000).clamp(1, count.max(1)) - 1;
+        latencies
+            .get(index)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Run {
+        mode,
+        entries: latencies.len(),
+        seconds: wall.as_secs_f64(),
+        per_second: latencies.len() as f64 / wall.as_secs_f64(),
+        p50_ms: at(500),
+        p99_ms: at(990),
+        max_ms: at(1000),
+        mean_group: writes.entries as f64 / writes.durable_writes.max(1) as f64,
+    }
+}
+
+fn fresh_ledger(market: &Market, dir: &std::path::Path) -> Result<Arc<Ledger>, BenchError> {
+    let ledger = Ledger::open_dir(dir, market.config()?).map_err(fail)?;
+    market.setup(&ledger)?;
+    Ok(Arc::new(ledger))
+}
+
+fn since(before: WriteStats, after: WriteStats) -> WriteStats {
+    WriteStats {
+        durable_writes: after.durable_writes - before.durable_writes,
+        entries: after.entries - before.entries,
+    }
+}
+
+/// C threads submitting through the library.
+fn run_in_process(
+    ledger: &Arc<Ledger>,
+    trades: &[Vec<u8>],
+    clients: usize,
+) -> Result<Run, BenchError> {
+    let next = AtomicUsize::new(0);
+    let before = ledger.write_stats();
+    let start = Instant::now();
+    let latencies = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<Duration>, BenchError> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(bytes) = trades.get(i) else {
+                            return Ok(mine);
+                        };
+                        let t0 = Instant::now();
+                        ledger.submit_bytes(bytes).map_err(fail)?;
+                        mine.push(t0.elapsed());
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(
+                worker
+                    .join()
+                    .map_err(|_| BenchError("a submitter panicked".into()))??,
+            );
+        }
+        Ok::<_, BenchError>(all)
+    })?;
+    let wall = start.elapsed();
+    Ok(summarize(
+        "in-process",
+        latencies,
+        wall,
+        since(before, ledger.write_stats()),
+    ))
+}
+
+/// C clients over loopback, each on one kept-alive connection.
+async fn run_http(
+    ledger: Arc<Ledger>,
+    trades: Arc<Vec<Vec<u8>>>,
+    clients: usize,
+) -> Result<Run, BenchError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(fail)?;
+    let url = format!("http://{}", listener.local_addr().map_err(fail)?);
+    let limits = Limits {
+        in_flight: clients * 4 + 16,
+        ..Limits::default()
+    };
+    let router = app(AppState::new(Arc::clone(&ledger), limits));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let client = Client::new(&url).map_err(fail)?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let before = ledger.write_stats();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut connection = client.connect().await.map_err(fail)?;
+        let (next, trades) = (Arc::clone(&next), Arc::clone(&trades));
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(bytes) = trades.get(i) else {
+                    return Ok(mine);
+                };
+                let t0 = Instant::now();
+                let answer = connection
+                    .post("/v1/entries", bytes.clone())
+                    .await
+                    .map_err(fail)?;
+                if answer.status.as_u16() != 201 {
+                    return Err(BenchError(format!(
+                        "trade {i}: {} {}",
+                        answer.status,
+                        answer.text()
+                    )));
+                }
+                mine.push(t0.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.map_err(fail)??);
+    }
+    let wall = start.elapsed();
+    let writes = since(before, ledger.write_stats());
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(summarize("http", latencies, wall, writes))
+}
+
+/// Runs the bench and writes a readable report to `out`.
+pub fn run(options: &BenchOptions, out: &mut dyn std::io::Write) -> Result<Report, BenchError> {
+    let say = |out: &mut dyn std::io::Write, text: String| {
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    };
+    say(
+        out,
+        format!(
+            "measuring signature verification on every core ({:.1} s each)…",
+            options.ceiling_seconds
+        ),
+    );
+    let ceiling = measure_ceiling(options.ceiling_seconds);
+    say(out, format!(
+        "  {} threads: strict {:.0} sig/s, batch(64) {:.0} sig/s → two-signature trade ceiling {:.0}/s (batch), {:.0}/s (strict)",
+        ceiling.threads, ceiling.strict_per_second, ceiling.batch64_per_second,
+        ceiling.trade_ceiling_batch, ceiling.trade_ceiling_strict
+    ));
+    let market = Market::new(options.holders.max(2));
+    say(
+        out,
+        format!(
+            "pre-signing {} trades among {} holders…",
+            options.entries,
+            options.holders.max(2)
+        ),
+    );
+    let trades = Arc::new(market.trades(options.entries)?);
+    let mut runs = Vec::new();
+    if options.in_process {
+        let dir = tempfile::tempdir().map_err(fail)?;
+        let ledger = fresh_ledger(&market, dir.path())?;
+        let run = run_in_process(&ledger, &trades, options.clients)?;
+        say(out, describe(&run, &ceiling, None));
+        runs.push(run);
+    }
+    if options.http {
+        let dir = tempfile::tempdir().map_err(fail)?;
+        let ledger = fresh_ledger(&market, dir.path())?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(fail)?;
+        let run = runtime.block_on(run_http(ledger, Arc::clone(&trades), options.clients))?;
+        let in_process = runs.first().map(|r| r.per_second);
+        say(out, describe(&run, &ceiling, in_process));
+        runs.push(run);
+    }
+    Ok(Report { ceiling, runs })
+}
+
+fn describe(run: &Run, ceiling: &Ceiling, in_process: Option<f64>) -> String {
+    let mut text = format!(
+        "{}: {} durable trades in {:.2} s = {:.0}/s ({:.1} % of the batch-verify ceiling, {:.1} % of the strict one); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.1} entries per durable write",
+        run.mode, run.entries, run.seconds, run.per_second,
+        100.0 * run.per_second / ceiling.trade_ceiling_batch,
+        100.0 * run.per_second / ceiling.trade_ceiling_strict,
+        run.p50_ms, run.p99_ms, run.max_ms, run.mean_group
+    );
+    if let Some(base) = in_process {
+        text.push_str(&format!(
+            "; {:.1} % of the in-process rate",
+            100.0 * run.per_second / base
+        ));
+    }
+    text
+}
