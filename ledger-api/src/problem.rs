@@ -292,9 +292,12 @@ impl ApiError {
 
     /// The problem body.
     pub fn problem(&self) -> Problem {
+        // The type is that of the table, so that every type sent is described at its URI: a kind
+        // the table does not list yet goes out as `refused`, with the kind itself beside it.
+        let listed = problem_type(&self.kind);
         Problem {
-            type_uri: format!("{PROBLEM_BASE}{}", self.kind),
-            title: problem_type(&self.kind).title.to_owned(),
+            type_uri: format!("{PROBLEM_BASE}{}", listed.kind),
+            title: listed.title.to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             kind: self.kind.clone(),

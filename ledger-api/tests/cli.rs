@@ -458,3 +458,30 @@ fn backup_check_and_restore_as_an_operator_would() {
     let refusal = fails_owned(&args(&dir.path().join("other"), &tampered));
     assert!(refusal.contains("does NOT restore: entry "), "{refusal}");
 }
+
+/// `bench` runs to the end on a tiny load and reports both modes (its figures are not judged
+/// here: timings are for docs/performance.md, measured in release on a quiet machine).
+#[test]
+fn bench_runs_both_modes_to_the_end() {
+    let out = ok(&[
+        "bench",
+        "--entries",
+        "24",
+        "--clients",
+        "4",
+        "--holders",
+        "6",
+        "--ceiling-seconds",
+        "0.05",
+        "--json",
+    ]);
+    let json_line = out.lines().last().unwrap();
+    let report: Value = serde_json::from_str(json_line).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{out}");
+    for run in runs {
+        assert_eq!(run["entries"], 24, "{out}");
+        assert!(run["mean_group"].as_f64().unwrap() >= 1.0, "{out}");
+    }
+    assert!(report["ceiling"]["batch64_per_second"].as_f64().unwrap() > 0.0);
+}

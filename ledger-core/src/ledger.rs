@@ -555,6 +555,14 @@ impl Ledger {
 
     /// Submits one decoded entry.
     pub fn submit_prepared(&self, prepared: Prepared) -> Result<Receipt, LedgerError> {
+        // The same signed entry again gets its first receipt, even if a signer's key has
+        // rotated since: it was verified when it was accepted.
+        {
+            let head = self.read_head();
+            if let Some(receipt) = self.same_entry_again(&head, &Batch::default(), &prepared)? {
+                return Ok(receipt);
+            }
+        }
         let verified = self.verify(&prepared)?;
         let mut receipts = self.run(Unit::Single(Box::new((prepared, verified))))?;
         receipts
@@ -761,10 +769,8 @@ impl Ledger {
         verified: &Verified,
     ) -> Result<Receipt, LedgerError> {
         let body = prepared.body();
-        if let Some(first) = head.state.entry(&body.id)? {
-            if first.body_digest == prepared.body_digest {
-                return self.receipt_again(head, batch, first.seq);
-            }
+        if let Some(receipt) = self.same_entry_again(head, batch, prepared)? {
+            return Ok(receipt);
         }
         // Keys may have rotated (or signers registered) since verification: verify again.
         let fresh;
@@ -813,8 +819,32 @@ impl Ledger {
         })
     }
 
-    /// The first receipt of an entry submitted again.
-    fn receipt_again(&self, head: &Head, batch: &Batch, seq: u64) -> Result<Receipt, LedgerError> {
+    /// The first receipt, if `prepared` is an entry already in the ledger (or in the batch being
+    /// sequenced): the same body with the same signatures. The same body with other signatures
+    /// is not the same signed entry; it goes through verification and the rules like any other.
+    fn same_entry_again(
+        &self,
+        head: &Head,
+        batch: &Batch,
+        prepared: &Prepared,
+    ) -> Result<Option<Receipt>, LedgerError> {
+        let Some(first) = head.state.entry(&prepared.body().id)? else {
+            return Ok(None);
+        };
+        if first.body_digest != prepared.body_digest {
+            return Ok(None);
+        }
+        let (receipt, signatures) = self.receipt_again(head, batch, first.seq)?;
+        Ok((signatures == prepared.submission.signatures).then_some(receipt))
+    }
+
+    /// The receipt of entry `seq`, with the signatures it was accepted with.
+    fn receipt_again(
+        &self,
+        head: &Head,
+        batch: &Batch,
+        seq: u64,
+    ) -> Result<(Receipt, Vec<crate::entry::SignatureLine>), LedgerError> {
         let durable = head.meta.size;
         let leaf = if seq >= durable {
             usize::try_from(seq - durable)
@@ -826,14 +856,15 @@ impl Ledger {
         let leaf = leaf.ok_or_else(|| LedgerError::Integrity(format!("leaf {seq} is missing")))?;
         let envelope = Envelope::from_leaf(&leaf)
             .map_err(|e| LedgerError::Integrity(format!("leaf {seq} cannot be read: {e}")))?;
-        Ok(Receipt {
+        let receipt = Receipt {
             seq,
             id: envelope.entry.body.id.to_string(),
             entry_type: envelope.entry.body.type_name().to_owned(),
             leaf_hash: hex32(&merkle::leaf_hash(&leaf)),
             accepted_at: envelope.accepted_at.to_string(),
             duplicate: true,
-        })
+        };
+        Ok((receipt, envelope.entry.signatures))
     }
 
     // --- reading -------------------------------------------------------------------------

@@ -681,3 +681,52 @@ fn concurrent_submitters_share_durable_writes() {
         "16 concurrent entries took {writes} durable writes"
     );
 }
+
+/// Regression: the same signed entry resubmitted after its signer rotated keys was refused as a
+/// bad signature (it was checked against the new key before being recognised), and a forged copy
+/// of an accepted entry submitted in a group was answered with the first receipt.
+#[test]
+fn a_resubmission_is_recognised_by_its_signatures_not_just_its_body() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let original = signed(
+        body("T-keep", transfer("3")),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    let first = ledger.submit(original.clone()).unwrap();
+
+    let platform = pid("two-mountains-bank");
+    let new_key = signing_key("two-mountains-bank/next");
+    let rotation = body(
+        "rot-keep",
+        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+            "new_public_key": common::encode_key(&new_key.verifying_key())}),
+    );
+    ledger
+        .submit(
+            sign_body(
+                rotation,
+                &[
+                    (&platform, &signing_key("two-mountains-bank")),
+                    (&platform, &new_key),
+                ],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let again = ledger.submit(original.clone()).unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.seq, again.leaf_hash), (first.seq, first.leaf_hash));
+
+    // The same body under a forged signature is not the same signed entry, alone or in a group.
+    let mut forged = original;
+    forged.signatures[1].sig.0[0] ^= 1;
+    assert_eq!(
+        ledger.submit(forged.clone()).unwrap_err().kind(),
+        "bad-signature"
+    );
+    let err = ledger
+        .submit_group(vec![Prepared::new(forged).unwrap()])
+        .unwrap_err();
+    assert_eq!(err.kind(), "bad-signature", "{err}");
+}

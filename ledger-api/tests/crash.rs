@@ -1,0 +1,759 @@
+//! The crash test: `carbon-ledger serve` as a child process on a real folder, concurrent
+//! submissions, SIGKILL at random moments over many rounds, a restart each time, and after each
+//! restart an audit:
+//!
+//! - every acknowledged entry is present, at its acknowledged sequence number, with its leaf hash;
+//! - the log is gap-free (entries `0..size` all readable, each envelope's `seq` its position and
+//!   its `prev` the previous leaf's hash), holds only what was submitted, and each id once;
+//! - the tree recomputed from the leaves has the ledger's root, every checkpoint signed so far
+//!   (also those fetched moments before a kill) has the root of the recomputed tree at its size,
+//!   and the service proves the current tree consistent with them;
+//! - entries in flight at the kill are present once or absent; resubmitted, they are accepted or
+//!   answered as duplicates with their first receipt.
+//!
+//! At the end the export verifies against the checkpoint, balances equal a replay of the export
+//! (and a count of the transfers in the log), and `carbon-ledger check` passes if it exists.
+//!
+//! `CRASH_SEED` (default 20221126) and `CRASH_ROUNDS` (default 12) repeat or lengthen a run.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use ledger_api::client::Client;
+use ledger_api::demo;
+use ledger_core::checkpoint;
+use ledger_core::ids::ParticipantId;
+use ledger_core::ledger::Receipt;
+use ledger_core::merkle::{self, CompactTree, Hash};
+use ledger_core::verify;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use support::{unhex, Market, Rng};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carbon-ledger");
+/// Concurrent submitters per round.
+const CLIENTS: usize = 8;
+/// Enterprises receiving transfers.
+const ENTERPRISES: usize = 20;
+
+/// `carbon-ledger serve` in a child process; killed (SIGKILL) when dropped.
+struct Service {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    /// Starts the service on `data` and waits for the line saying where it listens.
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut service = Self {
+            child,
+            url: String::new(),
+            log: log.clone(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            let Ok(line) = line else {
+                let status = service.child.try_wait().ok().flatten();
+                panic!(
+                    "serve did not say where it listens (exit status {status:?}); its log:\n{}",
+                    service.log.lock().unwrap().join("\n")
+                );
+            };
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on ".len()..];
+                service.url = rest.split_whitespace().next().unwrap().to_owned();
+                return service;
+            }
+        }
+    }
+
+    /// SIGKILL, and reap.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status within a bound.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One pre-signed submission of the pool.
+struct Pooled {
+    id: String,
+    seller: &'static str,
+    buyer: String,
+    bytes: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct EntriesPage {
+    size: u64,
+    entries: Vec<EntryRow>,
+}
+
+#[derive(Deserialize)]
+struct EntryRow {
+    seq: u64,
+    leaf_hash: String,
+    envelope: Box<RawValue>,
+}
+
+/// What the test knows of the log: every leaf read back after a restart, and the roots.
+struct Log {
+    /// Leaf hashes, by sequence number.
+    leaves: Vec<Hash>,
+    /// `roots[n]` is the root of the first `n` leaves.
+    roots: Vec<Hash>,
+    tree: CompactTree,
+    /// Entry id → sequence number.
+    ids: HashMap<String, u64>,
+    /// Signed checkpoints seen (size, root), deduplicated.
+    checkpoints: BTreeMap<u64, Hash>,
+}
+
+impl Log {
+    fn new() -> Self {
+        Self {
+            leaves: Vec::new(),
+            roots: vec![merkle::empty_root()],
+            tree: CompactTree::new(),
+            ids: HashMap::new(),
+            checkpoints: BTreeMap::new(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// Records a checkpoint note after checking its signature; a root that differs from one
+    /// recorded for the same size is a fork.
+    fn checkpoint(&mut self, note: &str, origin: &str, key: &VerifyingKey) {
+        let cp = checkpoint::open_checkpoint(note, origin, key)
+            .unwrap_or_else(|e| panic!("a checkpoint does not verify: {e}\n{note}"));
+        if let Some(root) = self.checkpoints.insert(cp.size, cp.root) {
+            assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
+        }
+    }
+}
+
+async fn json_of(client: &Client, path: &str) -> Value {
+    let answer = client
+        .get(path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    answer
+        .ok_json()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Reads the log past what is known, checks it, and checks every receipt and checkpoint against
+/// it. `pool_ids` are the ids submitted by the test after the setup (`setup_size` entries).
+async fn audit(
+    client: &Client,
+    log: &mut Log,
+    origin: &str,
+    key: &VerifyingKey,
+    acked: &BTreeMap<String, Receipt>,
+    setup_size: Option<u64>,
+    pool_ids: &HashMap<String, usize>,
+) {
+    let info = json_of(client, "/v1/ledger").await;
+    let size = info["size"].as_u64().unwrap();
+    assert!(
+        size >= log.size(),
+        "the ledger shrank from {} to {size} entries",
+        log.size()
+    );
+    let audited_before = log.size();
+    while log.size() < size {
+        let page: EntriesPage = client
+            .get(&format!("/v1/entries?from={}&limit=1000", log.size()))
+            .await
+            .unwrap()
+            .ok_json()
+            .unwrap();
+        assert_eq!(page.size, size);
+        assert!(
+            !page.entries.is_empty(),
+            "entry {} of {size} cannot be read",
+            log.size()
+        );
+        for row in page.entries {
+            let seq = log.size();
+            assert_eq!(row.seq, seq, "a gap: expected entry {seq}, got {}", row.seq);
+            let leaf = row.envelope.get().as_bytes();
+            let hash = merkle::leaf_hash(leaf);
+            assert_eq!(hex::encode(hash), row.leaf_hash, "entry {seq}'s leaf hash");
+            let envelope: Value = serde_json::from_slice(leaf).unwrap();
+            assert_eq!(
+                envelope["seq"].as_u64(),
+                Some(seq),
+                "entry {seq}'s envelope"
+            );
+            let prev = log
+                .leaves
+                .last()
+                .map_or_else(|| "0".repeat(64), hex::encode);
+            assert_eq!(
+                envelope["prev"].as_str(),
+                Some(prev.as_str()),
+                "entry {seq}'s prev"
+            );
+            let id = envelope["entry"]["body"]["id"].as_str().unwrap().to_owned();
+            if setup_size.is_some_and(|s| seq >= s) {
+                assert!(
+                    pool_ids.contains_key(&id),
+                    "entry {seq} ({id}) was never submitted"
+                );
+            }
+            if let Some(first) = log.ids.insert(id.clone(), seq) {
+                panic!("{id} is in the log twice, at {first} and {seq}");
+            }
+            log.tree.append(hash).unwrap();
+            log.leaves.push(hash);
+            log.roots.push(log.tree.root());
+        }
+    }
+    assert_eq!(
+        hex::encode(log.tree.root()),
+        info["root"].as_str().unwrap(),
+        "the root recomputed from the leaves"
+    );
+
+    // The checkpoint now; every checkpoint seen is on this tree, and the service proves it.
+    let note = client.get("/v1/checkpoint").await.unwrap();
+    assert!(note.status.is_success(), "{}", note.text());
+    log.checkpoint(&note.text(), origin, key);
+    let current = checkpoint::open_checkpoint(&note.text(), origin, key).unwrap();
+    assert_eq!(current.size, size, "the checkpoint of an idle ledger");
+    let mut old_sizes: Vec<u64> = log.checkpoints.keys().copied().collect();
+    old_sizes.push(audited_before);
+    for (&cp_size, cp_root) in &log.checkpoints {
+        assert!(
+            cp_size <= size,
+            "a signed checkpoint of {cp_size} entries, but the ledger holds {size} after a restart"
+        );
+        assert_eq!(
+            usize::try_from(cp_size).ok().map(|s| log.roots[s]),
+            Some(*cp_root),
+            "the checkpoint of size {cp_size} is not on the tree of the leaves"
+        );
+    }
+    old_sizes.sort_unstable();
+    old_sizes.dedup();
+    for old in old_sizes.into_iter().filter(|&s| s > 0 && s < size) {
+        let proof = json_of(
+            client,
+            &format!("/v1/proofs/consistency?old_size={old}&new_size={size}"),
+        )
+        .await;
+        let path: Vec<Hash> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| unhex(h.as_str().unwrap()))
+            .collect();
+        let old_root = log.roots[usize::try_from(old).unwrap()];
+        merkle::verify_consistency(old, size, &old_root, &current.root, &path)
+            .unwrap_or_else(|e| panic!("consistency {old} → {size}: {e}"));
+    }
+
+    // Every acknowledged entry, where its receipt says.
+    for (id, receipt) in acked {
+        let seq = log.ids.get(id).copied();
+        assert_eq!(
+            seq,
+            Some(receipt.seq),
+            "acknowledged entry {id} (receipt seq {}) is not where its receipt says",
+            receipt.seq
+        );
+        let at = usize::try_from(receipt.seq).unwrap();
+        assert_eq!(
+            hex::encode(log.leaves[at]),
+            receipt.leaf_hash,
+            "acknowledged entry {id}: leaf hash"
+        );
+    }
+}
+
+/// What a submitter saw.
+#[derive(Default)]
+struct Outcomes {
+    /// 2xx receipts, with whether the entry had been sent before (in doubt).
+    receipts: Vec<(usize, Receipt)>,
+    /// Sent, no answer: the service died.
+    in_doubt: Vec<usize>,
+    /// Answers that should not happen (a refusal of a valid, unique entry...).
+    unexpected: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_221_126);
+    let rounds: usize = std::env::var("CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    eprintln!("crash test: seed {seed}, {rounds} rounds (CRASH_SEED, CRASH_ROUNDS repeat a run)");
+    let started = Instant::now();
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Set up once: the participants, 20 enterprises, the batch issued and acquired.
+    let service = tokio::task::block_in_place(|| Service::start(&data));
+    let client = Client::new(&service.url).unwrap();
+    let info = json_of(&client, "/v1/ledger").await;
+    let origin = info["origin"].as_str().unwrap().to_owned();
+    let operator = info["operator"].as_str().unwrap().to_owned();
+    let operator_key = ledger_api::keys::read_key_file(&data.join("operator.key")).unwrap();
+    let vk = operator_key.verifying_key();
+    let mut market = Market::new(&origin, &operator, operator_key);
+    let enterprises: Vec<String> = (0..ENTERPRISES).map(|i| format!("ent-{i:02}")).collect();
+    let registrations: Vec<_> = enterprises
+        .iter()
+        .map(|e| market.register_enterprise(e))
+        .collect();
+    for group in [
+        market.registrations_group(),
+        json!({ "entries": registrations }),
+    ] {
+        let r = client
+            .post("/v1/entries/group", serde_json::to_vec(&group).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+    for s in market.up_to_acquisition() {
+        let r = client
+            .post("/v1/entries", serde_json::to_vec(&s).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+    let setup_size = json_of(&client, "/v1/ledger").await["size"]
+        .as_u64()
+        .unwrap();
+    tokio::task::block_in_place(|| service.kill());
+
+    // The pool: 1 t transfers from the platform (10,000 t) and the wetland (5,300 t) to the
+    // enterprises, each with its own id, signed ahead on all cores.
+    let pool_size = 4000;
+    let market = Arc::new(market);
+    let enterprises = Arc::new(enterprises);
+    let mut signing = Vec::new();
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    for w in 0..workers {
+        let (market, enterprises) = (market.clone(), enterprises.clone());
+        signing.push(tokio::task::spawn_blocking(move || {
+            (w..pool_size)
+                .step_by(workers)
+                .map(|i| {
+                    let seller = if i % 2 == 0 {
+                        demo::PLATFORM
+                    } else {
+                        demo::WETLAND
+                    };
+                    let buyer = enterprises[i % ENTERPRISES].clone();
+                    let id = format!("CR-{i:05}");
+                    let bytes =
+                        serde_json::to_vec(&market.transfer(&id, seller, &buyer, "1")).unwrap();
+                    (
+                        i,
+                        Pooled {
+                            id,
+                            seller,
+                            buyer,
+                            bytes,
+                        },
+                    )
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut pool: Vec<Option<Pooled>> = (0..pool_size).map(|_| None).collect();
+    for task in signing {
+        for (i, p) in task.await.unwrap() {
+            pool[i] = Some(p);
+        }
+    }
+    let pool: Arc<Vec<Pooled>> = Arc::new(pool.into_iter().map(Option::unwrap).collect());
+    let pool_ids: HashMap<String, usize> = pool
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.clone(), i))
+        .collect();
+    eprintln!(
+        "crash test: set up {setup_size} entries and signed {pool_size} transfers in {:?}",
+        started.elapsed()
+    );
+
+    let mut log = Log::new();
+    let mut acked: BTreeMap<String, Receipt> = BTreeMap::new();
+    let mut queue: VecDeque<usize> = (0..pool_size).collect();
+    let mut in_doubt_ever: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    let mut in_doubt_present = 0usize;
+
+    for round in 0..=rounds {
+        let service = tokio::task::block_in_place(|| Service::start(&data));
+        let client = Client::new(&service.url).unwrap();
+        audit(
+            &client,
+            &mut log,
+            &origin,
+            &vk,
+            &acked,
+            Some(setup_size),
+            &pool_ids,
+        )
+        .await;
+        if round == rounds {
+            // The last start: no kill. Resubmit what is still in doubt, then the final checks.
+            let doubtful: Vec<usize> = in_doubt_ever
+                .iter()
+                .copied()
+                .filter(|&i| !acked.contains_key(&pool[i].id))
+                .collect();
+            let acked_in_rounds = acked.len();
+            let doubt_present = finish(
+                service,
+                &client,
+                &data,
+                &mut log,
+                (&origin, &vk),
+                &market,
+                &pool,
+                &doubtful,
+                &pool_ids,
+                &mut acked,
+                setup_size,
+                &enterprises,
+            )
+            .await;
+            eprintln!(
+                "crash test: {rounds} rounds, {acked_in_rounds} entries acknowledged, 0 lost; {} in flight at a kill ({} of them found appended on resubmission); {} entries in the log; seed {seed}; {:.1} s",
+                in_doubt_ever.len(),
+                in_doubt_present + doubt_present,
+                log.size(),
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+
+        // Submitters and a checkpoint fetcher, until the kill.
+        let shared = Arc::new(Mutex::new(std::mem::take(&mut queue)));
+        let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let (client, shared, outcomes, pool) = (
+                client.clone(),
+                shared.clone(),
+                outcomes.clone(),
+                pool.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Some(i) = shared.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    match client.post("/v1/entries", pool[i].bytes.clone()).await {
+                        Ok(answer) if answer.status.is_success() => {
+                            match answer.json::<Receipt>() {
+                                Ok(receipt) => outcomes.lock().unwrap().receipts.push((i, receipt)),
+                                Err(e) => outcomes
+                                    .lock()
+                                    .unwrap()
+                                    .unexpected
+                                    .push(format!("{}: {e}", pool[i].id)),
+                            }
+                        }
+                        Ok(answer) => {
+                            outcomes.lock().unwrap().unexpected.push(format!(
+                                "{}: {} {}",
+                                pool[i].id,
+                                answer.status,
+                                answer.text()
+                            ));
+                        }
+                        Err(_) => {
+                            outcomes.lock().unwrap().in_doubt.push(i);
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        let notes = Arc::new(Mutex::new(Vec::<String>::new()));
+        let fetcher = {
+            let (client, notes, stop) = (client.clone(), notes.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match client.get("/v1/checkpoint").await {
+                        Ok(a) if a.status.is_success() => notes.lock().unwrap().push(a.text()),
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+            })
+        };
+        let delay = rng.range(100, 1200);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        tokio::task::block_in_place(|| service.kill());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        fetcher.abort();
+        let _ = fetcher.await;
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("a submitter hung after the kill")
+                .unwrap();
+        }
+
+        // What the submitters saw.
+        let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+        assert!(
+            outcomes.unexpected.is_empty(),
+            "round {round}: unexpected answers: {:?}",
+            outcomes.unexpected
+        );
+        let mut fresh = 0;
+        for (i, receipt) in outcomes.receipts {
+            let id = &pool[i].id;
+            assert_eq!(&receipt.id, id);
+            if receipt.duplicate {
+                // Only an entry in doubt from an earlier round may come back as a duplicate,
+                // with the receipt of the entry the log holds.
+                assert_eq!(
+                    log.ids.get(id),
+                    Some(&receipt.seq),
+                    "{id}: a duplicate receipt for an entry the log does not hold there"
+                );
+                in_doubt_present += 1;
+            } else {
+                assert!(
+                    !log.ids.contains_key(id),
+                    "{id} was in the log already, yet accepted again as new"
+                );
+                fresh += 1;
+            }
+            if let Some(first) = acked.insert(id.clone(), receipt.clone()) {
+                panic!("{id} acknowledged twice: {first:?} and {receipt:?}");
+            }
+        }
+        for note in notes.lock().unwrap().iter() {
+            log.checkpoint(note, &origin, &vk);
+        }
+        let doubt_now = outcomes.in_doubt.len();
+        in_doubt_ever.extend(outcomes.in_doubt.iter().copied());
+        // In doubt first next round, then what was never sent.
+        let mut next: VecDeque<usize> = outcomes.in_doubt.into_iter().collect();
+        next.extend(shared.lock().unwrap().drain(..));
+        queue = next;
+        eprintln!(
+            "crash test: round {round}: killed after {delay} ms, {fresh} acknowledged, {doubt_now} in flight, {} checkpoints fetched",
+            notes.lock().unwrap().len()
+        );
+    }
+}
+
+/// The last start: resubmit what was in doubt, audit again, verify the export and the balances,
+/// stop cleanly and run `carbon-ledger check` if it exists.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    service: Service,
+    client: &Client,
+    data: &Path,
+    log: &mut Log,
+    (origin, vk): (&str, &VerifyingKey),
+    market: &Market,
+    pool: &[Pooled],
+    doubtful: &[usize],
+    pool_ids: &HashMap<String, usize>,
+    acked: &mut BTreeMap<String, Receipt>,
+    setup_size: u64,
+    enterprises: &[String],
+) -> usize {
+    let mut present = 0;
+    // Every pool entry sent but never acknowledged is resubmitted: present once (a duplicate
+    // with the log's receipt) or absent (accepted now).
+    for &i in doubtful {
+        let p = &pool[i];
+        let in_log = log.ids.get(&p.id).copied();
+        let answer = client.post("/v1/entries", p.bytes.clone()).await.unwrap();
+        let receipt: Receipt = answer
+            .ok_json()
+            .unwrap_or_else(|e| panic!("{} resubmitted: {e}", p.id));
+        match in_log {
+            Some(seq) => {
+                assert!(
+                    receipt.duplicate,
+                    "{}: in the log at {seq}, yet appended again",
+                    p.id
+                );
+                assert_eq!(receipt.seq, seq, "{}: the first receipt", p.id);
+                present += 1;
+            }
+            None => assert!(
+                !receipt.duplicate,
+                "{}: not in the log, yet a duplicate",
+                p.id
+            ),
+        }
+        acked.insert(p.id.clone(), receipt);
+    }
+    audit(client, log, origin, vk, acked, Some(setup_size), pool_ids).await;
+
+    // The export verifies against the checkpoint, and replays to the balances the service shows.
+    let note = client.get("/v1/checkpoint").await.unwrap().text();
+    let export = client.get("/v1/export").await.unwrap();
+    assert!(export.status.is_success());
+    let (report, replay) =
+        verify::replay_export(export.body.as_ref(), &note, vk, &mut |_, _, _| Ok(())).unwrap();
+    assert_eq!(report.entries, log.size());
+    assert_eq!(hex::encode(replay.root()), hex::encode(log.tree.root()));
+    let mut holders: Vec<String> = enterprises.to_vec();
+    holders.extend(market.case.parties.iter().map(|p| p.id.to_owned()));
+    holders.push(market.case.operator.clone());
+    for holder in &holders {
+        let shown = json_of(client, &format!("/v1/participants/{holder}/balances")).await;
+        let id: ParticipantId = holder.parse().unwrap();
+        let replayed: Vec<Value> = replay
+            .state()
+            .balances_of(&id)
+            .filter(|(_, b)| !(b.available.is_zero() && b.pledged.is_zero()))
+            .map(|(batch, b)| json!([batch.to_string(), b.available, b.pledged]))
+            .collect();
+        let served: Vec<Value> = shown["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let d = |k: &str| {
+                    r[k].as_str()
+                        .unwrap()
+                        .parse::<rust_decimal::Decimal>()
+                        .unwrap()
+                };
+                json!([r["batch"], d("available"), d("pledged")])
+            })
+            .collect();
+        assert_eq!(
+            served, replayed,
+            "{holder}: the service's balances vs the replay"
+        );
+    }
+    // And both equal a count of the transfers in the log.
+    let mut received: HashMap<&str, i64> = HashMap::new();
+    let mut sold: HashMap<&str, i64> = HashMap::new();
+    for p in pool.iter().filter(|p| log.ids.contains_key(&p.id)) {
+        *received.entry(p.buyer.as_str()).or_default() += 1;
+        *sold.entry(p.seller).or_default() += 1;
+    }
+    let available = |holder: &str| {
+        let id: ParticipantId = holder.parse().unwrap();
+        replay
+            .state()
+            .balances_of(&id)
+            .map(|(_, b)| b.available)
+            .sum::<rust_decimal::Decimal>()
+    };
+    for e in enterprises {
+        assert_eq!(
+            available(e),
+            received.get(e.as_str()).copied().unwrap_or(0).into(),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        available(demo::PLATFORM),
+        rust_decimal::Decimal::from(10_000 - sold.get(demo::PLATFORM).copied().unwrap_or(0))
+    );
+    assert_eq!(
+        available(demo::WETLAND),
+        rust_decimal::Decimal::from(5_300 - sold.get(demo::WETLAND).copied().unwrap_or(0))
+    );
+
+    // A clean stop, then the offline check if this build has it.
+    let status = tokio::task::block_in_place(|| service.terminate());
+    assert!(status.success(), "serve exited with {status}");
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let has_check = String::from_utf8_lossy(&help.stdout)
+        .lines()
+        .any(|l| l.trim_start().starts_with("check "));
+    if has_check {
+        let out = Command::new(BIN)
+            .args(["check", "--data", data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "carbon-ledger check failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("crash test: carbon-ledger check passed");
+    } else {
+        eprintln!("crash test: carbon-ledger has no check subcommand; skipped");
+    }
+    present
+}

@@ -1,0 +1,151 @@
+//! Helpers shared by the hostile-input and crash tests: signing bodies for the reference case's
+//! parties and for extra enterprises the tests register, and a seeded random source.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use ledger_api::demo::{self, ReferenceCase};
+use ledger_api::keys;
+use ledger_core::entry::{Body, Submission};
+use ledger_core::ids::ParticipantId;
+use ledger_core::sign;
+use serde_json::{json, Value};
+
+/// The reference case's parties plus enterprises the test registers itself.
+#[derive(Debug)]
+pub struct Market {
+    /// The reference case (its origin, operator and parties).
+    pub case: ReferenceCase,
+    /// Keys of the extra participants, by id.
+    pub extra: BTreeMap<String, SigningKey>,
+}
+
+impl Market {
+    /// A market for the ledger `origin` run by `operator` with `operator_key`.
+    pub fn new(origin: &str, operator: &str, operator_key: SigningKey) -> Self {
+        Self {
+            case: ReferenceCase::new(origin, operator, operator_key),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// A participant's key: an extra one, a party of the case, or the operator.
+    pub fn key(&self, id: &str) -> &SigningKey {
+        self.extra.get(id).unwrap_or_else(|| self.case.key(id))
+    }
+
+    /// A body of this ledger (panics if the fields do not make a valid body).
+    pub fn body(&self, id: &str, created_at: &str, fields: Value) -> Body {
+        self.case.body(id, created_at, fields)
+    }
+
+    /// `body` signed by `signers`, in order, with their own keys.
+    pub fn sign(&self, body: Body, signers: &[&str]) -> Submission {
+        self.sign_with(body, &signers.iter().map(|s| (*s, *s)).collect::<Vec<_>>())
+    }
+
+    /// `body` signed by the lines `(signer named, key of)`: lets a test sign for one party with
+    /// another party's key.
+    pub fn sign_with(&self, body: Body, lines: &[(&str, &str)]) -> Submission {
+        let ids: Vec<ParticipantId> = lines.iter().map(|(s, _)| s.parse().unwrap()).collect();
+        let pairs: Vec<(&ParticipantId, &SigningKey)> = ids
+            .iter()
+            .zip(lines)
+            .map(|(id, (_, key_of))| (id, self.key(key_of)))
+            .collect();
+        sign::sign_body(body, &pairs).unwrap()
+    }
+
+    /// A signed submission in one call.
+    pub fn signed(
+        &self,
+        id: &str,
+        created_at: &str,
+        fields: Value,
+        signers: &[&str],
+    ) -> Submission {
+        self.sign(self.body(id, created_at, fields), signers)
+    }
+
+    /// Generates a key for a new enterprise `id` and returns its registration, signed by the
+    /// operator and by the new key.
+    pub fn register_enterprise(&mut self, id: &str) -> Submission {
+        let key = keys::generate_key();
+        let body = self.body(
+            &format!("reg-{id}"),
+            "2022-05-21T09:00:00Z",
+            json!({"type": "register_participant", "participant": id,
+                   "name": format!("{id} (test enterprise)"), "roles": ["enterprise"],
+                   "public_key": keys::public_key_base64(&key)}),
+        );
+        self.extra.insert(id.to_owned(), key);
+        let operator = self.case.operator.clone();
+        self.sign(body, &[&operator, id])
+    }
+
+    /// An unpriced transfer of `quantity` t of the reference batch, signed by both parties.
+    pub fn transfer(&self, id: &str, seller: &str, buyer: &str, quantity: &str) -> Submission {
+        self.signed(
+            id,
+            "2022-06-20T10:00:00Z",
+            json!({"type": "trade", "kind": "transfer", "seller": seller, "buyer": buyer,
+                   "batch": demo::BATCH, "quantity": quantity}),
+            &[seller, buyer],
+        )
+    }
+
+    /// The case's registrations, as one group body `{"entries": [...]}`.
+    pub fn registrations_group(&self) -> Value {
+        let entries: Vec<Submission> = self
+            .case
+            .registrations()
+            .into_iter()
+            .map(|s| s.submission)
+            .collect();
+        json!({ "entries": entries })
+    }
+
+    /// The case's market steps up to and including the acquisition: afterwards the platform
+    /// holds 10,000 t and the wetland 5,300 t of the batch.
+    pub fn up_to_acquisition(&self) -> Vec<Submission> {
+        self.case
+            .market()
+            .into_iter()
+            .take(6)
+            .map(|s| s.submission)
+            .collect()
+    }
+}
+
+/// SplitMix64: a small seeded generator, so that a failing run can be repeated with its seed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `low..high` (`high > low`).
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low)
+    }
+}
+
+/// Hex to a 32-byte hash.
+pub fn unhex(text: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).unwrap_or_else(|e| panic!("{text}: {e}"));
+    out
+}
