@@ -250,7 +250,6 @@ fn meta(size: u64, tree: &CompactTree) -> Meta {
         size,
         peaks: tree.peaks().iter().map(hex::encode).collect(),
         last_leaf_hash: String::new(),
-        last_checkpoint: None,
     }
 }
 

@@ -248,6 +248,8 @@ pub struct Ledger {
     sequencer: Mutex<()>,
     durable_writes: AtomicU64,
     entries_written: AtomicU64,
+    /// The last checkpoint signed; its lock also makes signing one at a time.
+    last_checkpoint: Mutex<Option<String>>,
 }
 
 /// How the sequencer has written since the ledger was opened: concurrent submitters share
@@ -310,27 +312,29 @@ impl Ledger {
         let store: Arc<dyn Store> = Arc::from(store);
         let operator_public = PublicKey::from(config.operator_key.verifying_key());
         let witness = store.checkpoint_witness()?;
-        let head = match store.meta()? {
+        let (head, last_checkpoint) = match store.meta()? {
             Some(meta) => Self::load(store.as_ref(), meta, witness, &config, &operator_public)?,
             None if witness.is_some() || store.leaf(0)?.is_some() => {
                 return Err(LedgerError::Integrity(
                     "the store has no ledger metadata, yet it holds entries or the ledger signed a checkpoint of them: its data was lost or damaged, or a restore was interrupted; restore it from a backup into an empty folder".to_owned(),
                 ))
             }
-            None => Head {
-                state: State::new(),
-                tree: CompactTree::new(),
-                last_leaf_hash: [0; 32],
-                meta: Meta {
-                    layout: LAYOUT,
-                    origin: config.origin.to_string(),
-                    operator_key: operator_public.to_string(),
-                    size: 0,
-                    peaks: Vec::new(),
-                    last_leaf_hash: GENESIS_PREV.to_owned(),
-                    last_checkpoint: None,
+            None => (
+                Head {
+                    state: State::new(),
+                    tree: CompactTree::new(),
+                    last_leaf_hash: [0; 32],
+                    meta: Meta {
+                        layout: LAYOUT,
+                        origin: config.origin.to_string(),
+                        operator_key: operator_public.to_string(),
+                        size: 0,
+                        peaks: Vec::new(),
+                        last_leaf_hash: GENESIS_PREV.to_owned(),
+                    },
                 },
-            },
+                None,
+            ),
         };
         let mut head = head;
         head.state
@@ -351,6 +355,7 @@ impl Ledger {
             sequencer: Mutex::new(()),
             durable_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
+            last_checkpoint: Mutex::new(last_checkpoint),
         };
         if fresh {
             ledger.write_genesis(&config)?;
@@ -369,7 +374,10 @@ impl Ledger {
         export: impl std::io::BufRead,
         checkpoint_note: &str,
     ) -> Result<Self, LedgerError> {
-        if store.meta()?.is_some() || store.checkpoint_witness()?.is_some() {
+        if store.meta()?.is_some()
+            || store.checkpoint_witness()?.is_some()
+            || store.leaf(0)?.is_some()
+        {
             return Err(LedgerError::Integrity(
                 "a ledger can only be restored into an empty store".to_owned(),
             ));
@@ -386,7 +394,6 @@ impl Ledger {
             size: 0,
             peaks: Vec::new(),
             last_leaf_hash: GENESIS_PREV.to_owned(),
-            last_checkpoint: None,
         };
         // Leaves and nodes go in chunks; the metadata row, which makes the store a ledger, only
         // with the state at the end.
@@ -430,8 +437,7 @@ impl Ledger {
             state: &rows,
             meta: Some(&meta),
         })?;
-        meta.last_checkpoint = Some(checkpoint_note.to_owned());
-        store.put_meta(&meta)?;
+        store.put_checkpoint(checkpoint_note)?;
         if last.size > meta.size {
             return Err(LedgerError::Integrity(
                 "the export is shorter than its checkpoint".to_owned(),
@@ -446,7 +452,7 @@ impl Ledger {
         witness: Option<String>,
         config: &LedgerConfig,
         operator_public: &PublicKey,
-    ) -> Result<Head, LedgerError> {
+    ) -> Result<(Head, Option<String>), LedgerError> {
         if meta.layout != LAYOUT {
             return Err(LedgerError::Integrity(format!(
                 "the store has layout {}, this program reads layout {LAYOUT}",
@@ -507,17 +513,18 @@ impl Ledger {
             last_leaf_hash,
             meta,
         };
-        // The checkpoint in the metadata row, and the one kept apart from the main data: the
-        // tree must extend both.
+        // The checkpoint kept in the main data, and the one kept apart from it: the tree must
+        // extend both, and the later one is the last signed.
         let key = config.operator_key.verifying_key();
-        for note in [head.meta.last_checkpoint.as_ref(), witness.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            let last = checkpoint::open_checkpoint(note, config.origin.as_str(), &key)?;
+        let mut latest: Option<(u64, String)> = None;
+        for note in [store.checkpoint()?, witness].into_iter().flatten() {
+            let last = checkpoint::open_checkpoint(&note, config.origin.as_str(), &key)?;
             check_extends(store, &head.tree, &last)?;
+            if latest.as_ref().is_none_or(|(size, _)| last.size > *size) {
+                latest = Some((last.size, note));
+            }
         }
-        Ok(head)
+        Ok((head, latest.map(|(_, note)| note)))
     }
 
     fn write_genesis(&self, config: &LedgerConfig) -> Result<(), LedgerError> {
@@ -1012,33 +1019,28 @@ impl Ledger {
     }
 
     /// The latest checkpoint, signed by the operator key, as a C2SP signed note. A new one is
-    /// signed only after checking that it extends the last one signed.
+    /// signed (when the ledger has grown) only after checking that it extends the last one
+    /// signed. Signing holds neither the sequencer nor the state: submissions go on meanwhile.
     pub fn checkpoint(&self) -> Result<String, LedgerError> {
-        {
+        let mut last = self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = self.operator_key.verifying_key();
+        let current = {
             let head = self.read_head();
-            if let Some(note) = &head.meta.last_checkpoint {
+            if let Some(note) = last.as_ref() {
                 if checkpoint_size(note) == Some(head.tree.size()) {
                     return Ok(note.clone());
                 }
+                let previous = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
+                check_extends(self.store.as_ref(), &head.tree, &previous)?;
             }
-        }
-        // Hold the sequencer so that the head does not move while it is signed and stored.
-        let _turn = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut head = self.head.write().unwrap_or_else(|e| e.into_inner());
-        let key = self.operator_key.verifying_key();
-        if let Some(note) = &head.meta.last_checkpoint {
-            let last = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
-            check_extends(self.store.as_ref(), &head.tree, &last)?;
-            if last.size == head.tree.size() {
-                return Ok(note.clone());
-            }
-        }
-        let current = Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root());
+            Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root())
+        };
         let note = checkpoint::sign_checkpoint(&current, self.origin.as_str(), &self.operator_key)?;
-        let mut meta = head.meta.clone();
-        meta.last_checkpoint = Some(note.clone());
-        self.store.put_meta(&meta)?;
-        head.meta = meta;
+        self.store.put_checkpoint(&note)?;
+        *last = Some(note.clone());
         Ok(note)
     }
 

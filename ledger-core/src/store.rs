@@ -60,8 +60,6 @@ pub struct Meta {
     pub peaks: Vec<String>,
     /// Leaf hash of the last envelope (hex).
     pub last_leaf_hash: String,
-    /// The last checkpoint the ledger signed (the note text).
-    pub last_checkpoint: Option<String>,
 }
 
 /// The storage layout this code writes.
@@ -96,9 +94,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn meta(&self) -> Result<Option<Meta>, StoreError>;
     /// Writes a group atomically and durably.
     fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError>;
-    /// Replaces the metadata row durably (a new checkpoint), and keeps the checkpoint it names
-    /// apart from the main data as well (see [`Store::checkpoint_witness`]).
-    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError>;
+    /// Keeps a newly signed checkpoint durably, in the main data and apart from it (see
+    /// [`Store::checkpoint_witness`]). Touches nothing else, so it may run beside appends.
+    fn put_checkpoint(&self, note: &str) -> Result<(), StoreError>;
+    /// The last checkpoint signed, as kept in the main data.
+    fn checkpoint(&self) -> Result<Option<String>, StoreError>;
     /// The last checkpoint signed, as kept apart from the main data: if the main data loses
     /// entries (a damaged file that recovery cuts short, an old backup put back), this copy still
     /// says how far the ledger had gone, and opening refuses to go on from less.
@@ -125,8 +125,11 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError> {
         (**self).append(batch)
     }
-    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
-        (**self).put_meta(meta)
+    fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
+        (**self).put_checkpoint(note)
+    }
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        (**self).checkpoint()
     }
     fn checkpoint_witness(&self) -> Result<Option<String>, StoreError> {
         (**self).checkpoint_witness()
@@ -157,6 +160,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 // ---------------------------------------------------------------------------------------------
 
 const META_KEY: &[u8] = b"M";
+const CHECKPOINT_KEY: &[u8] = b"C";
 const LEAF: u8 = b'L';
 const NODE: u8 = b'N';
 const STATE: u8 = b'S';
@@ -315,13 +319,20 @@ impl Store for SledStore {
         self.make_durable()
     }
 
-    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
-        self.db.insert(META_KEY, meta_bytes(meta)?)?;
+    fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
+        self.db.insert(CHECKPOINT_KEY, note.as_bytes())?;
         self.make_durable()?;
-        if let Some(note) = &meta.last_checkpoint {
-            write_atomically(&self.path, WITNESS_FILE, note.as_bytes())?;
-        }
-        Ok(())
+        write_atomically(&self.path, WITNESS_FILE, note.as_bytes())
+    }
+
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        self.db
+            .get(CHECKPOINT_KEY)?
+            .map(|v| {
+                String::from_utf8(v.to_vec())
+                    .map_err(|_| StoreError::Corrupt("the checkpoint row is not UTF-8".to_owned()))
+            })
+            .transpose()
     }
 
     fn checkpoint_witness(&self) -> Result<Option<String>, StoreError> {
@@ -455,13 +466,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn put_meta(&self, meta: &Meta) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        inner.meta = Some(meta.clone());
-        if meta.last_checkpoint.is_some() {
-            inner.witness.clone_from(&meta.last_checkpoint);
-        }
+    fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
+        self.lock()?.witness = Some(note.to_owned());
         Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.lock()?.witness.clone())
     }
 
     fn checkpoint_witness(&self) -> Result<Option<String>, StoreError> {

@@ -603,11 +603,11 @@ impl ledger_core::store::Store for SlowStore {
         std::thread::sleep(std::time::Duration::from_millis(40));
         self.0.append(batch)
     }
-    fn put_meta(
-        &self,
-        meta: &ledger_core::store::Meta,
-    ) -> Result<(), ledger_core::store::StoreError> {
-        self.0.put_meta(meta)
+    fn put_checkpoint(&self, note: &str) -> Result<(), ledger_core::store::StoreError> {
+        self.0.put_checkpoint(note)
+    }
+    fn checkpoint(&self) -> Result<Option<String>, ledger_core::store::StoreError> {
+        self.0.checkpoint()
     }
     fn checkpoint_witness(&self) -> Result<Option<String>, ledger_core::store::StoreError> {
         self.0.checkpoint_witness()
