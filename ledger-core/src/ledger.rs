@@ -6,16 +6,16 @@
 //!     ─▶ tree append ─▶ one atomic store batch per group ─▶ flush + fdatasync ─▶ receipts
 //! ```
 //!
-//! Concurrent submitters share durable writes (group commit): whoever finds the queue non-empty
-//! and the sequencer free sequences everything queued, writes it as one batch, makes it durable,
-//! and only then hands every submitter its answer.
+//! Concurrent submitters share durable writes (group commit): a submitter that finds nobody
+//! sequencing takes everything queued, writes it as one batch, makes it durable, and only then
+//! hands every submitter its answer; meanwhile new submissions queue for the next pass.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -206,6 +206,25 @@ struct Pending {
     reply: mpsc::Sender<UnitResult>,
 }
 
+/// The sequencer's queue. There is no sequencer thread: a submitter that finds nobody sequencing
+/// takes everything queued and sequences it (leader), while the others wait for their answers.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Pending>,
+    sequencing: bool,
+}
+
+/// Hands the turn on when a sequencing pass ends, even if it panicked.
+struct EndOfTurn<'a>(&'a Ledger);
+
+impl Drop for EndOfTurn<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.sequencing = false;
+        self.0.turn.notify_all();
+    }
+}
+
 /// The sequenced part: state, tree and chain head, always as durable as the store.
 struct Head {
     state: State,
@@ -244,8 +263,11 @@ pub struct Ledger {
     /// Every participant's current key, as durable: signature checks read it without waiting for
     /// the sequencer, which holds the head while it writes.
     keys: RwLock<HashMap<ParticipantId, PublicKey>>,
-    queue: Mutex<Vec<Pending>>,
-    sequencer: Mutex<()>,
+    /// Submissions waiting for the sequencer, and whether a submitter is sequencing now.
+    queue: Mutex<Queue>,
+    /// Signalled when a sequencing pass ends: its submitters have their answers, and the next
+    /// waiting submitter takes the queue.
+    turn: Condvar,
     durable_writes: AtomicU64,
     entries_written: AtomicU64,
     /// The last checkpoint signed; its lock also makes signing one at a time.
@@ -351,8 +373,8 @@ impl Ledger {
             store,
             head: RwLock::new(head),
             keys: RwLock::new(keys),
-            queue: Mutex::new(Vec::new()),
-            sequencer: Mutex::new(()),
+            queue: Mutex::new(Queue::default()),
+            turn: Condvar::new(),
             durable_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
             last_checkpoint: Mutex::new(last_checkpoint),
@@ -647,24 +669,31 @@ impl Ledger {
         Ok(sign::verify_signatures(&*keys, prepared)?)
     }
 
-    /// Queues a unit and waits for its answer, sequencing the queue itself if the sequencer is free.
+    /// Queues a unit and waits for its answer, sequencing the queue itself when nobody else is.
+    ///
+    /// Group commit: while one pass writes and syncs, new submissions queue up, and the next pass
+    /// takes them all as one durable batch. Waiters block on the queue's condition variable, not
+    /// on the pass, so those answered leave at once and the next leader starts at once.
     fn run(&self, unit: Unit) -> UnitResult {
         let (reply, answer) = mpsc::channel();
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Pending { unit, reply });
-        let _turn = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(result) = answer.try_recv() {
-            return result;
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.waiting.push(Pending { unit, reply });
+        loop {
+            if let Ok(result) = answer.try_recv() {
+                return result;
+            }
+            if !queue.sequencing {
+                queue.sequencing = true;
+                let work = std::mem::take(&mut queue.waiting);
+                drop(queue);
+                let end = EndOfTurn(self);
+                self.sequence(work);
+                drop(end);
+                queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            queue = self.turn.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
-        let work = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        self.sequence(work);
-        answer.try_recv().unwrap_or_else(|_| {
-            Err(LedgerError::Integrity(
-                "the sequencer lost a submission".to_owned(),
-            ))
-        })
     }
 
     /// Sequences queued units, writes them as one durable batch, then answers each.
