@@ -150,14 +150,17 @@ pub fn measure_ceiling(seconds: f64) -> Ceiling {
 }
 
 /// The market the trades run in: an operator, a verifier, a proponent and `holders` holders,
-/// one batch, and sink handed to every holder.
-struct Market {
+/// one batch, and sink handed to every holder. Keys come from fixed seeds, so the same market
+/// can be rebuilt to sign more trades for an existing ledger.
+#[derive(Debug)]
+pub struct Market {
     operator_key: SigningKey,
     keys: Vec<(ParticipantId, SigningKey)>,
 }
 
 impl Market {
-    fn new(holders: usize) -> Self {
+    /// The market with `holders` holders.
+    pub fn new(holders: usize) -> Self {
         let mut keys = vec![
             ("verifier".parse().ok(), seeded_key(2, 0)),
             ("wetland".parse().ok(), seeded_key(3, 0)),
@@ -172,7 +175,8 @@ impl Market {
         }
     }
 
-    fn config(&self) -> Result<LedgerConfig, BenchError> {
+    /// How to open its ledger.
+    pub fn config(&self) -> Result<LedgerConfig, BenchError> {
         Ok(LedgerConfig {
             origin: ORIGIN.parse().map_err(fail)?,
             operator: "operator".parse().map_err(fail)?,
@@ -212,7 +216,7 @@ impl Market {
     }
 
     /// Everything before the trades, in groups.
-    fn setup(&self, ledger: &Ledger) -> Result<(), BenchError> {
+    pub fn setup(&self, ledger: &Ledger) -> Result<(), BenchError> {
         let mut entries = Vec::new();
         for (id, key) in &self.keys {
             let role = match id.as_str() {
@@ -267,27 +271,28 @@ impl Market {
         Ok(())
     }
 
-    /// `n` pre-signed two-signature trades among the holders, as the bytes a client sends.
-    fn trades(&self, n: usize) -> Result<Vec<Vec<u8>>, BenchError> {
+    /// Trade number `k`: 0.001 t between two holders, signed by both.
+    pub fn trade(&self, k: usize) -> Result<Prepared, BenchError> {
         let holders = self.keys.len() - 2;
+        let seller = format!("holder-{}", k % holders);
+        let buyer = format!("holder-{}", (k * 7 + 1 + k / holders) % holders);
+        let buyer = if buyer == seller {
+            format!("holder-{}", (k + 1) % holders)
+        } else {
+            buyer
+        };
+        self.sign(
+            &format!("T-{k}"),
+            json!({"type": "trade", "kind": "transfer", "seller": seller, "buyer": buyer,
+                   "batch": "B", "quantity": "0.001"}),
+            &[&seller, &buyer],
+        )
+    }
+
+    /// `n` pre-signed trades, as the bytes a client sends.
+    fn trades(&self, n: usize) -> Result<Vec<Vec<u8>>, BenchError> {
         (0..n)
-            .map(|k| {
-                let seller = format!("holder-{}", k % holders);
-                let buyer = format!("holder-{}", (k * 7 + 1 + k / holders) % holders);
-                let buyer = if buyer == seller {
-                    format!("holder-{}", (k + 1) % holders)
-                } else {
-                    buyer
-                };
-                let prepared = self.sign(
-                    &format!("T-{k}"),
-                    json!({"type": "trade",
-                    "kind": "transfer", "seller": seller, "buyer": buyer, "batch": "B",
-                    "quantity": "0.001"}),
-                    &[&seller, &buyer],
-                )?;
-                serde_json::to_vec(&prepared.submission).map_err(fail)
-            })
+            .map(|k| serde_json::to_vec(&self.trade(k)?.submission).map_err(fail))
             .collect()
     }
 }

@@ -999,7 +999,7 @@ impl Ledger {
         seq: u64,
         tree_size: Option<u64>,
     ) -> Result<InclusionProof, LedgerError> {
-        let size = self.size();
+        let (size, current_root) = self.tree_head();
         let tree_size = tree_size.unwrap_or(size);
         if tree_size > size {
             return Err(LedgerError::NotFound(format!(
@@ -1012,7 +1012,7 @@ impl Ledger {
             level: 0,
             index: seq,
         })?;
-        let root = merkle::root_at(tree_size, &nodes)?;
+        let root = self.root_of(tree_size, (size, current_root), &nodes)?;
         Ok(InclusionProof {
             seq,
             tree_size,
@@ -1029,7 +1029,7 @@ impl Ledger {
         old_size: u64,
         new_size: Option<u64>,
     ) -> Result<ConsistencyProof, LedgerError> {
-        let size = self.size();
+        let (size, current_root) = self.tree_head();
         let new_size = new_size.unwrap_or(size);
         if new_size > size {
             return Err(LedgerError::NotFound(format!(
@@ -1041,10 +1041,29 @@ impl Ledger {
         Ok(ConsistencyProof {
             old_size,
             new_size,
-            old_root: hex32(&merkle::root_at(old_size, &nodes)?),
-            new_root: hex32(&merkle::root_at(new_size, &nodes)?),
+            old_root: hex32(&self.root_of(old_size, (size, current_root), &nodes)?),
+            new_root: hex32(&self.root_of(new_size, (size, current_root), &nodes)?),
             proof: proof.iter().map(hex32).collect(),
         })
+    }
+
+    /// The tree's size and root now, read together.
+    fn tree_head(&self) -> (u64, Hash) {
+        let head = self.read_head();
+        (head.tree.size(), head.tree.root())
+    }
+
+    /// The root at `tree_size`: the current root from memory, an earlier one from the store.
+    fn root_of(
+        &self,
+        tree_size: u64,
+        (size, root): (u64, Hash),
+        nodes: &StoreNodes<'_>,
+    ) -> Result<Hash, LedgerError> {
+        if tree_size == size {
+            return Ok(root);
+        }
+        Ok(merkle::root_at(tree_size, nodes)?)
     }
 
     /// The latest checkpoint, signed by the operator key, as a C2SP signed note. A new one is

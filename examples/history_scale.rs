@@ -1,0 +1,160 @@
+//! How the ledger behaves as its history grows: builds a ledger of N two-signature trades in a
+//! folder, then measures in a fresh process what opening it costs (time, resident memory), how
+//! fast proofs are read from the store, and how a full verification compares with the signature
+//! checks it must do. The figures in docs/performance.md come from here.
+//!
+//! ```text
+//! cargo run --release --example history_scale -- build DIR N     # add N trades (creates DIR)
+//! cargo run --release --example history_scale -- open DIR        # open time, RSS, proof times
+//! cargo run --release --example history_scale -- verify DIR      # full verification vs signatures
+//! ```
+
+use std::time::{Duration, Instant};
+
+use ledger_api::bench::Market;
+use ledger_core::ledger::Ledger;
+
+const HOLDERS: usize = 1000;
+
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let market = Market::new(HOLDERS);
+    let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
+    if ledger.size() == 1 {
+        market.setup(&ledger)?;
+    }
+    let first = ledger.read(|s| s.trades(&Default::default()).map(|t| t.len()))?;
+    let start = Instant::now();
+    let chunk = 1024;
+    let mut k = first;
+    while k < first + n {
+        let end = (k + chunk).min(first + n);
+        // Sign on every core, then submit as one atomic group.
+        let group: Vec<_> = std::thread::scope(|scope| {
+            let half = k + (end - k) / 2;
+            let market = &market;
+            let a = scope.spawn(move || {
+                (k..half)
+                    .map(|i| market.trade(i))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            let b = scope.spawn(move || {
+                (half..end)
+                    .map(|i| market.trade(i))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            let mut group = a.join().expect("signer")?;
+            group.extend(b.join().expect("signer")?);
+            Ok::<_, ledger_api::bench::BenchError>(group)
+        })?;
+        ledger.submit_group(group)?;
+        k = end;
+        if (k - first) % (64 * chunk) < chunk {
+            eprintln!(
+                "  {} trades, {:.0} s",
+                k - first,
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    ledger.checkpoint()?;
+    println!(
+        "built: {} entries in {dir} ({} trades added in {:.1} s)",
+        ledger.size(),
+        n,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn open(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let market = Market::new(HOLDERS);
+    let before = resident_kib();
+    let start = Instant::now();
+    let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
+    let opened = start.elapsed();
+    let after_open = resident_kib();
+    let size = ledger.size();
+    let time = |f: &mut dyn FnMut(u64)| -> (Duration, Duration) {
+        let mut times: Vec<Duration> = (0..2000u64)
+            .map(|i| {
+                let t0 = Instant::now();
+                f(i);
+                t0.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        (times[times.len() / 2], times[times.len() * 99 / 100])
+    };
+    let (inclusion_p50, inclusion_p99) = time(&mut |i| {
+        let seq = (i * 7919 + 13) % size;
+        ledger.inclusion_proof(seq, None).expect("inclusion proof");
+    });
+    let (consistency_p50, consistency_p99) = time(&mut |i| {
+        let old = (i * 104_729) % (size - 1) + 1;
+        ledger
+            .consistency_proof(old, None)
+            .expect("consistency proof");
+    });
+    println!(
+        "open: {size} entries in {:.3} s; RSS {} MiB before, {} MiB after open, {} MiB after 4,000 proofs",
+        opened.as_secs_f64(),
+        before / 1024,
+        after_open / 1024,
+        resident_kib() / 1024
+    );
+    println!(
+        "proofs from the store at {size} entries: inclusion p50 {:.1} µs p99 {:.1} µs; consistency p50 {:.1} µs p99 {:.1} µs",
+        inclusion_p50.as_secs_f64() * 1e6,
+        inclusion_p99.as_secs_f64() * 1e6,
+        consistency_p50.as_secs_f64() * 1e6,
+        consistency_p99.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
+fn verify(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let ceiling = ledger_api::bench::measure_ceiling(2.0);
+    let single_core_strict = ceiling.strict_per_second / ceiling.threads as f64;
+    let market = Market::new(HOLDERS);
+    let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
+    let start = Instant::now();
+    let report = ledger.verify_full()?;
+    let took = start.elapsed().as_secs_f64();
+    let signatures_alone = report.signatures as f64 / single_core_strict;
+    println!(
+        "verify: {} entries, {} signatures in {:.1} s; the signatures alone take {:.1} s at {:.0}/s on one core: {:.0} % of the time",
+        report.entries,
+        report.signatures,
+        took,
+        signatures_alone,
+        single_core_strict,
+        100.0 * signatures_alone / took
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["build", dir, n] => build(dir, n.parse()?),
+        ["open", dir] => open(dir),
+        ["verify", dir] => verify(dir),
+        _ => Err("usage: history_scale build DIR N | open DIR | verify DIR".into()),
+    }
+}
