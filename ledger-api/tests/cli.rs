@@ -1,16 +1,14 @@
 //! The `carbon-ledger` binary run as a user runs it: serve, keygen, sign (two parties, one after
 //! the other), submit, verify, verify-pledge, demo, and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+
+mod support;
 
 use ledger_api::client::Client;
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_carbon-ledger");
+use support::{Service, BIN};
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -33,78 +31,6 @@ fn fails(args: &[&str]) -> String {
         "carbon-ledger {args:?} should fail"
     );
     String::from_utf8(output.stderr).unwrap()
-}
-
-/// `carbon-ledger serve` in a child process, and the URL it logs.
-struct Service {
-    child: Child,
-    url: String,
-}
-
-impl Service {
-    fn start(data: &Path) -> Self {
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Owned by the service at once, so that a failure below still kills it (see Drop).
-        let mut service = Self {
-            child,
-            url: String::new(),
-        };
-        let stderr = service.child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("serve did not say where it listens in time");
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on ".len()..];
-                service.url = rest.split_whitespace().next().unwrap().to_owned();
-                return service;
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit status within a bound.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn http_get(url: &str, path: &str) -> ledger_api::client::HttpResponse {

@@ -19,10 +19,9 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
@@ -36,100 +35,12 @@ use ledger_core::verify;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use support::{unhex, Market, Rng};
+use support::{unhex, Market, Rng, Service, BIN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_carbon-ledger");
 /// Concurrent submitters per round.
 const CLIENTS: usize = 8;
 /// Enterprises receiving transfers.
 const ENTERPRISES: usize = 20;
-
-/// `carbon-ledger serve` in a child process; killed (SIGKILL) when dropped.
-struct Service {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Service {
-    /// Starts the service on `data` and waits for the line saying where it listens.
-    fn start(data: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut service = Self {
-            child,
-            url: String::new(),
-            log: log.clone(),
-        };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-            let Ok(line) = line else {
-                let status = service.child.try_wait().ok().flatten();
-                panic!(
-                    "serve did not say where it listens (exit status {status:?}); its log:\n{}",
-                    service.log.lock().unwrap().join("\n")
-                );
-            };
-            if let Some(at) = line.find("listening on http://") {
-                let rest = &line[at + "listening on ".len()..];
-                service.url = rest.split_whitespace().next().unwrap().to_owned();
-                return service;
-            }
-        }
-    }
-
-    /// SIGKILL, and reap.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and the exit status within a bound.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One pre-signed submission of the pool.
 struct Pooled {

@@ -1,8 +1,14 @@
-//! Helpers shared by the hostile-input and crash tests: signing bodies for the reference case's
-//! parties and for extra enterprises the tests register, and a seeded random source.
+//! Helpers shared by the hostile-input, crash and CLI tests: signing bodies for the reference
+//! case's parties and for extra enterprises the tests register, a seeded random source, and the
+//! service run as a child process.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use ledger_api::demo::{self, ReferenceCase};
@@ -148,4 +154,95 @@ pub fn unhex(text: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).unwrap_or_else(|e| panic!("{text}: {e}"));
     out
+}
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_carbon-ledger");
+
+/// `carbon-ledger serve` in a child process; killed (SIGKILL) when dropped.
+pub struct Service {
+    child: Child,
+    /// Where it listens, `http://ADDR`.
+    pub url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    /// Starts the service on `data` and waits for the line saying where it listens.
+    pub fn start(data: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut service = Self {
+            child,
+            url: String::new(),
+            log: log.clone(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            let Ok(line) = line else {
+                let status = service.child.try_wait().ok().flatten();
+                panic!(
+                    "serve did not say where it listens (exit status {status:?}); its log:\n{}",
+                    service.log.lock().unwrap().join("\n")
+                );
+            };
+            if let Some(at) = line.find("listening on http://") {
+                let rest = &line[at + "listening on ".len()..];
+                service.url = rest.split_whitespace().next().unwrap().to_owned();
+                return service;
+            }
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status within a bound.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
