@@ -15,7 +15,7 @@
 //! - [`cli`]: `keygen`, `sign`, `submit`, `verify`, `verify-pledge`.
 //! - [`demo`]: the reference case of DESIGN §2, as bodies and as a readable report.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`bench`]: the bounded load tool behind `carbon-ledger bench`.
+//! - [`bench`](mod@bench): the bounded load tool behind `carbon-ledger bench`.
 #![forbid(unsafe_code)]
 
 pub mod bench;

@@ -87,7 +87,7 @@ pub type LeafVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<bool, StoreError> + '
 /// Visits state rows: table, key, value; returns `false` to stop.
 pub type RowVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
-/// Storage for a ledger. Implementations must make [`Store::append`] and [`Store::put_meta`]
+/// Storage for a ledger. Implementations must make [`Store::append`] and [`Store::put_checkpoint`]
 /// atomic and durable before they return.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The metadata row, or `None` for a new store.
