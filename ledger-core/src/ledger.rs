@@ -1178,6 +1178,10 @@ impl Ledger {
 
     /// Recomputes everything from the stored leaves — signatures, chain, tree, state — and
     /// compares it with what the store holds. Names the first bad sequence number.
+    ///
+    /// It reads a consistent ledger, so submissions wait until it is done (about two minutes
+    /// per million entries on two cores, see docs/performance.md): run it on a stopped ledger
+    /// (`carbon-ledger check`) or on a restored copy rather than on a busy service.
     pub fn verify_full(&self) -> Result<VerifyReport, LedgerError> {
         let head = self.read_head();
         let size = head.tree.size();
