@@ -552,8 +552,10 @@ impl<K: PartialEq, V: PartialEq> PartialEq for Table<K, V> {
     }
 }
 
-impl<K: Ord + Clone + Serialize + DeserializeOwned, V: Clone + Serialize + DeserializeOwned>
-    Table<K, V>
+impl<
+        K: Ord + Clone + Serialize + DeserializeOwned,
+        V: Clone + PartialEq + Serialize + DeserializeOwned,
+    > Table<K, V>
 {
     fn get(&self, key: &K) -> Option<&V> {
         self.rows.get(key)
@@ -581,12 +583,22 @@ impl<K: Ord + Clone + Serialize + DeserializeOwned, V: Clone + Serialize + Deser
         table: &'static str,
         out: &mut Vec<StateChange>,
     ) -> Result<(), serde_json::Error> {
-        let touched: BTreeSet<&K> = self.undo.iter().map(|(k, _)| k).collect();
-        for key in touched {
+        // The value each touched row had before its first write since the last settle: a row
+        // written back to that value (a transfer's debit and credit of the same batch totals)
+        // need not be written at all.
+        let mut before: BTreeMap<&K, Option<&V>> = BTreeMap::new();
+        for (key, old) in &self.undo {
+            before.entry(key).or_insert(old.as_ref());
+        }
+        for (key, old) in before {
+            let now = self.rows.get(key);
+            if now == old {
+                continue;
+            }
             out.push(StateChange {
                 table,
                 key: serde_json::to_vec(key)?,
-                value: self.rows.get(key).map(serde_json::to_vec).transpose()?,
+                value: now.map(serde_json::to_vec).transpose()?,
             });
         }
         Ok(())

@@ -281,3 +281,32 @@ fn rules_refuse_with_figures_and_change_nothing() {
     assert_eq!(err.kind(), "insufficient-buffer");
     m.state.check_invariants().unwrap();
 }
+
+/// Only rows whose value changed are handed to storage: a transfer moves sink between two
+/// holders of a batch, so the batch's totals end where they started and are not written again.
+#[test]
+fn a_transfer_writes_the_two_balances_but_not_the_unchanged_batch() {
+    let mut m = reference_market();
+    let transfer = body(
+        "T-rows",
+        json!({"type": "trade", "kind": "transfer", "seller": "xiazhuhu-wetland",
+            "buyer": "enterprise-a", "batch": "XZH-2021", "quantity": "5"}),
+    );
+    let ctx = ledger_core::state::Context {
+        seq: m.seq,
+        accepted_at: "2022-06-01T10:00:00Z".parse().unwrap(),
+        signers: ledger_core::state::Signers::of(
+            [pid("xiazhuhu-wetland"), pid("enterprise-a")].iter(),
+        ),
+        body_digest: [7; 32],
+    };
+    m.state.apply(&ctx, &transfer).unwrap();
+    let tables: Vec<&str> = m
+        .state
+        .pending_changes()
+        .unwrap()
+        .iter()
+        .map(|c| c.table)
+        .collect();
+    assert_eq!(tables, ["entries", "balances", "balances", "trades"]);
+}
