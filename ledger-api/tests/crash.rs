@@ -279,27 +279,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_entry() {
     let vk = operator_key.verifying_key();
     let mut market = Market::new(&origin, &operator, operator_key);
     let enterprises: Vec<String> = (0..ENTERPRISES).map(|i| format!("ent-{i:02}")).collect();
-    let registrations: Vec<_> = enterprises
-        .iter()
-        .map(|e| market.register_enterprise(e))
-        .collect();
-    for group in [
-        market.registrations_group(),
-        json!({ "entries": registrations }),
-    ] {
-        let r = client
-            .post("/v1/entries/group", serde_json::to_vec(&group).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
-    }
-    for s in market.up_to_acquisition() {
-        let r = client
-            .post("/v1/entries", serde_json::to_vec(&s).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
-    }
+    support::populate_over_http(&client, &mut market, &enterprises).await;
     let setup_size = json_of(&client, "/v1/ledger").await["size"]
         .as_u64()
         .unwrap();

@@ -2272,27 +2272,7 @@ async fn thirty_two_clients_racing_for_the_same_sink() {
     let key = common::key_of(&running);
     let mut market = Market::new(ORIGIN, OPERATOR, key.clone());
     let buyers: Vec<String> = (0..32).map(|i| format!("buyer-{i:02}")).collect();
-    let registrations: Vec<Submission> = buyers
-        .iter()
-        .map(|b| market.register_enterprise(b))
-        .collect();
-    for group in [
-        market.registrations_group(),
-        json!({"entries": registrations}),
-    ] {
-        let r = client
-            .post("/v1/entries/group", serde_json::to_vec(&group).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
-    }
-    for s in market.up_to_acquisition() {
-        let r = client
-            .post("/v1/entries", serde_json::to_vec(&s).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
-    }
+    support::populate_over_http(&client, &mut market, &buyers).await;
     // The holder: enterprise-a, with exactly 1,000 t.
     let r = client
         .post(

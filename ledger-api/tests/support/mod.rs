@@ -246,3 +246,33 @@ impl Drop for Service {
         let _ = self.child.wait();
     }
 }
+
+/// Over HTTP: the reference case's participants and `enterprises` more (two atomic groups), then
+/// the market up to the acquisition, every entry answered 201.
+pub async fn populate_over_http(
+    client: &ledger_api::client::Client,
+    market: &mut Market,
+    enterprises: &[String],
+) {
+    let registrations: Vec<Submission> = enterprises
+        .iter()
+        .map(|e| market.register_enterprise(e))
+        .collect();
+    for group in [
+        market.registrations_group(),
+        json!({ "entries": registrations }),
+    ] {
+        let r = client
+            .post("/v1/entries/group", serde_json::to_vec(&group).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+    for s in market.up_to_acquisition() {
+        let r = client
+            .post("/v1/entries", serde_json::to_vec(&s).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+}
