@@ -1,1 +1,3 @@
-//! End-to-end tests and examples of the carbon-sink ledger live in `tests/` and `examples/`.
+//! The root package of the carbon-sink ledger's workspace: it hosts the runnable programs in
+//! `examples/` (the reference case, embedding the ledger, a bank's offline check, history at
+//! scale). The library is `ledger-core`; the service and CLI are `ledger-api`.
