@@ -588,9 +588,11 @@ fn a_group_may_rotate_a_key_and_sign_with_the_new_one() {
     assert_eq!(available(&ledger, "enterprise-a"), "2".parse().unwrap());
 }
 
-/// A store that takes 40 ms per durable write, like a slow disk.
+/// A store that, once made slow, takes 250 ms per durable write, like a very slow disk: long
+/// enough that every submitter of the test below has queued during the first write, even on a
+/// loaded machine with a debug build.
 #[derive(Debug)]
-struct SlowStore(MemoryStore);
+struct SlowStore(MemoryStore, Arc<std::sync::atomic::AtomicBool>);
 
 impl ledger_core::store::Store for SlowStore {
     fn meta(&self) -> Result<Option<ledger_core::store::Meta>, ledger_core::store::StoreError> {
@@ -600,7 +602,9 @@ impl ledger_core::store::Store for SlowStore {
         &self,
         batch: ledger_core::store::AppendBatch<'_>,
     ) -> Result<(), ledger_core::store::StoreError> {
-        std::thread::sleep(std::time::Duration::from_millis(40));
+        if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
         self.0.append(batch)
     }
     fn put_checkpoint(&self, note: &str) -> Result<(), ledger_core::store::StoreError> {
@@ -648,8 +652,11 @@ impl ledger_core::store::Store for SlowStore {
 /// go to the store together in the next one; sixteen submitters never mean sixteen writes.
 #[test]
 fn concurrent_submitters_share_durable_writes() {
-    let ledger = Arc::new(Ledger::open(Box::new(SlowStore(MemoryStore::new())), config()).unwrap());
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = SlowStore(MemoryStore::new(), Arc::clone(&slow));
+    let ledger = Arc::new(Ledger::open(Box::new(store), config()).unwrap());
     populate(&ledger);
+    slow.store(true, std::sync::atomic::Ordering::Relaxed);
     let before = ledger.write_stats();
     let barrier = Arc::new(std::sync::Barrier::new(16));
     let handles: Vec<_> = (0..16)
