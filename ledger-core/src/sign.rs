@@ -10,7 +10,7 @@ use crate::canonical::CanonicalError;
 use crate::entry::{Body, EntryKind, SignatureLine, Submission};
 use crate::ids::{ParticipantId, PublicKey, SignatureBytes};
 use crate::state::{Signers, State};
-use crate::wire::{Prepared, WireError};
+use crate::wire::Prepared;
 
 /// Why a submission's signatures were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,12 +157,4 @@ pub fn verify_signatures(
         }
     }
     Ok(verified)
-}
-
-/// Convenience for tests and tools: prepares and signs a body.
-pub fn prepare_signed(
-    body: Body,
-    signers: &[(&ParticipantId, &SigningKey)],
-) -> Result<Prepared, WireError> {
-    Prepared::new(sign_body(body, signers)?)
 }

@@ -57,10 +57,18 @@ pub struct Prepared {
 impl Prepared {
     /// Prepares a typed submission (a library caller's own).
     pub fn new(submission: Submission) -> Result<Self, WireError> {
+        let canonical_body = canonical::to_canonical(&submission.body)?;
+        Self::with_canonical_body(submission, canonical_body)
+    }
+
+    /// A submission whose body's JCS bytes are already known.
+    fn with_canonical_body(
+        submission: Submission,
+        canonical_body: Vec<u8>,
+    ) -> Result<Self, WireError> {
         if submission.signatures.len() > MAX_SIGNATURES {
             return Err(WireError::TooManySignatures);
         }
-        let canonical_body = canonical::to_canonical(&submission.body)?;
         let body_digest = Sha256::digest(&canonical_body).into();
         Ok(Self {
             submission,
@@ -102,11 +110,15 @@ pub fn decode_submission_value(value: Value) -> Result<Prepared, WireError> {
         .ok_or_else(|| WireError::Format("missing field `body`".to_owned()))?;
     let submission: Submission =
         serde_json::from_value(value).map_err(|e| WireError::Format(e.to_string()))?;
-    let prepared = Prepared::new(submission)?;
-    if canonical::canonicalize(&raw_body)? != prepared.canonical_body {
+    // The typed body must write back as exactly the JSON received (no `null` optionals, no
+    // other spelling), so that the bytes signed are the bytes kept; then the received body's
+    // canonical form is the typed body's, and it is computed once.
+    let typed_body =
+        serde_json::to_value(&submission.body).map_err(|e| WireError::Format(e.to_string()))?;
+    if typed_body != raw_body {
         return Err(WireError::NotCanonical);
     }
-    Ok(prepared)
+    Prepared::with_canonical_body(submission, canonical::canonicalize(&raw_body)?)
 }
 
 /// Parses JSON, refusing a member name that appears twice in one object.
