@@ -8,19 +8,19 @@
 //!
 //! `cargo run --example bank_verification`
 
-use ledger_api::demo::{Expect, ReferenceCase};
 use ledger_core::ledger::{Ledger, LedgerConfig};
+use ledger_core::reference::{Expect, ReferenceCase};
 use ledger_core::verify::{verify_pledge_bundle, PledgeBundle};
 
 /// The operator's side: a ledger with the reference case, and the bundle text it serves.
 fn operator_side() -> Result<(String, [u8; 32]), Box<dyn std::error::Error>> {
     let operator_key = ledger_core::ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-    let ledger = Ledger::in_memory(LedgerConfig {
-        origin: "deqing.example/xiazhuhu".parse()?,
-        operator: "deqing-registry".parse()?,
-        operator_name: "德清县生态资源登记中心 (illustrative operator)".parse()?,
-        operator_key: operator_key.clone(),
-    })?;
+    let ledger = Ledger::in_memory(LedgerConfig::new(
+        "deqing.example/xiazhuhu".parse()?,
+        "deqing-registry".parse()?,
+        "德清县生态资源登记中心 (illustrative operator)".parse()?,
+        operator_key.clone(),
+    ))?;
     let case = ReferenceCase::new("deqing.example/xiazhuhu", "deqing-registry", operator_key);
     for step in case.registrations().into_iter().chain(case.market()) {
         if step.expect == Expect::Accepted {

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use ledger_api::demo::{Expect, ReferenceCase};
 use ledger_core::ledger::{Ledger, LedgerConfig};
+use ledger_core::reference::{Expect, ReferenceCase};
 use ledger_core::verify::verify_export;
 use serde_json::json;
 
@@ -22,12 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The operator's key signs the first entry and every checkpoint; a real program keeps it in
     // a key file or a key-management system.
     let operator_key = ledger_core::ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-    let config = LedgerConfig {
-        origin: "embedded.example/wetland".parse()?,
-        operator: "registry".parse()?,
-        operator_name: "Embedded registry".parse()?,
-        operator_key: operator_key.clone(),
-    };
+    let config = LedgerConfig::new(
+        "embedded.example/wetland".parse()?,
+        "registry".parse()?,
+        "Embedded registry".parse()?,
+        operator_key.clone(),
+    );
     let ledger = Arc::new(Ledger::open_dir(&folder, config)?);
     println!(
         "ledger {} in {}: {} entries",

@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use ledger_api::bench::Market;
 use ledger_core::ledger::Ledger;
+use ledger_core::load::{measure_ceiling, Market};
 
 const HOLDERS: usize = 1000;
 
@@ -33,7 +33,7 @@ fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     if ledger.size() == 1 {
         market.setup(&ledger)?;
     }
-    let first = ledger.read(|s| s.trades(&Default::default()).map(|t| t.len()))?;
+    let first = usize::try_from(ledger.size())? - 1 - market.setup_entries();
     let start = Instant::now();
     let chunk = 1024;
     let mut k = first;
@@ -55,7 +55,7 @@ fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
             });
             let mut group = a.join().expect("signer")?;
             group.extend(b.join().expect("signer")?);
-            Ok::<_, ledger_api::bench::BenchError>(group)
+            Ok::<_, ledger_core::load::LoadError>(group)
         })?;
         ledger.submit_group(group)?;
         k = end;
@@ -124,7 +124,7 @@ fn open(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn verify(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let ceiling = ledger_api::bench::measure_ceiling(2.0);
+    let ceiling = measure_ceiling(2.0);
     let single_core_strict = ceiling.strict_per_second / ceiling.threads as f64;
     let market = Market::new(HOLDERS);
     let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;

@@ -4,20 +4,20 @@
 //!
 //! `cargo run --example reference_case`
 
-use ledger_api::demo::{Expect, ReferenceCase};
 use ledger_core::ledger::{Ledger, LedgerConfig};
 use ledger_core::merkle;
+use ledger_core::reference::{Expect, ReferenceCase};
 use ledger_core::state::State;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let folder = tempfile::tempdir()?;
     let operator_key = ledger_core::ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-    let config = LedgerConfig {
-        origin: "deqing.example/xiazhuhu".parse()?,
-        operator: "deqing-registry".parse()?,
-        operator_name: "德清县生态资源登记中心 (illustrative operator)".parse()?,
-        operator_key: operator_key.clone(),
-    };
+    let config = LedgerConfig::new(
+        "deqing.example/xiazhuhu".parse()?,
+        "deqing-registry".parse()?,
+        "德清县生态资源登记中心 (illustrative operator)".parse()?,
+        operator_key.clone(),
+    );
     let ledger = Ledger::open_dir(folder.path(), config)?;
     let case = ReferenceCase::new("deqing.example/xiazhuhu", "deqing-registry", operator_key);
 

@@ -1,23 +1,16 @@
-//! The reference case of DESIGN §2 — Xiazhu Lake wetland (下渚湖湿地), 2022 — as signed
-//! submissions, and `carbon-ledger demo`, which replays it over HTTP and prints a readable report.
+//! `carbon-ledger demo`: the reference case — Xiazhu Lake wetland (下渚湖湿地), 2022 — replayed
+//! over HTTP, with a readable report.
 //!
-//! Published figures: about 17,000 tCO2e a year measured; the "Two Mountains Bank" platform
-//! (两山银行) bought 10,000 t at 58.83 CNY/t = 588,300.00 CNY. Everything else — the resales to
-//! two enterprises, the retirement, the pledge and its drawdowns, the participants' display names
-//! other than the wetland's and the platform's — is **illustrative** and labelled so.
-//!
-//! [`ReferenceCase`] builds the bodies; the demo and the HTTP tests both replay them with
-//! [`replay`].
+//! The case itself is [`ledger_core::reference`]: the same signed entries serve the demo, the
+//! examples and the tests. The demo and the HTTP tests replay them with [`replay`].
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use ed25519_dalek::SigningKey;
-use ledger_core::entry::{Body, Submission};
-use ledger_core::ids::ParticipantId;
 use ledger_core::ledger::{ConsistencyProof, InclusionProof, Receipt};
 use ledger_core::verify::PledgeBundle;
-use ledger_core::{checkpoint, merkle, sign, verify};
+use ledger_core::{checkpoint, merkle, verify};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -26,258 +19,10 @@ use crate::keys::{self, public_key_base64};
 use crate::routes::{GroupReceipts, LedgerInfo, Limits};
 use crate::server::{self, ServeOptions};
 
-/// The project's id.
-pub const PROJECT: &str = "XZH";
-/// The batch issued from the 2021 monitoring report.
-pub const BATCH: &str = "XZH-2021";
-/// The acquisition (收储).
-pub const ACQUISITION: &str = "T-2022-0001";
-/// The retirement certificate (illustrative).
-pub const CERTIFICATE: &str = "CERT-2022-0001";
-/// The pledge (illustrative).
-pub const PLEDGE: &str = "PL-2022-001";
-/// The benchmark price.
-pub const PRICE: &str = "BM-2022-06";
-/// The wetland's manager (the proponent).
-pub const WETLAND: &str = "xiazhuhu-wetland";
-/// The platform, 两山银行.
-pub const PLATFORM: &str = "two-mountains-bank";
-/// The lending bank (illustrative).
-pub const BANK: &str = "deqing-rural-bank";
-
-/// A participant of the case, with a freshly generated key.
-#[derive(Debug)]
-pub struct Party {
-    /// Its id.
-    pub id: &'static str,
-    /// Its display name.
-    pub name: &'static str,
-    /// Its roles.
-    pub roles: &'static [&'static str],
-    /// Its key.
-    pub key: SigningKey,
-}
-
-/// What a step is expected to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expect {
-    /// Appended.
-    Accepted,
-    /// Refused with this problem kind (the ledger refusing what it must).
-    Refused(&'static str),
-}
-
-/// One submission of the case.
-#[derive(Debug)]
-pub struct Step {
-    /// What it is, for the report.
-    pub label: String,
-    /// The signed submission.
-    pub submission: Submission,
-    /// What should happen.
-    pub expect: Expect,
-}
-
-/// The reference case for one ledger: its origin, its operator, and the other parties' keys.
-#[derive(Debug)]
-pub struct ReferenceCase {
-    /// The ledger's origin.
-    pub origin: String,
-    /// The operator's participant id.
-    pub operator: String,
-    operator_key: SigningKey,
-    /// The other participants.
-    pub parties: Vec<Party>,
-}
-
-const PARTIES: &[(&str, &str, &[&str])] = &[
-    ("zj-forestry-academy", "浙江省林业科学研究院", &["verifier"]),
-    (
-        "deqing-pricing",
-        "德清县碳汇定价小组 (illustrative)",
-        &["pricing_authority"],
-    ),
-    (WETLAND, "下渚湖湿地管理委员会", &["proponent"]),
-    (PLATFORM, "德清两山银行 (Two Mountains Bank)", &["platform"]),
-    (
-        "enterprise-a",
-        "Enterprise A (illustrative)",
-        &["enterprise"],
-    ),
-    (
-        "enterprise-b",
-        "Enterprise B (illustrative)",
-        &["enterprise"],
-    ),
-    (
-        BANK,
-        "Deqing rural commercial bank (illustrative)",
-        &["bank"],
-    ),
-];
-
-impl ReferenceCase {
-    /// The case for the ledger `origin` run by `operator`, with fresh keys for everyone else.
-    pub fn new(origin: &str, operator: &str, operator_key: SigningKey) -> Self {
-        Self {
-            origin: origin.to_owned(),
-            operator: operator.to_owned(),
-            operator_key,
-            parties: PARTIES
-                .iter()
-                .map(|(id, name, roles)| Party {
-                    id,
-                    name,
-                    roles,
-                    key: keys::generate_key(),
-                })
-                .collect(),
-        }
-    }
-
-    /// A participant's key (the operator's included).
-    pub fn key(&self, id: &str) -> &SigningKey {
-        if id == self.operator {
-            return &self.operator_key;
-        }
-        &self
-            .parties
-            .iter()
-            .find(|p| p.id == id)
-            .unwrap_or_else(|| panic!("{id} is not a party of the reference case"))
-            .key
-    }
-
-    /// A body of this ledger from its type's fields.
-    pub fn body(&self, id: &str, created_at: &str, fields: Value) -> Body {
-        let mut value = fields;
-        if let Some(map) = value.as_object_mut() {
-            map.insert("id".into(), json!(id));
-            map.insert("ledger".into(), json!(self.origin));
-            map.insert("created_at".into(), json!(created_at));
-        }
-        serde_json::from_value(value)
-            .unwrap_or_else(|e| panic!("the reference case's body {id} is not valid: {e}"))
-    }
-
-    /// A body signed by the given participants, in order.
-    pub fn sign(&self, body: Body, signers: &[&str]) -> Submission {
-        let ids: Vec<ParticipantId> = signers
-            .iter()
-            .map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}")))
-            .collect();
-        let pairs: Vec<(&ParticipantId, &SigningKey)> = ids
-            .iter()
-            .zip(signers)
-            .map(|(id, s)| (id, self.key(s)))
-            .collect();
-        sign::sign_body(body, &pairs).unwrap_or_else(|e| panic!("signing: {e}"))
-    }
-
-    /// The participants' registrations, each signed by the operator and the new key.
-    pub fn registrations(&self) -> Vec<Step> {
-        self.parties
-            .iter()
-            .map(|p| {
-                let body = self.body(
-                    &format!("reg-{}", p.id),
-                    "2022-05-20T09:00:00Z",
-                    json!({"type": "register_participant", "participant": p.id, "name": p.name,
-                           "roles": p.roles, "public_key": public_key_base64(&p.key)}),
-                );
-                Step {
-                    label: format!("register {} ({})", p.id, p.name),
-                    submission: self.sign(body, &[&self.operator, p.id]),
-                    expect: Expect::Accepted,
-                }
-            })
-            .collect()
-    }
-
-    fn step(
-        &self,
-        label: &str,
-        id: &str,
-        created_at: &str,
-        fields: Value,
-        signers: &[&str],
-        expect: Expect,
-    ) -> Step {
-        Step {
-            label: label.to_owned(),
-            submission: self.sign(self.body(id, created_at, fields), signers),
-            expect,
-        }
-    }
-
-    /// The market, from the methodology to the drawdowns, with two refusals the ledger must make.
-    pub fn market(&self) -> Vec<Step> {
-        let op = self.operator.as_str();
-        let ok = Expect::Accepted;
-        vec![
-            self.step("methodology wetland-sink, buffer rate 0.10", "meth-1", "2022-05-20T10:00:00Z",
-                json!({"type": "register_methodology", "methodology": "wetland-sink",
-                       "name": "Wetland carbon sink accounting", "version": "1.0", "buffer_rate": "0.10"}),
-                &[op], ok),
-            self.step("project XZH, 下渚湖湿地, 593.3 ha", "proj-1", "2022-05-20T10:30:00Z",
-                json!({"type": "register_project", "project": PROJECT, "name": "下渚湖湿地",
-                       "proponent": WETLAND, "methodology": "wetland-sink",
-                       "region": "浙江省湖州市德清县", "area_ha": "593.3"}),
-                &[op, WETLAND], ok),
-            self.step("monitoring report XZH-MR-2021: 17,000 t", "mon-1", "2022-05-25T09:00:00Z",
-                json!({"type": "record_monitoring", "report": "XZH-MR-2021", "project": PROJECT,
-                       "period_start": "2021-01-01", "period_end": "2021-12-31", "quantity": "17000",
-                       "evidence_sha256": "9f".repeat(32)}),
-                &["zj-forestry-academy"], ok),
-            self.step("issuance of batch XZH-2021: 17,000 t", "iss-1", "2022-05-30T09:00:00Z",
-                json!({"type": "issue_batch", "batch": BATCH, "report": "XZH-MR-2021",
-                       "quantity": "17000", "vintage": 2021}),
-                &[op], ok),
-            self.step("benchmark price BM-2022-06: 58.83 CNY/t", "price-1", "2022-06-01T00:00:00Z",
-                json!({"type": "publish_price", "price": PRICE, "basis": "benchmark",
-                       "unit_price": "58.83", "currency": "CNY", "effective_at": "2022-06-01T00:00:00Z",
-                       "inputs": {"method": "cost of restoration per tonne"}}),
-                &["deqing-pricing"], ok),
-            self.step("acquisition (收储) T-2022-0001: 10,000 t × 58.83", ACQUISITION, "2022-06-01T09:30:00Z",
-                json!({"type": "trade", "kind": "acquisition", "seller": WETLAND, "buyer": PLATFORM,
-                       "batch": BATCH, "quantity": "10000", "unit_price": "58.83", "currency": "CNY",
-                       "amount": "588300.00", "price_ref": PRICE}),
-                &[WETLAND, PLATFORM], ok),
-            self.step("eco-compensation T-2022-0002 (illustrative): 3,000 t to enterprise-a", "T-2022-0002", "2022-06-15T10:00:00Z",
-                json!({"type": "trade", "kind": "eco_compensation", "seller": PLATFORM, "buyer": "enterprise-a",
-                       "batch": BATCH, "quantity": "3000", "unit_price": "60.00", "currency": "CNY",
-                       "amount": "180000.00"}),
-                &[PLATFORM, "enterprise-a"], ok),
-            self.step("eco-compensation T-2022-0003 (illustrative): 2,000 t to enterprise-b", "T-2022-0003", "2022-06-16T10:00:00Z",
-                json!({"type": "trade", "kind": "eco_compensation", "seller": PLATFORM, "buyer": "enterprise-b",
-                       "batch": BATCH, "quantity": "2000", "unit_price": "60.00", "currency": "CNY",
-                       "amount": "120000.00"}),
-                &[PLATFORM, "enterprise-b"], ok),
-            self.step("retirement CERT-2022-0001 (illustrative): 1,000 t", CERTIFICATE, "2022-07-01T09:00:00Z",
-                json!({"type": "retire", "holder": "enterprise-a", "batch": BATCH, "quantity": "1000",
-                       "beneficiary": "Enterprise A", "purpose": "2022 Scope 1 emissions offset"}),
-                &["enterprise-a"], ok),
-            self.step("pledge PL-2022-001 (illustrative): 4,000 t, haircut 0.30", "PL-1", "2022-07-15T09:00:00Z",
-                json!({"type": "pledge", "pledge": PLEDGE, "pledgor": PLATFORM, "bank": BANK,
-                       "batch": BATCH, "quantity": "4000", "price_ref": PRICE, "haircut": "0.30",
-                       "limit": "164724.00", "currency": "CNY", "maturity": "2023-06-30"}),
-                &[PLATFORM, BANK], ok),
-            self.step("retiring pledged sink (must be refused)", "CERT-2022-0002", "2022-07-16T09:00:00Z",
-                json!({"type": "retire", "holder": PLATFORM, "batch": BATCH, "quantity": "1500",
-                       "beneficiary": "x", "purpose": "y"}),
-                &[PLATFORM], Expect::Refused("insufficient-sink")),
-            self.step("drawdown DD-1 (illustrative): 100,000.00", "DD-1", "2022-07-20T09:00:00Z",
-                json!({"type": "drawdown", "pledge": PLEDGE, "amount": "100000.00"}),
-                &[BANK, PLATFORM], ok),
-            self.step("drawdown DD-2 (illustrative): 64,724.00", "DD-2", "2022-08-20T09:00:00Z",
-                json!({"type": "drawdown", "pledge": PLEDGE, "amount": "64724.00"}),
-                &[BANK, PLATFORM], ok),
-            self.step("drawdown DD-3 past the limit (must be refused)", "DD-3", "2022-08-21T09:00:00Z",
-                json!({"type": "drawdown", "pledge": PLEDGE, "amount": "0.01"}),
-                &[BANK, PLATFORM], Expect::Refused("limit-exceeded")),
-        ]
-    }
-}
+pub use ledger_core::reference::{
+    Expect, Party, ReferenceCase, Step, ACQUISITION, BANK, BATCH, CERTIFICATE, PLATFORM, PLEDGE,
+    PRICE, PROJECT, WETLAND,
+};
 
 /// What happened to a step.
 #[derive(Debug)]
@@ -462,6 +207,7 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
                 },
                 listen: ([127, 0, 0, 1], 0).into(),
                 limits: Limits::default(),
+                entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
             })
             .await
             .map_err(|e| ClientError(format!("cannot start a service: {e}")))?;
@@ -824,16 +570,5 @@ mod tests {
         assert_eq!(thousands("17000"), "17,000");
         assert_eq!(thousands("100"), "100");
         assert_eq!(thousands("-1234567.5"), "-1,234,567.5");
-    }
-
-    #[test]
-    fn the_case_builds_and_signs() {
-        let case = ReferenceCase::new("test.example/ledger", "operator", keys::generate_key());
-        assert_eq!(case.registrations().len(), PARTIES.len());
-        let market = case.market();
-        assert!(market
-            .iter()
-            .any(|s| s.expect == Expect::Refused("limit-exceeded")));
-        assert!(market.iter().all(|s| !s.submission.signatures.is_empty()));
     }
 }

@@ -247,12 +247,7 @@ fn ledger_config(file: &LedgerFile, key: SigningKey) -> Result<LedgerConfig, Key
         .operator_name
         .parse()
         .map_err(|e| KeyError::Invalid(format!("operator name: {e}")))?;
-    Ok(LedgerConfig {
-        origin,
-        operator,
-        operator_name,
-        operator_key: key,
-    })
+    Ok(LedgerConfig::new(origin, operator, operator_name, key))
 }
 
 #[cfg(test)]

@@ -191,6 +191,11 @@ struct Serve {
     #[arg(long, env = "CARBON_LEDGER_MAX_IN_FLIGHT", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
+    /// Signed entries expire: one signed (its created_at) longer ago than this when it first
+    /// arrives is refused with entry-expired. Seconds.
+    #[arg(long, env = "CARBON_LEDGER_ENTRY_MAX_AGE_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    entry_max_age_secs: u64,
 }
 
 impl Serve {
@@ -212,6 +217,7 @@ impl Serve {
                 request_timeout: Duration::from_secs(self.request_timeout_secs),
                 in_flight: usize_of(self.max_in_flight),
             },
+            entry_max_age: Duration::from_secs(self.entry_max_age_secs),
         }
     }
 }

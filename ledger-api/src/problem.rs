@@ -193,6 +193,36 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         "The entry is dated after the ledger received it",
     ),
     p(
+        "entry-expired",
+        422,
+        "The signed entry is older than the ledger accepts",
+    ),
+    p(
+        "genesis-roles",
+        422,
+        "The operator's registration gives roles besides operator",
+    ),
+    p(
+        "period-not-ended",
+        422,
+        "The monitoring period is not over yet",
+    ),
+    p(
+        "maturity-passed",
+        422,
+        "The pledge's maturity is already past",
+    ),
+    p(
+        "pledge-matured",
+        422,
+        "The pledge has matured: no more drawdowns",
+    ),
+    p(
+        "not-in-default",
+        422,
+        "The loan is not in default: the bank alone cannot enforce",
+    ),
+    p(
         "insufficient-buffer",
         422,
         "Not enough sink in the buffer pool",

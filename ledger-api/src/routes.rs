@@ -17,13 +17,18 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use ledger_core::entry::TradeKind;
 use ledger_core::error::{RuleError, Thing};
+use ledger_core::ids::Timestamp;
 use ledger_core::ids::{
     Basis, BatchId, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId, ReportId,
 };
 use ledger_core::ledger::{Ledger, LedgerError, Receipt};
-use ledger_core::state::{Coverage, PledgeRecord, Proceeds, State as LedgerState, TradeFilter};
+use ledger_core::num::{Money, Tonnes};
+use ledger_core::state::{
+    CertificateFilter, Coverage, HistoryPage, PageRequest, PledgeRecord, Proceeds,
+    State as LedgerState, TradeFilter,
+};
+use ledger_core::store::StoreError;
 use ledger_core::{checkpoint, merkle, wire};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -498,6 +503,26 @@ struct EntriesPage {
 }
 
 impl Limits {
+    /// A page of history: its size, and where it starts (a cursor is a seq).
+    fn page_request(
+        &self,
+        asked: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<PageRequest, ApiError> {
+        let after = after
+            .map(|a| {
+                a.parse::<u64>().map_err(|_| {
+                    ApiError::malformed_request(format!("\"{a}\" is not a cursor of this list"))
+                })
+            })
+            .transpose()?;
+        Ok(PageRequest {
+            after,
+            limit: self.page(asked)?,
+            newest_first: false,
+        })
+    }
+
     fn page(&self, asked: Option<usize>) -> Result<usize, ApiError> {
         match asked {
             None => Ok(self.page_default),
@@ -680,9 +705,9 @@ impl<T> Found<T> for Option<T> {
     }
 }
 
-impl<T> Found<T> for Result<Option<T>, ledger_core::error::RuleError> {
+impl<T> Found<T> for Result<Option<T>, StoreError> {
     fn found(self) -> Result<Option<T>, ApiError> {
-        self.map_err(|e| ApiError::from(LedgerError::Rule(e)))
+        self.map_err(|e| ApiError::from(LedgerError::Store(e)))
     }
 }
 
@@ -722,16 +747,16 @@ struct BalanceRow {
     batch: BatchId,
     project: Option<ProjectId>,
     vintage: Option<u16>,
-    available: Decimal,
-    pledged: Decimal,
+    available: Tonnes,
+    pledged: Tonnes,
 }
 
 #[derive(Debug, Serialize)]
 struct Balances {
     holder: ParticipantId,
     balances: Vec<BalanceRow>,
-    total_available: Decimal,
-    total_pledged: Decimal,
+    total_available: Tonnes,
+    total_pledged: Tonnes,
 }
 
 async fn balances(
@@ -771,7 +796,7 @@ async fn balances(
 struct ProceedsView {
     #[serde(flatten)]
     proceeds: Proceeds,
-    total: Decimal,
+    total: Money,
 }
 
 fn proceeds_view(p: &Proceeds) -> ProceedsView {
@@ -824,10 +849,15 @@ async fn all_proceeds(
 // Prices, trades, certificates, pledges
 // ---------------------------------------------------------------------------------------------
 
+/// The price in force now of each basis (a price published to take effect later is not).
 async fn latest_prices(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state
         .read(|s| {
-            let items: Vec<_> = s.latest_prices().cloned().collect();
+            let items: Vec<_> = s
+                .prices_in_force(&Timestamp::now())
+                .into_iter()
+                .cloned()
+                .collect();
             to_json(serde_json::json!({ "items": items }))
         })
         .await
@@ -878,22 +908,16 @@ async fn trades(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<TradesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = state.limits().page(query.limit)?;
+    let request = state
+        .limits()
+        .page_request(query.limit, query.after.as_deref())?;
+    let filter = TradeFilter {
+        batch: query.batch,
+        party: query.party,
+        kind: query.kind,
+    };
     state
-        .read(move |s| {
-            let filter = TradeFilter {
-                batch: query.batch,
-                party: query.party,
-                kind: query.kind,
-            };
-            let p = page(
-                s.trades(&filter).map_err(LedgerError::from)?,
-                |t| t.seq,
-                query.after.as_deref(),
-                limit,
-            )?;
-            to_json(p)
-        })
+        .blocking(move |ledger| to_json(history_page(ledger.trade_page(&filter, request)?)))
         .await
 }
 
@@ -909,22 +933,26 @@ async fn certificates(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<CertificatesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = state.limits().page(query.limit)?;
+    let request = state
+        .limits()
+        .page_request(query.limit, query.after.as_deref())?;
+    let filter = CertificateFilter {
+        holder: query.holder,
+    };
     state
-        .read(move |s| {
-            let p = page(
-                s.certificates(query.holder.as_ref())
-                    .map_err(LedgerError::from)?,
-                |c| c.seq,
-                query.after.as_deref(),
-                limit,
-            )?;
-            to_json(p)
-        })
+        .blocking(move |ledger| to_json(history_page(ledger.certificate_page(&filter, request)?)))
         .await
 }
 
-/// A pledge's coverage at the latest price of the same basis as its reference price.
+/// A page of history as the list routes answer it: the cursor is the last row's seq.
+fn history_page<T>(page: HistoryPage<T>) -> Page<T> {
+    Page {
+        items: page.items,
+        next: page.next.map(|seq| seq.to_string()),
+    }
+}
+
+/// A pledge's coverage at the price in force now of the same basis as its reference price.
 #[derive(Debug, Serialize)]
 struct CoverageView {
     /// The price used.
@@ -943,10 +971,11 @@ struct PledgeView {
 }
 
 fn pledge_view(s: &LedgerState, pledge: &PledgeRecord) -> PledgeView {
+    let now = Timestamp::now();
     let coverage = s.price(&pledge.price_ref).map(|reference| {
-        // The latest price of the same basis and currency; the reference price if none is newer.
+        // The price in force now of the same basis and currency; the reference price if none.
         let latest = s
-            .latest_price(&reference.basis)
+            .price_in_force(&reference.basis, &now)
             .filter(|p| p.currency == pledge.currency)
             .unwrap_or(reference);
         CoverageView {

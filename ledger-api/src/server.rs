@@ -34,6 +34,9 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How long a signed entry may take to reach the ledger unless configured otherwise: 24 h.
+pub const DEFAULT_ENTRY_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Everything `serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -43,6 +46,9 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The request limits.
     pub limits: Limits,
+    /// How long a signed entry may take to reach the ledger (see
+    /// [`ledger_core::ledger::LedgerConfig::entry_max_age`]).
+    pub entry_max_age: Duration,
 }
 
 /// A service running on this process's runtime.
@@ -65,14 +71,17 @@ pub struct Running {
 /// starts serving in the background.
 pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     let data = options.data.clone();
+    let entry_max_age = options.entry_max_age;
     let (dir, ledger) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let dir = open_data_dir(&data)?;
-        let ledger = Ledger::open_dir(&dir.store_path, dir.config.clone()).map_err(|source| {
-            ServeError::Ledger {
+        let mut config = dir.config.clone();
+        config.entry_max_age =
+            time::Duration::try_from(entry_max_age).unwrap_or(time::Duration::MAX);
+        let ledger =
+            Ledger::open_dir(&dir.store_path, config).map_err(|source| ServeError::Ledger {
                 path: dir.store_path.clone(),
                 source: Box::new(source),
-            }
-        })?;
+            })?;
         Ok((dir, ledger))
     })
     .await

@@ -1,6 +1,7 @@
 //! The router driven with `tower::ServiceExt::oneshot`, no socket: every route answers, every
 //! error kind comes out as problem+json with its status and type.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;
@@ -117,12 +118,12 @@ async fn the_reference_case_reads_back_through_every_query_route() {
 }
 
 #[tokio::test]
-async fn coverage_follows_the_latest_price_of_the_same_basis() {
+async fn coverage_follows_the_price_in_force_of_the_same_basis() {
     let (app, case) = populated().await;
     let price = case.sign(
         case.body(
             "price-2",
-            "2022-09-01T00:00:00Z",
+            &case.at(27),
             json!({"type": "publish_price", "price": "BM-2022-09", "basis": "benchmark",
                    "unit_price": "70.00", "currency": "CNY", "effective_at": "2022-09-01T00:00:00Z"}),
         ),
@@ -144,6 +145,38 @@ async fn coverage_follows_the_latest_price_of_the_same_basis() {
         .await
         .json();
     assert_eq!(later["items"][0]["id"], "BM-2022-09");
+
+    // A price published to take effect next year is not in force yet: it is not the latest,
+    // and it does not value the pledge.
+    let next_year = ledger_core::ids::Timestamp::from_instant(
+        time::OffsetDateTime::now_utc() + time::Duration::days(365),
+    );
+    let future = case.sign(
+        case.body(
+            "price-3",
+            &case.at(28),
+            json!({"type": "publish_price", "price": "BM-NEXT", "basis": "benchmark",
+                   "unit_price": "10.00", "currency": "CNY", "effective_at": next_year.to_string()}),
+        ),
+        &["deqing-pricing"],
+    );
+    assert_eq!(
+        post_json(&app, "/v1/entries", &future).await.status,
+        StatusCode::CREATED
+    );
+    let latest = get(&app, "/v1/prices").await.json();
+    assert_eq!(latest["items"][0]["id"], "BM-2022-09");
+    let pledge = get(&app, "/v1/pledges/PL-2022-001").await.json();
+    assert_eq!(pledge["coverage"]["price"], "BM-2022-09");
+    let cites_future = trade(
+        &case,
+        "T-future",
+        json!({"price_ref": "BM-NEXT", "unit_price": "10.00", "amount": "100.00"}),
+        &[demo::PLATFORM, "enterprise-a"],
+    );
+    post_json(&app, "/v1/entries", &cites_future)
+        .await
+        .problem("price-not-yet-effective");
 }
 
 #[tokio::test]
@@ -300,7 +333,7 @@ fn trade(
     for (k, v) in fields.as_object().unwrap() {
         body[k] = v.clone();
     }
-    case.sign(case.body(id, "2022-10-01T00:00:00Z", body), signers)
+    case.sign(case.body(id, &case.at(29), body), signers)
 }
 
 #[tokio::test]
@@ -479,7 +512,7 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
     let again = case.sign(
         case.body(
             "reg-again",
-            "2022-10-01T00:00:00Z",
+            &case.at(29),
             json!({"type": "register_methodology",
             "methodology": "wetland-sink", "name": "again", "version": "2", "buffer_rate": "0.2"}),
         ),
@@ -529,6 +562,61 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
         "self-trade",
     );
 
+    // The rules a bank relies on: prices, monitoring and pledges in time.
+    let stale = case.sign(
+        case.body(
+            "T-stale",
+            "2022-06-20T10:00:00Z",
+            json!({"type": "trade", "kind": "transfer", "seller": "enterprise-b",
+                   "buyer": "enterprise-a", "batch": demo::BATCH, "quantity": "1"}),
+        ),
+        &["enterprise-b", "enterprise-a"],
+    );
+    let expired = post_json(&app, "/v1/entries", &stale).await;
+    assert!(expired.text().contains("24 h"), "{}", expired.text());
+    check(expired, "entry-expired");
+    let future_report = case.sign(
+        case.body(
+            "mon-2030",
+            &case.at(29),
+            json!({"type": "record_monitoring", "report": "XZH-MR-2030", "project": demo::PROJECT,
+                   "period_start": "2030-01-01", "period_end": "2030-12-31", "quantity": "30600",
+                   "evidence_sha256": "ab".repeat(32)}),
+        ),
+        &["zj-forestry-academy"],
+    );
+    check(
+        post_json(&app, "/v1/entries", &future_report).await,
+        "period-not-ended",
+    );
+    let old_pledge = case.sign(
+        case.body(
+            "PL-old",
+            &case.at(29),
+            json!({"type": "pledge", "pledge": "PL-OLD", "pledgor": demo::PLATFORM,
+                   "bank": demo::BANK, "batch": demo::BATCH, "quantity": "100",
+                   "price_ref": demo::PRICE, "haircut": "0.30", "limit": "4118.10",
+                   "currency": "CNY", "maturity": "2020-06-30"}),
+        ),
+        &[demo::PLATFORM, demo::BANK],
+    );
+    check(
+        post_json(&app, "/v1/entries", &old_pledge).await,
+        "maturity-passed",
+    );
+    let bank_alone = case.sign(
+        case.body(
+            "EN-early",
+            &case.at(29),
+            json!({"type": "enforce_pledge", "pledge": demo::PLEDGE}),
+        ),
+        &[demo::BANK],
+    );
+    check(
+        post_json(&app, "/v1/entries", &bank_alone).await,
+        "not-in-default",
+    );
+
     // The service.
     let (busy, _, _) = memory_app(Limits {
         in_flight: 0,
@@ -562,6 +650,7 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
         .collect();
     let rule_kinds_tested_in_core = [
         "genesis",
+        "genesis-roles",
         "operator-role-reserved",
         "bad-roles",
         "key-in-use",
@@ -583,6 +672,8 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
         "insufficient-buffer",
         "key-unchanged",
         "bad-price-inputs",
+        // Tested over HTTP by `a_matured_pledge_is_drawn_no_more_and_a_default_enforced`.
+        "pledge-matured",
     ];
     let broken_store = ["internal", "storage", "integrity", "checkpoint"];
     let expected: BTreeSet<&str> = rule_kinds_tested_in_core
@@ -597,7 +688,10 @@ fn every_kind_of_the_core_has_its_own_problem_type() {
     use ledger_core::error::{RuleError, Thing};
     use ledger_core::sign::SignatureError;
     use ledger_core::wire::WireError;
-    let d = rust_decimal::Decimal::ONE;
+    let t: ledger_core::num::Tonnes = "1".parse().unwrap();
+    let m: ledger_core::num::Money = "1".parse().unwrap();
+    let u: ledger_core::num::UnitPrice = "1".parse().unwrap();
+    let r: ledger_core::num::Rate = "0.1".parse().unwrap();
     let currency: ledger_core::num::Currency = "CNY".parse().unwrap();
     let now = ledger_core::ids::Timestamp::now();
     let mut errors: Vec<LedgerError> = vec![
@@ -661,15 +755,15 @@ fn every_kind_of_the_core_has_its_own_problem_type() {
         RuleError::InsufficientSink {
             holder: "x".into(),
             batch: "b".into(),
-            available: d,
-            needed: d,
+            available: t,
+            needed: t,
             action: "trade",
         },
         RuleError::ExceedsVerified {
             report: "r".into(),
-            verified: d,
-            issued: d,
-            requested: d,
+            verified: t,
+            issued: t,
+            requested: t,
         },
         RuleError::PeriodReversed {
             start: "a".into(),
@@ -690,14 +784,14 @@ fn every_kind_of_the_core_has_its_own_problem_type() {
         RuleError::SelfTrade("x".into()),
         RuleError::TradeTerms("x".into()),
         RuleError::AmountMismatch {
-            stated: d,
-            quantity: d,
-            unit_price: d,
-            computed: d,
+            stated: m,
+            quantity: t,
+            unit_price: u,
+            computed: m,
         },
         RuleError::AmountRoundsToZero {
-            quantity: d,
-            unit_price: d,
+            quantity: t,
+            unit_price: u,
         },
         RuleError::CurrencyMismatch {
             what: "x",
@@ -705,22 +799,22 @@ fn every_kind_of_the_core_has_its_own_problem_type() {
             found: currency,
         },
         RuleError::LimitMismatch {
-            stated: d,
-            quantity: d,
-            unit_price: d,
-            haircut: d,
-            computed: d,
+            stated: m,
+            quantity: t,
+            unit_price: u,
+            haircut: r,
+            computed: m,
         },
         RuleError::LimitExceeded {
             pledge: "p".into(),
-            limit: d,
-            outstanding: d,
-            requested: d,
+            limit: m,
+            outstanding: m,
+            requested: m,
         },
         RuleError::RepaymentExceedsOutstanding {
             pledge: "p".into(),
-            outstanding: d,
-            requested: d,
+            outstanding: m,
+            requested: m,
         },
         RuleError::PledgeClosed {
             pledge: "p".into(),
@@ -729,7 +823,7 @@ fn every_kind_of_the_core_has_its_own_problem_type() {
         },
         RuleError::PledgeOutstanding {
             pledge: "p".into(),
-            outstanding: d,
+            outstanding: m,
         },
         RuleError::PriceNotYetEffective {
             price: "p".into(),
@@ -739,15 +833,43 @@ fn every_kind_of_the_core_has_its_own_problem_type() {
         RuleError::NothingOutstanding("p".into()),
         RuleError::CreatedInFuture {
             created_at: now.clone(),
-            accepted_at: now,
+            accepted_at: now.clone(),
         },
         RuleError::InsufficientBuffer {
             batch: "b".into(),
-            buffer: d,
-            requested: d,
+            buffer: t,
+            requested: t,
         },
         RuleError::KeyUnchanged("x".into()),
         RuleError::BadPriceInputs { max: 16 },
+        RuleError::GenesisRoles {
+            roles: vec!["operator".into(), "verifier".into()],
+        },
+        RuleError::PeriodNotEnded {
+            end: "2030-12-31".into(),
+            accepted_on: "2026-12-01".into(),
+        },
+        RuleError::MaturityPassed {
+            pledge: "p".into(),
+            maturity: "2020-01-01".into(),
+            today: "2026-12-01".into(),
+        },
+        RuleError::PledgeMatured {
+            pledge: "p".into(),
+            maturity: "2020-01-01".into(),
+            today: "2026-12-01".into(),
+        },
+        RuleError::NotInDefault {
+            pledge: "p".into(),
+            maturity: None,
+            today: "2026-12-01".into(),
+            pledgor: "x".into(),
+        },
+        RuleError::EntryExpired {
+            created_at: now.clone(),
+            arrived_at: now.clone(),
+            window: "24 h".into(),
+        },
     ];
     errors.extend(rules.into_iter().map(LedgerError::from));
     for error in errors {
@@ -827,4 +949,50 @@ fn the_error_table_of_docs_api_md_is_the_services() {
         .map(|t| (t.kind.to_owned(), t.status))
         .collect();
     assert_eq!(documented, served);
+}
+
+/// Maturity over HTTP, on a clock the test moves: no drawdown after maturity, then the bank alone
+/// enforces the loan in default, and the pledge shows what the collateral settled.
+#[tokio::test]
+async fn a_matured_pledge_is_drawn_no_more_and_a_default_enforced() {
+    let (clock, ahead) = movable_clock();
+    let (app, _, case) = memory_app_on(Limits::default(), clock);
+    replay_oneshot(&app, &case).await;
+    // The reference pledge matures in a year; a year and two days pass.
+    ahead.store(367 * 86_400, std::sync::atomic::Ordering::Relaxed);
+    let now = ledger_core::ids::Timestamp::from_instant(
+        time::OffsetDateTime::now_utc() + time::Duration::days(367),
+    )
+    .to_string();
+    let drawdown = case.sign(
+        case.body(
+            "DD-late",
+            &now,
+            json!({"type": "drawdown", "pledge": demo::PLEDGE, "amount": "1.00"}),
+        ),
+        &[demo::BANK, demo::PLATFORM],
+    );
+    post_json(&app, "/v1/entries", &drawdown)
+        .await
+        .problem("pledge-matured");
+    let enforce = case.sign(
+        case.body(
+            "EN-default",
+            &now,
+            json!({"type": "enforce_pledge", "pledge": demo::PLEDGE}),
+        ),
+        &[demo::BANK],
+    );
+    let answer = post_json(&app, "/v1/entries", &enforce).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
+    let pledge = get(&app, &format!("/v1/pledges/{}", demo::PLEDGE))
+        .await
+        .json();
+    assert_eq!(pledge["status"], "enforced");
+    assert_eq!(pledge["outstanding"], "0.00");
+    assert_eq!(pledge["settled"], "164724.00");
+    let bank = get(&app, &format!("/v1/participants/{}/balances", demo::BANK))
+        .await
+        .json();
+    assert_eq!(bank["total_available"], "4000.000");
 }

@@ -10,7 +10,7 @@ use ledger_core::canonical::to_canonical;
 use ledger_core::entry::Body;
 use ledger_core::merkle::{self, CompactTree, Hash, MemoryNodes, NodeId};
 use ledger_core::state::{Context, Signers, State};
-use ledger_core::store::{AppendBatch, Meta, SledStore, Store, LAYOUT};
+use ledger_core::store::{Append, Meta, SledStore, Store, LAYOUT};
 use ledger_core::wire::decode_submission;
 use serde_json::json;
 
@@ -269,7 +269,7 @@ fn fill(store: &SledStore, tree: &mut CompactTree, count: u64, group_size: u64) 
         }
         next += n;
         store
-            .append(AppendBatch {
+            .append(Append {
                 first_seq: first,
                 leaves: &leaves,
                 nodes: &nodes,

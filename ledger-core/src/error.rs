@@ -3,10 +3,8 @@
 //! Every variant has a stable machine-readable [`RuleError::kind`] (the HTTP service turns it into
 //! a problem `type`) and a message a desk clerk understands, with the figures in it.
 
-use rust_decimal::Decimal;
-
 use crate::ids::{Role, Timestamp};
-use crate::num::{show_tonnes, Currency};
+use crate::num::{show_tonnes, Currency, Money, Rate, Tonnes, UnitPrice};
 
 /// What kind of thing an id names, for "unknown" and "already exists" errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,9 +126,9 @@ pub enum RuleError {
         /// The batch.
         batch: String,
         /// What is available (pledged sink excluded).
-        available: Decimal,
+        available: Tonnes,
         /// What the entry needs.
-        needed: Decimal,
+        needed: Tonnes,
         /// trade, retirement, pledge.
         action: &'static str,
     },
@@ -140,11 +138,11 @@ pub enum RuleError {
         /// The report.
         report: String,
         /// What it verified.
-        verified: Decimal,
+        verified: Tonnes,
         /// Already issued from it.
-        issued: Decimal,
+        issued: Tonnes,
         /// Asked for.
-        requested: Decimal,
+        requested: Tonnes,
     },
     /// A monitoring period that ends before it starts.
     #[error("the monitoring period ends ({end}) before it starts ({start})")]
@@ -190,13 +188,13 @@ pub enum RuleError {
     #[error("the amount stated is {stated} but {quantity} t × {unit_price} = {computed} (rounded half away from zero to the fen)")]
     AmountMismatch {
         /// What the signers stated.
-        stated: Decimal,
+        stated: Money,
         /// Quantity.
-        quantity: Decimal,
+        quantity: Tonnes,
         /// Unit price.
-        unit_price: Decimal,
+        unit_price: UnitPrice,
         /// What the ledger computes.
-        computed: Decimal,
+        computed: Money,
     },
     /// A priced trade worth less than half a fen.
     #[error(
@@ -204,9 +202,9 @@ pub enum RuleError {
     )]
     AmountRoundsToZero {
         /// Quantity.
-        quantity: Decimal,
+        quantity: Tonnes,
         /// Unit price.
-        unit_price: Decimal,
+        unit_price: UnitPrice,
     },
     /// Currencies that must agree do not.
     #[error("the {what} is in {found} but must be in {expected}")]
@@ -222,15 +220,15 @@ pub enum RuleError {
     #[error("the limit stated is {stated} but {quantity} t × {unit_price} × (1 − {haircut}) = {computed} (rounded half away from zero to the fen)")]
     LimitMismatch {
         /// What the signers stated.
-        stated: Decimal,
+        stated: Money,
         /// Quantity locked.
-        quantity: Decimal,
+        quantity: Tonnes,
         /// Reference unit price.
-        unit_price: Decimal,
+        unit_price: UnitPrice,
         /// Haircut.
-        haircut: Decimal,
+        haircut: Rate,
         /// What the ledger computes.
-        computed: Decimal,
+        computed: Money,
     },
     /// A drawdown past the facility limit.
     #[error("pledge {pledge} has a limit of {limit} with {outstanding} outstanding; drawing {requested} more would exceed the limit")]
@@ -238,11 +236,11 @@ pub enum RuleError {
         /// The pledge.
         pledge: String,
         /// Facility limit.
-        limit: Decimal,
+        limit: Money,
         /// Outstanding now.
-        outstanding: Decimal,
+        outstanding: Money,
         /// Asked for.
-        requested: Decimal,
+        requested: Money,
     },
     /// A repayment larger than what is outstanding.
     #[error("pledge {pledge} has {outstanding} outstanding; a repayment of {requested} is more than that")]
@@ -250,9 +248,9 @@ pub enum RuleError {
         /// The pledge.
         pledge: String,
         /// Outstanding now.
-        outstanding: Decimal,
+        outstanding: Money,
         /// Offered.
-        requested: Decimal,
+        requested: Money,
     },
     /// The pledge was already released or enforced.
     #[error("pledge {pledge} is {status}; only an active pledge can be {action}")]
@@ -270,7 +268,7 @@ pub enum RuleError {
         /// The pledge.
         pledge: String,
         /// Outstanding now.
-        outstanding: Decimal,
+        outstanding: Money,
     },
     /// An enforcement with no loan outstanding: there is nothing to recover.
     #[error("pledge {0} has nothing outstanding, so there is nothing to enforce; the bank can release it instead")]
@@ -299,16 +297,69 @@ pub enum RuleError {
         /// The batch.
         batch: String,
         /// What the pool holds.
-        buffer: Decimal,
+        buffer: Tonnes,
         /// Asked for.
-        requested: Decimal,
+        requested: Tonnes,
     },
     /// A key rotation to the key already in use.
     #[error("the new key is the key {0} already uses")]
     KeyUnchanged(String),
-    /// The ledger could not read its own history (the store failed): nothing was changed.
-    #[error("the ledger's history could not be read ({0}); nothing was changed")]
-    History(String),
+    /// The ledger's first entry gives its operator roles besides `operator`.
+    #[error("the ledger's first entry must register its operator with the operator role and no other; it asks for {}", roles.join(", "))]
+    GenesisRoles {
+        /// The roles asked for.
+        roles: Vec<String>,
+    },
+    /// A monitoring report for a period that is not over when the ledger receives it.
+    #[error("the monitoring period ends on {end}, but the ledger received the report on {accepted_on}: sink can only be verified for a period that is over")]
+    PeriodNotEnded {
+        /// The period's last day.
+        end: String,
+        /// The day (UTC) the ledger received the report.
+        accepted_on: String,
+    },
+    /// A pledge whose maturity is already past when it is made.
+    #[error("pledge {pledge} matures on {maturity}, which is already past (today is {today}); a pledge must mature today or later")]
+    MaturityPassed {
+        /// The pledge.
+        pledge: String,
+        /// Its maturity.
+        maturity: String,
+        /// The day (UTC) the ledger received the entry.
+        today: String,
+    },
+    /// A drawdown after the pledge's maturity.
+    #[error("pledge {pledge} matured on {maturity} (today is {today}); no loan can be drawn against it any more")]
+    PledgeMatured {
+        /// The pledge.
+        pledge: String,
+        /// Its maturity.
+        maturity: String,
+        /// The day (UTC) the ledger received the entry.
+        today: String,
+    },
+    /// An enforcement by the bank alone of a loan that is not in default.
+    #[error("pledge {pledge} is not in default (maturity {}, today {today}): the bank alone can enforce it only after maturity with money outstanding; before that, enforcement is a voluntary surrender that {pledgor} must sign as well", maturity.as_deref().unwrap_or("none"))]
+    NotInDefault {
+        /// The pledge.
+        pledge: String,
+        /// Its maturity, if it has one.
+        maturity: Option<String>,
+        /// The day (UTC) the ledger received the entry.
+        today: String,
+        /// The pledgor, whose signature a surrender needs.
+        pledgor: String,
+    },
+    /// A signed entry that arrives later than the ledger accepts signed entries.
+    #[error("the entry was signed at {created_at} and arrived at {arrived_at}, more than {window} later; signed entries expire after {window}: sign it again")]
+    EntryExpired {
+        /// What the entry says.
+        created_at: Timestamp,
+        /// When it arrived.
+        arrived_at: Timestamp,
+        /// The window, in words (`24 h`).
+        window: String,
+    },
     /// Price inputs beyond the allowed size.
     #[error("a price may list at most {max} inputs, each name 1 to 64 and each value 1 to 256 characters")]
     BadPriceInputs {
@@ -361,7 +412,12 @@ impl RuleError {
             RuleError::InsufficientBuffer { .. } => "insufficient-buffer",
             RuleError::KeyUnchanged(_) => "key-unchanged",
             RuleError::BadPriceInputs { .. } => "bad-price-inputs",
-            RuleError::History(_) => "storage",
+            RuleError::GenesisRoles { .. } => "genesis-roles",
+            RuleError::PeriodNotEnded { .. } => "period-not-ended",
+            RuleError::MaturityPassed { .. } => "maturity-passed",
+            RuleError::PledgeMatured { .. } => "pledge-matured",
+            RuleError::NotInDefault { .. } => "not-in-default",
+            RuleError::EntryExpired { .. } => "entry-expired",
         }
     }
 

@@ -297,6 +297,11 @@ impl Timestamp {
     pub fn now() -> Self {
         Self::from_instant(time::OffsetDateTime::now_utc())
     }
+
+    /// The calendar day (UTC) this instant falls on.
+    pub fn date(&self) -> Date {
+        Date(self.instant.to_offset(time::UtcOffset::UTC).date())
+    }
 }
 
 impl PartialOrd for Timestamp {
@@ -356,6 +361,11 @@ impl Date {
     /// The calendar year.
     pub fn year(self) -> i32 {
         self.0.year()
+    }
+
+    /// The day `days` later (earlier, if negative), if the calendar has it.
+    pub fn plus_days(self, days: i64) -> Option<Self> {
+        self.0.checked_add(time::Duration::days(days)).map(Self)
     }
 }
 

@@ -18,16 +18,20 @@
 //! This crate does no network I/O and runs no async runtime: it takes bytes and returns bytes,
 //! decisions and proofs. Only [`store`] touches the disk.
 //!
-//! - [`num`], [`ids`]: exact numbers and identifiers, built only through parsers.
+//! - [`num`], [`ids`]: exact numbers and identifiers, built only through parsers; computed
+//!   figures are [`num::Tonnes`] and [`num::Money`], which do not add up with each other.
 //! - [`entry`]: the entry types of the wire contract.
-//! - [`state`]: the market as a deterministic state machine, and its queries; [`error`]: why it
-//!   refuses an entry.
+//! - [`state`]: the market as a deterministic state machine — one rule file per part of the PTD
+//!   loop under `state/rules/` — its tables, records and queries; [`error`]: why it refuses an
+//!   entry.
 //! - [`canonical`] (RFC 8785), [`wire`] (strict decoding, envelopes), [`sign`] (Ed25519).
 //! - [`merkle`] (RFC 9162 tree and proofs), [`checkpoint`] (C2SP checkpoints and signed notes).
 //! - [`store`]: the storage trait, sled and memory stores.
-//! - [`ledger`]: the ledger a program embeds.
+//! - [`ledger`]: the ledger a program embeds: open, the sequencer, proofs, full audit, restore.
 //! - [`verify`]: checks that need no storage: an export against a checkpoint, a bank's pledge
 //!   bundle.
+//! - [`reference`](mod@reference): the reference case of 2022 (Xiazhu Lake wetland) as signed entries; [`load`]:
+//!   synthetic markets for benchmarks.
 //!
 //! ```no_run
 //! use ledger_core::ledger::{Ledger, LedgerConfig};
@@ -35,12 +39,12 @@
 //! let operator_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
 //! let ledger = Ledger::open_dir(
 //!     std::path::Path::new("data"),
-//!     LedgerConfig {
-//!         origin: "registry.example/xiazhuhu".parse()?,
-//!         operator: "deqing-registry".parse()?,
-//!         operator_name: "德清县生态资源登记中心".parse()?,
+//!     LedgerConfig::new(
+//!         "registry.example/xiazhuhu".parse()?,
+//!         "deqing-registry".parse()?,
+//!         "德清县生态资源登记中心".parse()?,
 //!         operator_key,
-//!     },
+//!     ),
 //! )?;
 //! println!("{} entries, checkpoint:\n{}", ledger.size(), ledger.checkpoint()?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -53,8 +57,10 @@ pub mod entry;
 pub mod error;
 pub mod ids;
 pub mod ledger;
+pub mod load;
 pub mod merkle;
 pub mod num;
+pub mod reference;
 pub mod sign;
 pub mod state;
 pub mod store;

@@ -246,142 +246,214 @@ impl Hectares {
     }
 }
 
-/// Serde for tonnes kept as `Decimal`: written with exactly 3 places (`"1700.000"`), so that every
-/// figure a client reads has the same scale whatever arithmetic produced it.
-pub mod serde_tonnes {
-    use rust_decimal::Decimal;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes the value with 3 places.
-    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        let mut shown = *value;
-        shown.rescale(3);
-        s.collect_str(&shown)
-    }
-
-    /// Reads a decimal.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        <Decimal as Deserialize>::deserialize(d)
-    }
-}
-
-/// Serde for money kept as `Decimal`: written with exactly 2 places (`"588300.00"`).
-pub mod serde_money {
-    use rust_decimal::Decimal;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes the value with 2 places.
-    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        let mut shown = *value;
-        shown.rescale(2);
-        s.collect_str(&shown)
-    }
-
-    /// Reads a decimal.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        <Decimal as Deserialize>::deserialize(d)
-    }
-
-    /// The same for an optional amount.
-    pub mod option {
-        use rust_decimal::Decimal;
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        /// Writes the value with 2 places, or null.
-        pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
-            match value {
-                Some(v) => super::serialize(v, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        /// Reads an optional decimal.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-            <Option<Decimal> as Deserialize>::deserialize(d)
-        }
-    }
-}
-
-/// Money to the fen: `value` rounded half away from zero (四舍五入) to 2 places, and written with
-/// exactly 2.
-pub fn round_money(value: Decimal) -> Decimal {
-    with_places(
-        value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
-        2,
-    )
-}
-
-/// Tonnes to the kilogram: `value` rounded half away from zero to 3 places, and written with
-/// exactly 3.
-pub fn round_tonnes(value: Decimal) -> Decimal {
-    with_places(
-        value.round_dp_with_strategy(3, RoundingStrategy::MidpointAwayFromZero),
-        3,
-    )
-}
-
 /// The same value written with `places` decimal places (it has no more than that).
 fn with_places(mut value: Decimal, places: u32) -> Decimal {
     value.rescale(places);
     value
 }
 
-/// A tonnage written with exactly 3 places. Arithmetic does not keep scales (a sum with zero is
-/// the other operand as written), so every tonnage the ledger stores passes through here.
-pub fn tonnes(value: Decimal) -> Decimal {
-    with_places(value, 3)
+macro_rules! measure {
+    ($(#[$m:meta])* $name:ident, $what:literal, places = $places:expr) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Decimal);
+
+        impl $name {
+            /// Decimal places every value is written with.
+            pub const PLACES: u32 = $places;
+
+            /// Zero, written with its places.
+            pub fn zero() -> Self {
+                Self(Decimal::new(0, $places))
+            }
+
+            /// The value, written with exactly its places. The value must have no more places
+            /// than that (sums and differences of such values never do).
+            pub fn exact(value: Decimal) -> Self {
+                Self(with_places(value, $places))
+            }
+
+            /// The value rounded half away from zero (四舍五入) to its places.
+            pub fn round(value: Decimal) -> Self {
+                Self(with_places(
+                    value.round_dp_with_strategy($places, RoundingStrategy::MidpointAwayFromZero),
+                    $places,
+                ))
+            }
+
+            /// The exact value.
+            pub fn value(self) -> Decimal {
+                self.0
+            }
+
+            /// Whether it is zero.
+            pub fn is_zero(self) -> bool {
+                self.0.is_zero()
+            }
+
+            /// Whether it is below zero (never, for a figure the ledger keeps).
+            pub fn is_negative(self) -> bool {
+                self.0 < Decimal::ZERO
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::zero()
+            }
+        }
+
+        /// Parses a plain decimal (zero allowed) with at most its places, as the wire writes
+        /// figures.
+        impl FromStr for $name {
+            type Err = NumberError;
+            fn from_str(text: &str) -> Result<Self, NumberError> {
+                let spec = Spec { what: $what, example: "0", max_places: $places, max_int_digits: 15 };
+                parse_plain(text, &spec).map(Self::exact)
+            }
+        }
+
+        impl std::ops::Add for $name {
+            type Output = Self;
+            fn add(self, other: Self) -> Self {
+                Self::exact(self.0 + other.0)
+            }
+        }
+
+        impl std::ops::Sub for $name {
+            type Output = Self;
+            fn sub(self, other: Self) -> Self {
+                Self::exact(self.0 - other.0)
+            }
+        }
+
+        impl std::ops::Neg for $name {
+            type Output = Self;
+            fn neg(self) -> Self {
+                Self::exact(-self.0)
+            }
+        }
+
+        impl std::ops::AddAssign for $name {
+            fn add_assign(&mut self, other: Self) {
+                *self = *self + other;
+            }
+        }
+
+        impl std::ops::SubAssign for $name {
+            fn sub_assign(&mut self, other: Self) {
+                *self = *self - other;
+            }
+        }
+
+        impl std::iter::Sum for $name {
+            fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+                iter.fold(Self::zero(), |a, b| a + b)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        /// Written as a JSON string with exactly its places.
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                string_serialize(&self.0, s)
+            }
+        }
+
+        /// Read from a decimal (a stored row); written back with exactly its places.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let value = <Decimal as Deserialize>::deserialize(d)?;
+                if value.scale() > $places {
+                    return Err(serde::de::Error::custom(format!(
+                        "{value} has more than {} decimal places",
+                        $places
+                    )));
+                }
+                Ok(Self::exact(value))
+            }
+        }
+    };
 }
 
-/// A sum of money written with exactly 2 places.
-pub fn money(value: Decimal) -> Decimal {
-    with_places(value, 2)
+measure!(
+    /// A tonnage the ledger computes and keeps (a balance, a batch's parts, what a report has
+    /// issued): tCO2e with exactly 3 places; zero allowed. Tonnes and [`Money`] do not add up.
+    Tonnes,
+    "tonnage",
+    places = 3
+);
+measure!(
+    /// A sum of money the ledger computes and keeps (a facility limit, an outstanding loan,
+    /// restoration proceeds): exactly 2 places, in the currency kept beside it. Money and
+    /// [`Tonnes`] do not add up.
+    Money,
+    "sum of money",
+    places = 2
+);
+
+impl Tonnes {
+    /// Their value at a unit price, rounded half away from zero to the fen.
+    pub fn at(self, unit_price: UnitPrice) -> Money {
+        Money::round(self.0 * unit_price.0)
+    }
 }
 
-/// Zero tonnes, written `0.000`. Every tonnage the ledger keeps has 3 places, so that every sum
-/// of them has too.
-pub fn zero_tonnes() -> Decimal {
-    Decimal::new(0, 3)
-}
-
-/// Zero money, written `0.00`.
-pub fn zero_money() -> Decimal {
-    Decimal::new(0, 2)
+impl Money {
+    /// This sum divided by another, rounded half away from zero to 4 places; `None` when the
+    /// other is zero.
+    pub fn ratio_to(self, other: Money) -> Option<Decimal> {
+        (!other.is_zero()).then(|| {
+            (self.0 / other.0).round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero)
+        })
+    }
 }
 
 impl Quantity {
-    /// The quantity written with 3 places, as the ledger keeps tonnages.
-    pub fn tonnes(self) -> Decimal {
-        with_places(self.0, 3)
+    /// The quantity as the ledger keeps tonnages.
+    pub fn tonnes(self) -> Tonnes {
+        Tonnes::exact(self.0)
     }
 }
 
 impl Amount {
-    /// The amount written with 2 places, as the ledger keeps money.
-    pub fn money(self) -> Decimal {
-        with_places(self.0, 2)
+    /// The amount as the ledger keeps money.
+    pub fn money(self) -> Money {
+        Money::exact(self.0)
     }
 }
 
 /// The consideration of a priced trade: quantity × unit price, rounded half away from zero to 2
 /// places (10000 × 58.83 = 588300.00). It may round to zero; callers refuse such trades.
-pub fn trade_amount(quantity: Quantity, unit_price: UnitPrice) -> Decimal {
-    round_money(quantity.0 * unit_price.0)
+pub fn trade_amount(quantity: Quantity, unit_price: UnitPrice) -> Money {
+    quantity.tonnes().at(unit_price)
 }
 
 /// The facility limit of a pledge: quantity × price × (1 − haircut), rounded half away from zero to
 /// 2 places.
-pub fn facility_limit(quantity: Quantity, unit_price: UnitPrice, haircut: Rate) -> Decimal {
-    round_money(quantity.0 * unit_price.0 * (Decimal::ONE - haircut.0))
+pub fn facility_limit(quantity: Quantity, unit_price: UnitPrice, haircut: Rate) -> Money {
+    Money::round(quantity.0 * unit_price.0 * (Decimal::ONE - haircut.0))
 }
 
 /// Shows tonnes with their 3 places, as a clerk expects ("3000.000 t").
-pub fn show_tonnes(value: Decimal) -> String {
-    format!("{value:.3} t")
+pub fn show_tonnes(value: Tonnes) -> String {
+    format!("{value} t")
 }
 
 /// Shows money with its 2 places and currency ("588300.00 CNY").
-pub fn show_money(value: Decimal, currency: &Currency) -> String {
-    format!("{value:.2} {currency}")
+pub fn show_money(value: Money, currency: &Currency) -> String {
+    format!("{value} {currency}")
 }
 
 /// An ISO 4217 currency code such as `CNY`: three capital letters, carried with every sum.
@@ -563,9 +635,12 @@ mod tests {
             assert!(bad.parse::<Currency>().is_err(), "{bad}");
         }
         assert_eq!(
-            show_money(Decimal::new(5883, 1), &"CNY".parse().unwrap()),
+            show_money(Money::exact(Decimal::new(5883, 1)), &"CNY".parse().unwrap()),
             "588.30 CNY"
         );
-        assert_eq!(show_tonnes(Decimal::from(3000)), "3000.000 t");
+        assert_eq!(
+            show_tonnes(Tonnes::exact(Decimal::from(3000))),
+            "3000.000 t"
+        );
     }
 }

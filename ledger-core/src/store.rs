@@ -27,6 +27,17 @@ pub enum StoreError {
     /// Stored bytes are not what the ledger wrote.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A stored row could not be decoded.
+    #[error("stored data is corrupt: {what} cannot be read: {reason}")]
+    Decode {
+        /// Which row.
+        what: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A row could not be encoded for storage (a programming error: every row type encodes).
+    #[error("a row could not be encoded for storage: {0}")]
+    Encode(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -62,12 +73,25 @@ pub struct Meta {
     pub last_leaf_hash: String,
 }
 
-/// The storage layout this code writes.
-pub const LAYOUT: u32 = 1;
+/// The storage layout this code writes: 2 keys trades and certificates by sequence number, with
+/// indexes by party, batch, kind and holder (layout 1 keyed them by entry id).
+pub const LAYOUT: u32 = 2;
+
+/// Which rows of a state table a scan visits: keys that start with `prefix`, after the key
+/// `after` if given (before it when `reverse`), in key order or reverse.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowRange<'a> {
+    /// Only keys that start with these bytes.
+    pub prefix: &'a [u8],
+    /// Only keys after this one (before it, in reverse).
+    pub after: Option<&'a [u8]>,
+    /// Last key first.
+    pub reverse: bool,
+}
 
 /// What one group commit writes.
 #[derive(Clone, Copy, Debug)]
-pub struct AppendBatch<'a> {
+pub struct Append<'a> {
     /// Sequence number of the first leaf.
     pub first_seq: u64,
     /// The leaf bytes, in order.
@@ -93,7 +117,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The metadata row, or `None` for a new store.
     fn meta(&self) -> Result<Option<Meta>, StoreError>;
     /// Writes a group atomically and durably.
-    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError>;
+    fn append(&self, group: Append<'_>) -> Result<(), StoreError>;
     /// Keeps a newly signed checkpoint durably, in the main data and apart from it (see
     /// [`Store::checkpoint_witness`]). Touches nothing else, so it may run beside appends.
     fn put_checkpoint(&self, note: &str) -> Result<(), StoreError>;
@@ -109,10 +133,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError>;
     /// A perfect Merkle node's hash.
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError>;
-    /// The state rows of one table (or of all tables), in key order, until `visit` returns
-    /// `false`.
-    fn scan_state(&self, table: Option<&str>, visit: &mut RowVisitor<'_>)
-        -> Result<(), StoreError>;
+    /// The state rows of one table (or of all tables) in `range`, in key order (or reverse),
+    /// until `visit` returns `false`.
+    fn scan_state(
+        &self,
+        table: Option<&str>,
+        range: RowRange<'_>,
+        visit: &mut RowVisitor<'_>,
+    ) -> Result<(), StoreError>;
     /// One state row's value.
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
@@ -122,8 +150,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn meta(&self) -> Result<Option<Meta>, StoreError> {
         (**self).meta()
     }
-    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError> {
-        (**self).append(batch)
+    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
+        (**self).append(group)
     }
     fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
         (**self).put_checkpoint(note)
@@ -146,9 +174,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn scan_state(
         &self,
         table: Option<&str>,
+        range: RowRange<'_>,
         visit: &mut RowVisitor<'_>,
     ) -> Result<(), StoreError> {
-        (**self).scan_state(table, visit)
+        (**self).scan_state(table, range, visit)
     }
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).state_row(table, key)
@@ -187,12 +216,47 @@ fn state_key(table: &str, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The key prefix of one state table's rows, or of all of them.
-fn state_prefix(table: Option<&str>) -> Vec<u8> {
-    match table {
-        Some(table) => state_key(table, &[]),
-        None => vec![STATE],
+/// The store keys a scan covers: the prefix every key starts with, and the scan's bounds.
+type KeyBounds = (Vec<u8>, std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>);
+
+/// The store keys a [`RowRange`] of a table (or of all tables) covers (none when the cursor is
+/// outside the prefix).
+fn state_bounds(table: Option<&str>, range: RowRange<'_>) -> Option<KeyBounds> {
+    use std::ops::Bound;
+    let prefix = match table {
+        Some(table) => state_key(table, range.prefix),
+        None => {
+            let mut all = vec![STATE];
+            all.extend_from_slice(range.prefix);
+            all
+        }
+    };
+    let cursor = range.after.map(|after| match table {
+        Some(table) => state_key(table, after),
+        None => [&[STATE][..], after].concat(),
+    });
+    if cursor.as_ref().is_some_and(|c| !c.starts_with(&prefix)) {
+        return None;
     }
+    let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+    let (low, high) = match (cursor, range.reverse) {
+        (Some(cursor), false) => (Bound::Excluded(cursor), end),
+        (Some(cursor), true) => (Bound::Included(prefix.clone()), Bound::Excluded(cursor)),
+        (None, _) => (Bound::Included(prefix.clone()), end),
+    };
+    Some((prefix, low, high))
+}
+
+/// The first key after every key that starts with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 fn split_state_key(raw: &[u8]) -> Result<(&str, &[u8]), StoreError> {
@@ -213,12 +277,14 @@ fn hash_from(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
 }
 
 fn meta_from(bytes: &[u8]) -> Result<Meta, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("the metadata row cannot be read: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode {
+        what: "the metadata row".to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn meta_bytes(meta: &Meta) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(meta).map_err(|e| StoreError::Io(e.to_string()))
+    serde_json::to_vec(meta).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,22 +363,22 @@ impl Store for SledStore {
         self.db.get(META_KEY)?.map(|v| meta_from(&v)).transpose()
     }
 
-    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError> {
+    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
         let mut write = sled::Batch::default();
-        for (i, leaf) in batch.leaves.iter().enumerate() {
-            write.insert(&leaf_key(batch.first_seq + i as u64), leaf.as_slice());
+        for (i, leaf) in group.leaves.iter().enumerate() {
+            write.insert(&leaf_key(group.first_seq + i as u64), leaf.as_slice());
         }
-        for (id, hash) in batch.nodes {
+        for (id, hash) in group.nodes {
             write.insert(&node_key(*id), hash);
         }
-        for change in batch.state {
+        for change in group.state {
             let key = state_key(change.table, &change.key);
             match &change.value {
                 Some(value) => write.insert(key, value.as_slice()),
                 None => write.remove(key),
             }
         }
-        if let Some(meta) = batch.meta {
+        if let Some(meta) = group.meta {
             write.insert(META_KEY, meta_bytes(meta)?);
         }
         self.db.apply_batch(write)?;
@@ -372,10 +438,24 @@ impl Store for SledStore {
     fn scan_state(
         &self,
         table: Option<&str>,
+        range: RowRange<'_>,
         visit: &mut RowVisitor<'_>,
     ) -> Result<(), StoreError> {
-        for row in self.db.scan_prefix(state_prefix(table)) {
+        let Some((prefix, low, high)) = state_bounds(table, range) else {
+            return Ok(());
+        };
+        let rows = self.db.range::<Vec<u8>, _>((low, high));
+        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            if range.reverse {
+                Box::new(rows.rev())
+            } else {
+                Box::new(rows)
+            };
+        for row in rows {
             let (key, value) = row?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
             let (table, key) = split_state_key(&key)?;
             if !visit(table, key, &value)? {
                 break;
@@ -445,22 +525,22 @@ impl Store for MemoryStore {
         Ok(self.lock()?.meta.clone())
     }
 
-    fn append(&self, batch: AppendBatch<'_>) -> Result<(), StoreError> {
+    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        for (i, leaf) in batch.leaves.iter().enumerate() {
+        for (i, leaf) in group.leaves.iter().enumerate() {
             inner
                 .leaves
-                .insert(batch.first_seq + i as u64, leaf.clone());
+                .insert(group.first_seq + i as u64, leaf.clone());
         }
-        inner.nodes.extend(batch.nodes.iter().copied());
-        for change in batch.state {
+        inner.nodes.extend(group.nodes.iter().copied());
+        for change in group.state {
             let key = state_key(change.table, &change.key);
             match &change.value {
                 Some(value) => inner.state.insert(key, value.clone()),
                 None => inner.state.remove(&key),
             };
         }
-        if let Some(meta) = batch.meta {
+        if let Some(meta) = group.meta {
             inner.meta = Some(meta.clone());
         }
         Ok(())
@@ -510,23 +590,45 @@ impl Store for MemoryStore {
     fn scan_state(
         &self,
         table: Option<&str>,
+        range: RowRange<'_>,
         visit: &mut RowVisitor<'_>,
     ) -> Result<(), StoreError> {
-        let prefix = state_prefix(table);
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
-            .lock()?
-            .state
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (key, value) in rows {
-            let (table, key) = split_state_key(&key)?;
-            if !visit(table, key, &value)? {
-                break;
+        use std::ops::Bound;
+        // Rows are copied a few at a time, so that `visit` runs without the lock (it may read
+        // the store) and a page costs O(page), not O(table).
+        const CHUNK: usize = 64;
+        let Some((prefix, mut low, mut high)) = state_bounds(table, range) else {
+            return Ok(());
+        };
+        loop {
+            let chunk: Vec<(Vec<u8>, Vec<u8>)> = {
+                let inner = self.lock()?;
+                let rows = inner.state.range::<Vec<u8>, _>((low.clone(), high.clone()));
+                let copy = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+                if range.reverse {
+                    rows.rev().take(CHUNK).map(copy).collect()
+                } else {
+                    rows.take(CHUNK).map(copy).collect()
+                }
+            };
+            let Some((last, _)) = chunk.last() else {
+                return Ok(());
+            };
+            if range.reverse {
+                high = Bound::Excluded(last.clone());
+            } else {
+                low = Bound::Excluded(last.clone());
+            }
+            for (key, value) in chunk {
+                if !key.starts_with(&prefix) {
+                    return Ok(());
+                }
+                let (table, key) = split_state_key(&key)?;
+                if !visit(table, key, &value)? {
+                    return Ok(());
+                }
             }
         }
-        Ok(())
     }
 
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

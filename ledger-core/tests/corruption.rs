@@ -14,12 +14,12 @@ use serde_json::json;
 const OPERATOR: &str = "deqing-registry";
 
 fn config() -> LedgerConfig {
-    LedgerConfig {
-        origin: LEDGER.parse().unwrap(),
-        operator: pid(OPERATOR),
-        operator_name: "operator".parse().unwrap(),
-        operator_key: signing_key(OPERATOR),
-    }
+    LedgerConfig::new(
+        LEDGER.parse().unwrap(),
+        pid(OPERATOR),
+        "operator".parse().unwrap(),
+        signing_key(OPERATOR),
+    )
 }
 
 fn signed(b: ledger_core::entry::Body, signers: &[&str]) -> ledger_core::entry::Submission {

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{body, pid, signing_key, LEDGER, REFERENCE_PARTICIPANTS};
+use common::{body, pid, signing_key, HookedStore, LEDGER, REFERENCE_PARTICIPANTS};
 use ledger_core::entry::{Body, Submission};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Receipt};
 use ledger_core::merkle;
@@ -19,14 +19,14 @@ use serde_json::json;
 const OPERATOR: &str = "deqing-registry";
 
 fn config() -> LedgerConfig {
-    LedgerConfig {
-        origin: LEDGER.parse().unwrap(),
-        operator: pid(OPERATOR),
-        operator_name: "德清县生态资源登记中心 (illustrative operator)"
+    LedgerConfig::new(
+        LEDGER.parse().unwrap(),
+        pid(OPERATOR),
+        "德清县生态资源登记中心 (illustrative operator)"
             .parse()
             .unwrap(),
-        operator_key: signing_key(OPERATOR),
-    }
+        signing_key(OPERATOR),
+    )
 }
 
 /// Signs a body by the named participants with their test keys.
@@ -86,6 +86,7 @@ fn available(ledger: &Ledger, holder: &str) -> Decimal {
     ledger.read(|s| {
         s.balance(&pid(holder), &"XZH-2021".parse().unwrap())
             .available
+            .value()
     })
 }
 
@@ -588,72 +589,20 @@ fn a_group_may_rotate_a_key_and_sign_with_the_new_one() {
     assert_eq!(available(&ledger, "enterprise-a"), "2".parse().unwrap());
 }
 
-/// A store that, once made slow, takes 250 ms per durable write, like a very slow disk: long
-/// enough that every submitter of the test below has queued during the first write, even on a
-/// loaded machine with a debug build.
-#[derive(Debug)]
-struct SlowStore(MemoryStore, Arc<std::sync::atomic::AtomicBool>);
-
-impl ledger_core::store::Store for SlowStore {
-    fn meta(&self) -> Result<Option<ledger_core::store::Meta>, ledger_core::store::StoreError> {
-        self.0.meta()
-    }
-    fn append(
-        &self,
-        batch: ledger_core::store::AppendBatch<'_>,
-    ) -> Result<(), ledger_core::store::StoreError> {
-        if self.1.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
-        self.0.append(batch)
-    }
-    fn put_checkpoint(&self, note: &str) -> Result<(), ledger_core::store::StoreError> {
-        self.0.put_checkpoint(note)
-    }
-    fn checkpoint(&self) -> Result<Option<String>, ledger_core::store::StoreError> {
-        self.0.checkpoint()
-    }
-    fn checkpoint_witness(&self) -> Result<Option<String>, ledger_core::store::StoreError> {
-        self.0.checkpoint_witness()
-    }
-    fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, ledger_core::store::StoreError> {
-        self.0.leaf(seq)
-    }
-    fn scan_leaves(
-        &self,
-        from: u64,
-        visit: &mut ledger_core::store::LeafVisitor<'_>,
-    ) -> Result<(), ledger_core::store::StoreError> {
-        self.0.scan_leaves(from, visit)
-    }
-    fn node(
-        &self,
-        id: merkle::NodeId,
-    ) -> Result<Option<merkle::Hash>, ledger_core::store::StoreError> {
-        self.0.node(id)
-    }
-    fn scan_state(
-        &self,
-        table: Option<&str>,
-        visit: &mut ledger_core::store::RowVisitor<'_>,
-    ) -> Result<(), ledger_core::store::StoreError> {
-        self.0.scan_state(table, visit)
-    }
-    fn state_row(
-        &self,
-        table: &str,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, ledger_core::store::StoreError> {
-        self.0.state_row(table, key)
-    }
-}
-
 /// Group commit: while one durable write is under way, the submissions that arrive queue up and
 /// go to the store together in the next one; sixteen submitters never mean sixteen writes.
 #[test]
 fn concurrent_submitters_share_durable_writes() {
+    // A store that, once made slow, takes 250 ms per durable write, like a very slow disk: long
+    // enough that every submitter has queued during the first write, even on a loaded machine
+    // with a debug build.
     let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let store = SlowStore(MemoryStore::new(), Arc::clone(&slow));
+    let switch = Arc::clone(&slow);
+    let store = HookedStore::new(MemoryStore::new(), move |_| {
+        if switch.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    });
     let ledger = Arc::new(Ledger::open(Box::new(store), config()).unwrap());
     populate(&ledger);
     slow.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -3,13 +3,16 @@
 
 mod common;
 
-use common::{body, pid, Market};
+use common::{body, date_in, pid, Market};
 use ledger_core::error::RuleError;
 use ledger_core::state::{PledgeStatus, State, TradeFilter};
-use rust_decimal::Decimal;
 use serde_json::json;
 
-fn d(s: &str) -> Decimal {
+/// A figure of whatever type the comparison needs (tonnes, money, a ratio).
+fn d<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
     s.parse().unwrap()
 }
 
@@ -98,7 +101,7 @@ fn xiazhu_lake_reference_case() {
             json!({"type": "pledge", "pledge": "PL-2022-001", "pledgor": "two-mountains-bank",
             "bank": "deqing-rural-bank", "batch": "XZH-2021", "quantity": "4000",
             "price_ref": "BM-2022-06", "haircut": "0.30", "limit": "164724.00", "currency": "CNY",
-            "maturity": "2023-06-30"}),
+            "maturity": date_in(365)}),
         ),
         &["two-mountains-bank", "deqing-rural-bank"],
     );
@@ -284,6 +287,8 @@ fn rules_refuse_with_figures_and_change_nothing() {
 
 /// Only rows whose value changed are handed to storage: a transfer moves sink between two
 /// holders of a batch, so the batch's totals end where they started and are not written again.
+/// Beside the balances go the entry id, the trade, and its index rows (by each party, by batch
+/// and by kind) that let a list be paged by key range.
 #[test]
 fn a_transfer_writes_the_two_balances_but_not_the_unchanged_batch() {
     let mut m = reference_market();
@@ -294,7 +299,7 @@ fn a_transfer_writes_the_two_balances_but_not_the_unchanged_batch() {
     );
     let ctx = ledger_core::state::Context {
         seq: m.seq,
-        accepted_at: "2022-06-01T10:00:00Z".parse().unwrap(),
+        accepted_at: m.accepted_at(),
         signers: ledger_core::state::Signers::of(
             [pid("xiazhuhu-wetland"), pid("enterprise-a")].iter(),
         ),
@@ -308,5 +313,17 @@ fn a_transfer_writes_the_two_balances_but_not_the_unchanged_batch() {
         .iter()
         .map(|c| c.table)
         .collect();
-    assert_eq!(tables, ["entries", "balances", "balances", "trades"]);
+    assert_eq!(
+        tables,
+        [
+            "entries",
+            "balances",
+            "balances",
+            "trades",
+            "trades_by_party",
+            "trades_by_party",
+            "trades_by_batch",
+            "trades_by_kind"
+        ]
+    );
 }

@@ -275,6 +275,8 @@ enum Op {
         qty: Qty,
         haircut: Decimal,
         right_limit: bool,
+        /// Days from the pledge's acceptance to its maturity (negative: already past); none.
+        maturity: Option<i64>,
     },
     Drawdown {
         pledge: PledgeRef,
@@ -289,6 +291,8 @@ enum Op {
     },
     Enforce {
         pledge: PledgeRef,
+        /// A voluntary surrender, signed by the pledgor too; otherwise the bank alone.
+        surrender: bool,
     },
     Reversal {
         batch: usize,
@@ -340,8 +344,10 @@ fn qty() -> impl Strategy<Value = Qty> {
         5 => (1u8..=8).prop_map(Qty::Share),
         1 => Just(Qty::AllPlusKg),
         3 => tonnes(3_000_000).prop_map(Qty::Fixed),
-        // Under a tonne, to the kilogram.
+        // Under a tonne, to the kilogram; and a few kilograms, worth less than a fen at a low
+        // price.
         1 => (1i64..1000).prop_map(|kg| Qty::Fixed(Decimal::new(kg, 3))),
+        1 => (1i64..10).prop_map(|kg| Qty::Fixed(Decimal::new(kg, 3))),
     ]
 }
 
@@ -436,9 +442,10 @@ fn op() -> impl Strategy<Value = Op> {
         qty(),
         haircut,
         prop::bool::weighted(0.85),
+        prop_oneof![1 => Just(None), 1 => (-1..8i64).prop_map(Some)],
     )
         .prop_map(
-            |(pledge, pledgor, bank, batch, qty, haircut, right_limit)| Op::Pledge {
+            |(pledge, pledgor, bank, batch, qty, haircut, right_limit, maturity)| Op::Pledge {
                 pledge,
                 pledgor,
                 bank,
@@ -446,6 +453,7 @@ fn op() -> impl Strategy<Value = Op> {
                 qty,
                 haircut: d(haircut),
                 right_limit,
+                maturity,
             },
         );
     let pledge_id = prop_oneof![
@@ -461,7 +469,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (pledge_id.clone(), money()).prop_map(|(pledge, amount)| Op::Drawdown { pledge, amount }),
         3 => (pledge_id.clone(), money()).prop_map(|(pledge, amount)| Op::Repay { pledge, amount }),
         2 => pledge_id.clone().prop_map(|pledge| Op::Release { pledge }),
-        1 => pledge_id.prop_map(|pledge| Op::Enforce { pledge }),
+        2 => (pledge_id, any::<bool>()).prop_map(|(pledge, surrender)| Op::Enforce { pledge, surrender }),
         2 => (0..2usize, qty()).prop_map(|(batch, qty)| Op::Reversal { batch, qty }),
     ]
 }
@@ -499,6 +507,11 @@ fn scenario(wrong: u32) -> impl Strategy<Value = (Setup, Vec<Step>)> {
 // The model
 // ---------------------------------------------------------------------------------------------
 
+/// The day `days` after `today` (before it, if negative).
+fn date_after(today: ledger_core::ids::Date, days: i64) -> ledger_core::ids::Date {
+    today.plus_days(days).expect("a date near today")
+}
+
 #[derive(Clone, Debug)]
 struct ModelPledge {
     pledgor: usize,
@@ -508,6 +521,7 @@ struct ModelPledge {
     limit: Decimal,
     outstanding: Decimal,
     status: PledgeStatus,
+    maturity: Option<ledger_core::ids::Date>,
 }
 
 /// The market as the design describes it, in a few maps.
@@ -659,7 +673,8 @@ impl Model {
         }
     }
 
-    fn plan(&self, step: &Step, n: usize) -> Plan {
+    /// The plan of `step`, the `n`th, accepted (if valid) on `today`.
+    fn plan(&self, step: &Step, n: usize, today: ledger_core::ids::Date) -> Plan {
         let id = match step.reuse_id {
             Some(i) => self.used_ids[i % self.used_ids.len()].clone(),
             None => format!("E-{n:03}"),
@@ -669,6 +684,7 @@ impl Model {
         if self.used_ids.contains(&id) {
             broken.insert("entry-id-conflict");
         }
+        let mut enforcement: Option<(usize, usize, bool)> = None;
         let mut breaks = |rule: bool, kind: &'static str| {
             if rule {
                 broken.insert(kind);
@@ -768,7 +784,9 @@ impl Model {
                 ref qty,
                 haircut,
                 right_limit,
+                maturity,
             } => {
+                let maturity = maturity.map(|days| date_after(today, days));
                 let pledgor = self.who(pledgor, batch);
                 let have = self.available(pledgor, batch);
                 let quantity = resolve_qty(qty, have);
@@ -787,6 +805,12 @@ impl Model {
                     "quantity": quantity.to_string(), "price_ref": PRICE,
                     "haircut": haircut.to_string(), "limit": stated.to_string(),
                     "currency": "CNY"});
+                let mut fields = fields;
+                if let Some(date) = maturity {
+                    fields["maturity"] = json!(date.to_string());
+                }
+                // A pledge matures today or later.
+                breaks(maturity.is_some_and(|m| m < today), "maturity-passed");
                 breaks(pledgor == bank, "self-trade");
                 breaks(role(bank) != "bank", "missing-role");
                 breaks(self.pledges.contains_key(&pledge), "already-exists");
@@ -800,13 +824,14 @@ impl Model {
                     limit: computed,
                     outstanding: Decimal::ZERO,
                     status: PledgeStatus::Active,
+                    maturity,
                 };
                 (fields, vec![pledgor, bank], Effect::Pledge(pledge, record))
             }
             Op::Drawdown { ref pledge, .. }
             | Op::Repay { ref pledge, .. }
             | Op::Release { ref pledge }
-            | Op::Enforce { ref pledge } => {
+            | Op::Enforce { ref pledge, .. } => {
                 let pledge = self.pledge_ref(pledge);
                 let found = self.pledges.get(&pledge);
                 breaks(found.is_none(), "unknown-pledge");
@@ -815,12 +840,16 @@ impl Model {
                 let (bank, pledgor) = found.map_or((BANK_A, BANK_A), |p| (p.bank, p.pledgor));
                 let (limit, outstanding) =
                     found.map_or((Decimal::ZERO, Decimal::ZERO), |p| (p.limit, p.outstanding));
+                let maturity = found.and_then(|p| p.maturity);
+                let matured = maturity.is_some_and(|m| today > m);
                 let id = PLEDGES[pledge];
                 match step.op {
                     Op::Drawdown { ref amount, .. } => {
                         let amount = resolve_money(amount, limit - outstanding);
                         // Invariant 3: outstanding ≤ limit.
                         breaks(outstanding + amount > limit, "limit-exceeded");
+                        // No drawdown after maturity.
+                        breaks(matured, "pledge-matured");
                         let fields = json!({"type": "drawdown", "pledge": id,
                                             "amount": amount.to_string()});
                         (fields, vec![bank, pledgor], Effect::Draw(pledge, amount))
@@ -838,12 +867,21 @@ impl Model {
                         let fields = json!({"type": "release_pledge", "pledge": id});
                         (fields, vec![bank], Effect::Release(pledge))
                     }
-                    _ => {
+                    Op::Enforce { surrender, .. } => {
                         // Enforcement recovers a loan: with nothing outstanding there is none.
                         breaks(outstanding.is_zero(), "nothing-outstanding");
+                        // Whether the bank alone may enforce (a default) is decided below, on
+                        // who actually signs: bank and pledgor together may always surrender.
+                        enforcement = Some((bank, pledgor, matured));
                         let fields = json!({"type": "enforce_pledge", "pledge": id});
-                        (fields, vec![bank], Effect::Enforce(pledge))
+                        let signers = if surrender {
+                            vec![bank, pledgor]
+                        } else {
+                            vec![bank]
+                        };
+                        (fields, signers, Effect::Enforce(pledge))
                     }
+                    _ => unreachable!("the other operations are matched above"),
                 }
             }
             Op::Reversal { batch, ref qty } => {
@@ -859,7 +897,20 @@ impl Model {
             }
         };
         let signers = step.signing.apply(&required);
-        let required: BTreeSet<usize> = required.into_iter().collect();
+        let mut required: BTreeSet<usize> = required.into_iter().collect();
+        if let Some((bank, pledgor, matured)) = enforcement {
+            let surrender = BTreeSet::from([bank, pledgor]);
+            if signers == surrender {
+                // A voluntary surrender, whatever the step meant to sign.
+                required = surrender;
+            } else {
+                required = BTreeSet::from([bank]);
+                // The bank alone only in default: after maturity, with money outstanding.
+                if signers == required && !matured {
+                    broken.insert("not-in-default");
+                }
+            }
+        }
         // Invariant 4: exactly the parties the table requires.
         let mut signer_faults = BTreeSet::new();
         if signers != required {
@@ -925,6 +976,10 @@ impl Model {
                 } else {
                     PledgeStatus::Enforced
                 };
+                if !released {
+                    // Enforcement closes the loan: the collateral settles what was outstanding.
+                    p.outstanding = Decimal::ZERO;
+                }
                 let (pledgor, bank, batch, quantity) = (p.pledgor, p.bank, p.batch, p.quantity);
                 *self.pledged.entry((pledgor, batch)).or_default() -= quantity;
                 let receiver = if released { pledgor } else { bank };
@@ -943,7 +998,7 @@ impl Model {
             for (b, batch) in BATCHES.iter().enumerate() {
                 let balance = state.balance(&pid(name(p)), &batch.parse().unwrap());
                 let model = (self.available(p, b), self.pledged(p, b));
-                if (balance.available, balance.pledged) != model {
+                if (balance.available.value(), balance.pledged.value()) != model {
                     return Some(format!(
                         "{} holds {batch} available/pledged {}/{} in the ledger, {}/{} in the model",
                         name(p),
@@ -957,7 +1012,11 @@ impl Model {
         }
         for (b, batch) in BATCHES.iter().enumerate() {
             let row = state.batch(&batch.parse().unwrap()).unwrap();
-            let ledger = (row.buffer, row.retired, row.reversed);
+            let ledger = (
+                row.buffer.value(),
+                row.retired.value(),
+                row.reversed.value(),
+            );
             let model = (self.buffer[b], self.retired[b], self.reversed[b]);
             if ledger != model {
                 return Some(format!(
@@ -981,8 +1040,8 @@ impl Model {
                 p.bank.as_str(),
                 p.batch.as_str(),
                 p.quantity.value(),
-                p.limit,
-                p.outstanding,
+                p.limit.value(),
+                p.outstanding.value(),
                 p.status,
             );
             let model = (
@@ -1028,7 +1087,7 @@ fn replay(
 ) -> Result<(), TestCaseError> {
     let (mut market, mut model) = open(setup);
     for (n, step) in steps.iter().enumerate() {
-        let plan = model.plan(step, n);
+        let plan = model.plan(step, n, market.today());
         let before = market.state.clone();
         let signers: Vec<ParticipantId> = plan.signers.iter().map(|&p| pid(name(p))).collect();
         let result = market.apply(&plan.body, Signers::of(signers.iter()));
@@ -1053,7 +1112,7 @@ fn replay(
 fn invariant_broken(state: &State, setup: &Setup) -> Option<String> {
     let mut locked: BTreeMap<(String, String), Decimal> = BTreeMap::new();
     for p in state.pledges() {
-        if p.outstanding < Decimal::ZERO || p.outstanding > p.limit {
+        if p.outstanding.is_negative() || p.outstanding > p.limit {
             return Some(format!(
                 "pledge {} owes {} on a limit of {}",
                 p.id, p.outstanding, p.limit
@@ -1068,25 +1127,25 @@ fn invariant_broken(state: &State, setup: &Setup) -> Option<String> {
         let Some(row) = state.batch(&batch.parse().unwrap()) else {
             return Some(format!("batch {batch} is gone"));
         };
-        let mut total = row.buffer + row.retired + row.reversed;
+        let mut total = (row.buffer + row.retired + row.reversed).value();
         for (holder, _) in PARTIES {
             let balance = state.balance(&pid(holder), &batch.parse().unwrap());
-            if balance.available < Decimal::ZERO || balance.pledged < Decimal::ZERO {
+            if !balance.non_negative() {
                 return Some(format!(
                     "{holder} has a negative balance of {batch}: {balance:?}"
                 ));
             }
             let key = (holder.to_owned(), (*batch).to_owned());
             let lock = locked.remove(&key).unwrap_or_default();
-            if balance.pledged != lock {
+            if balance.pledged.value() != lock {
                 return Some(format!(
                     "{holder} has {} of {batch} pledged; its active pledges lock {lock}",
                     balance.pledged
                 ));
             }
-            total += balance.available + balance.pledged;
+            total += (balance.available + balance.pledged).value();
         }
-        if total != setup.issued[b] || row.issued != setup.issued[b] {
+        if total != setup.issued[b] || row.issued.value() != setup.issued[b] {
             return Some(format!(
                 "batch {batch}: {} issued, {total} accounted for",
                 setup.issued[b]
@@ -1222,7 +1281,7 @@ fn generated_scenarios_reach_every_rule() {
             };
             *seen.entry(what).or_default() += 1;
             let enforced_with_debt = matches!(o.plan.effect, Effect::Enforce(i)
-                if o.result.is_ok() && !o.model.pledges[&i].outstanding.is_zero());
+                if o.result.is_ok() && !o.before.pledge(&PLEDGES[i].parse().unwrap()).unwrap().outstanding.is_zero());
             if enforced_with_debt {
                 *seen
                     .entry("enforced with a loan outstanding".into())
@@ -1257,6 +1316,9 @@ fn generated_scenarios_reach_every_rule() {
         "refused only for wrong-signers",
         "refused only for trade-terms",
         "refused only for missing-role",
+        "refused only for not-in-default",
+        "refused only for pledge-matured",
+        "refused only for maturity-passed",
     ];
     let missing: Vec<&str> = wanted
         .into_iter()
@@ -1291,11 +1353,12 @@ fn the_model_computes_the_reference_figures() {
             qty: Qty::Fixed(d("4000")),
             haircut: d("0.30"),
             right_limit: true,
+            maturity: Some(365),
         },
         reuse_id: None,
         signing: Signing::Right,
     };
-    let plan = model.plan(&step, 0);
+    let plan = model.plan(&step, 0, market.today());
     assert!(plan.valid(), "{plan:?}");
     match plan.effect {
         Effect::Pledge(_, ref p) => assert_eq!(p.limit, d("164724.00")),

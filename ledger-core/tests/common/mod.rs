@@ -4,7 +4,9 @@
 use ledger_core::entry::Body;
 use ledger_core::error::RuleError;
 use ledger_core::ids::{ParticipantId, Timestamp};
-use ledger_core::state::{Context, Signers, State};
+use ledger_core::merkle::{Hash, NodeId};
+use ledger_core::state::{ApplyError, Context, Signers, State};
+use ledger_core::store::{Append, LeafVisitor, Meta, RowRange, RowVisitor, Store, StoreError};
 use serde_json::{json, Value};
 
 pub const LEDGER: &str = "deqing.example/wetland-sink";
@@ -30,14 +32,32 @@ pub fn pid(s: &str) -> ParticipantId {
     s.parse().unwrap()
 }
 
-/// A body from its type-specific fields; id, ledger and created_at are added.
+/// Half an hour before the test process started, RFC 3339, the same at every call: when the
+/// tests' entries say they were signed (a ledger refuses entries signed longer ago than its
+/// expiry window, 24 h by default, and the same body built twice must be the same entry).
+pub fn recent() -> String {
+    static RECENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RECENT
+        .get_or_init(|| {
+            let then = time::OffsetDateTime::now_utc() - time::Duration::minutes(30);
+            Timestamp::from_instant(then.replace_nanosecond(0).unwrap_or(then)).to_string()
+        })
+        .clone()
+}
+
+/// The date `days` from today (UTC), `YYYY-MM-DD`.
+pub fn date_in(days: i64) -> String {
+    Timestamp::now().date().plus_days(days).unwrap().to_string()
+}
+
+/// A body from its type-specific fields; id, ledger and created_at (half an hour ago, unless
+/// given) are added.
 pub fn body(id: &str, fields: Value) -> Body {
     let mut value = fields;
     let map = value.as_object_mut().unwrap();
     map.insert("id".into(), json!(id));
     map.insert("ledger".into(), json!(LEDGER));
-    map.entry("created_at")
-        .or_insert(json!("2022-06-01T09:30:00Z"));
+    map.entry("created_at").or_insert(json!(recent()));
     serde_json::from_value(value).unwrap_or_else(|e| panic!("test body {id}: {e}"))
 }
 
@@ -48,22 +68,47 @@ fn sha2_like(seq: u64) -> [u8; 32] {
     digest
 }
 
-/// A small driver that numbers entries and hands the state machine the signers.
-#[derive(Default)]
+/// A small driver that numbers entries and hands the state machine the signers. Its clock
+/// starts now and moves a day per accepted entry, so that maturities can pass.
 pub struct Market {
     pub state: State,
     pub seq: u64,
+    pub start: time::OffsetDateTime,
+}
+
+impl Default for Market {
+    fn default() -> Self {
+        Self {
+            state: State::new(),
+            seq: 0,
+            start: time::OffsetDateTime::now_utc(),
+        }
+    }
 }
 
 impl Market {
+    /// When the next entry is accepted: a day after the previous one.
+    pub fn accepted_at(&self) -> Timestamp {
+        let days = i64::try_from(self.seq).unwrap();
+        Timestamp::from_instant(self.start + time::Duration::days(days))
+    }
+
+    /// The day (UTC) the next entry is accepted on.
+    pub fn today(&self) -> ledger_core::ids::Date {
+        self.accepted_at().date()
+    }
+
     pub fn apply(&mut self, body: &Body, signers: Signers) -> Result<(), RuleError> {
         let ctx = Context {
             seq: self.seq,
-            accepted_at: "2022-06-01T10:00:00Z".parse::<Timestamp>().unwrap(),
+            accepted_at: self.accepted_at(),
             signers,
             body_digest: sha2_like(self.seq),
         };
-        let result = self.state.apply(&ctx, body);
+        let result = self.state.apply(&ctx, body).map_err(|e| match e {
+            ApplyError::Rule(rule) => rule,
+            other => panic!("a state in memory failed to read its history: {other}"),
+        });
         if result.is_ok() {
             self.seq += 1;
             self.state.settle();
@@ -192,4 +237,78 @@ pub fn registration(id: &str, name: &str, roles: &[&str]) -> Body {
 pub fn encode_key(key: &ed25519_dalek::VerifyingKey) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+}
+
+/// A store that runs `hook` before each append, then does what the store it wraps does: a
+/// slow disk, or a store that fails or panics on purpose. It counts the state rows read.
+pub struct HookedStore<S> {
+    inner: S,
+    hook: Box<dyn Fn(&Append<'_>) + Send + Sync>,
+    /// State rows read since the store was made (one by key, or visited by a scan).
+    pub rows_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S> HookedStore<S> {
+    pub fn new(inner: S, hook: impl Fn(&Append<'_>) + Send + Sync + 'static) -> Self {
+        Self {
+            inner,
+            hook: Box::new(hook),
+            rows_read: Default::default(),
+        }
+    }
+
+    fn count(&self) {
+        self.rows_read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for HookedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HookedStore").field(&self.inner).finish()
+    }
+}
+
+impl<S: Store> Store for HookedStore<S> {
+    fn meta(&self) -> Result<Option<Meta>, StoreError> {
+        self.inner.meta()
+    }
+    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
+        (self.hook)(&group);
+        self.inner.append(group)
+    }
+    fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(note)
+    }
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint()
+    }
+    fn checkpoint_witness(&self) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoint_witness()
+    }
+    fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.leaf(seq)
+    }
+    fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError> {
+        self.inner.scan_leaves(from, visit)
+    }
+    fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
+        self.inner.node(id)
+    }
+    fn scan_state(
+        &self,
+        table: Option<&str>,
+        range: RowRange<'_>,
+        visit: &mut RowVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .scan_state(table, range, &mut |table, key, value| {
+                self.count();
+                visit(table, key, value)
+            })
+    }
+    fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.count();
+        self.inner.state_row(table, key)
+    }
 }

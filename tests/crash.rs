@@ -35,7 +35,7 @@ use ledger_core::verify;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use support::{unhex, Market, Rng, Service, BIN};
+use support::{bin, unhex, Market, Rng, Service};
 
 /// Concurrent submitters per round.
 const CLIENTS: usize = 8;
@@ -605,7 +605,7 @@ async fn finish(
         replay
             .state()
             .balances_of(&id)
-            .map(|(_, b)| b.available)
+            .map(|(_, b)| b.available.value())
             .sum::<rust_decimal::Decimal>()
     };
     for e in enterprises {
@@ -627,12 +627,12 @@ async fn finish(
     // A clean stop, then the offline check if this build has it.
     let status = tokio::task::block_in_place(|| service.terminate());
     assert!(status.success(), "serve exited with {status}");
-    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = Command::new(bin()).arg("--help").output().unwrap();
     let has_check = String::from_utf8_lossy(&help.stdout)
         .lines()
         .any(|l| l.trim_start().starts_with("check "));
     if has_check {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["check", "--data", data.to_str().unwrap()])
             .output()
             .unwrap();

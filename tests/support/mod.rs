@@ -74,13 +74,19 @@ impl Market {
         self.sign(self.body(id, created_at, fields), signers)
     }
 
+    /// The time of the case's `n`th minute (see [`ReferenceCase::at`]): entries the tests add
+    /// come after the case's own, from minute 15 on.
+    pub fn at(&self, n: i64) -> String {
+        self.case.at(n)
+    }
+
     /// Generates a key for a new enterprise `id` and returns its registration, signed by the
     /// operator and by the new key.
     pub fn register_enterprise(&mut self, id: &str) -> Submission {
         let key = keys::generate_key();
         let body = self.body(
             &format!("reg-{id}"),
-            "2022-05-21T09:00:00Z",
+            &self.at(15),
             json!({"type": "register_participant", "participant": id,
                    "name": format!("{id} (test enterprise)"), "roles": ["enterprise"],
                    "public_key": keys::public_key_base64(&key)}),
@@ -94,7 +100,7 @@ impl Market {
     pub fn transfer(&self, id: &str, seller: &str, buyer: &str, quantity: &str) -> Submission {
         self.signed(
             id,
-            "2022-06-20T10:00:00Z",
+            &self.at(20),
             json!({"type": "trade", "kind": "transfer", "seller": seller, "buyer": buyer,
                    "batch": demo::BATCH, "quantity": quantity}),
             &[seller, buyer],
@@ -156,8 +162,42 @@ pub fn unhex(text: &str) -> [u8; 32] {
     out
 }
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_carbon-ledger");
+/// The binary under test, `carbon-ledger` of the ledger-api package, in the profile these tests
+/// were built with. The root package cannot name another package's binary at compile time, so
+/// the first call builds it (a no-op when `cargo test --workspace` already has) and finds it
+/// beside the test executable.
+pub fn bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<this test> → target/<profile>
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from target/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("a target folder");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "--locked",
+            "-p",
+            "ledger-api",
+            "--bin",
+            "carbon-ledger",
+        ]);
+        build.arg("--target-dir").arg(target_dir);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building carbon-ledger failed");
+        let bin = profile_dir.join(format!("carbon-ledger{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
+}
 
 /// `carbon-ledger serve` in a child process; killed (SIGKILL) when dropped.
 pub struct Service {
@@ -170,7 +210,7 @@ pub struct Service {
 impl Service {
     /// Starts the service on `data` and waits for the line saying where it listens.
     pub fn start(data: &Path) -> Self {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args([
                 "serve",
                 "--data",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -13,7 +14,7 @@ use ledger_api::keys::{self, DataDirOptions};
 use ledger_api::problem::Problem;
 use ledger_api::server::{self, Running, ServeOptions};
 use ledger_api::{app, AppState, Limits};
-use ledger_core::ledger::{Ledger, LedgerConfig};
+use ledger_core::ledger::{Clock, Ledger, LedgerConfig};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -26,13 +27,29 @@ pub fn operator_key() -> SigningKey {
 
 /// An app over a fresh in-memory ledger, and the reference case for it.
 pub fn memory_app(limits: Limits) -> (axum::Router, AppState, ReferenceCase) {
-    let ledger = Ledger::in_memory(LedgerConfig {
-        origin: ORIGIN.parse().unwrap(),
-        operator: OPERATOR.parse().unwrap(),
-        operator_name: "德清县生态资源登记中心 (test)".parse().unwrap(),
-        operator_key: operator_key(),
-    })
-    .unwrap();
+    memory_app_on(limits, Clock::system())
+}
+
+/// A clock the test moves forward: the system's, plus the seconds in the handle.
+pub fn movable_clock() -> (Clock, Arc<AtomicI64>) {
+    let ahead = Arc::new(AtomicI64::new(0));
+    let offset = Arc::clone(&ahead);
+    let clock = Clock::from_fn(move || {
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::Relaxed))
+    });
+    (clock, ahead)
+}
+
+/// [`memory_app`] on a given clock.
+pub fn memory_app_on(limits: Limits, clock: Clock) -> (axum::Router, AppState, ReferenceCase) {
+    let mut config = LedgerConfig::new(
+        ORIGIN.parse().unwrap(),
+        OPERATOR.parse().unwrap(),
+        "德清县生态资源登记中心 (test)".parse().unwrap(),
+        operator_key(),
+    );
+    config.clock = clock;
+    let ledger = Ledger::in_memory(config).unwrap();
     let state = AppState::new(Arc::new(ledger), limits);
     let case = ReferenceCase::new(ORIGIN, OPERATOR, operator_key());
     (app(state.clone()), state, case)
@@ -150,6 +167,7 @@ pub async fn start(dir: &Path, origin: Option<&str>, limits: Limits) -> Running 
         },
         listen: ([127, 0, 0, 1], 0).into(),
         limits,
+        entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
     })
     .await
     .unwrap()

@@ -153,7 +153,7 @@ async fn platform_holds_10000(client: &Client, case: &ReferenceCase) {
 fn resale(case: &ReferenceCase, id: &str, buyer: &str, quantity: &str, amount: &str) -> Vec<u8> {
     let body = case.body(
         id,
-        "2022-06-20T10:00:00Z",
+        &case.at(20),
         json!({"type": "trade", "kind": "eco_compensation", "seller": demo::PLATFORM, "buyer": buyer,
                "batch": demo::BATCH, "quantity": quantity, "unit_price": "60.00", "currency": "CNY",
                "amount": amount}),
@@ -283,7 +283,7 @@ async fn a_restart_keeps_entries_balances_root_and_checkpoint() {
             json!({"type": "release_pledge", "pledge": demo::PLEDGE}),
         ),
     ] {
-        let submission = case.sign(case.body(id, "2023-06-30T09:00:00Z", fields), &[demo::BANK]);
+        let submission = case.sign(case.body(id, &case.at(30), fields), &[demo::BANK]);
         let answer = client
             .post("/v1/entries", serde_json::to_vec(&submission).unwrap())
             .await
@@ -319,6 +319,7 @@ async fn a_restart_keeps_entries_balances_root_and_checkpoint() {
         },
         listen: ([127, 0, 0, 1], 0).into(),
         limits: Limits::default(),
+        entry_max_age: ledger_api::server::DEFAULT_ENTRY_MAX_AGE,
     })
     .await;
     assert!(refused.is_err());

@@ -8,10 +8,10 @@ mod support;
 
 use ledger_api::client::Client;
 use serde_json::{json, Value};
-use support::{Service, BIN};
+use support::{bin, Service};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    Command::new(bin()).args(args).output().unwrap()
 }
 
 fn ok(args: &[&str]) -> String {

@@ -287,7 +287,7 @@ async fn populated() -> (Router, AppState, Market) {
 fn retirement(market: &Market, id: &str) -> Submission {
     market.signed(
         id,
-        "2022-07-02T09:00:00Z",
+        &market.at(22),
         json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                "quantity": "10", "beneficiary": "Enterprise B", "purpose": "hostile test"}),
         &["enterprise-b"],
@@ -495,7 +495,7 @@ async fn malformed_bodies_are_refused_and_change_nothing() {
     // Prices and amounts of a trade: out of range or too many places.
     let trade = market.signed(
         "T-H-1",
-        "2022-06-20T10:00:00Z",
+        &market.at(20),
         json!({"type": "trade", "kind": "eco_compensation", "seller": demo::PLATFORM,
                "buyer": "enterprise-a", "batch": demo::BATCH, "quantity": "10",
                "unit_price": "60.00", "currency": "CNY", "amount": "600.00"}),
@@ -523,7 +523,7 @@ async fn malformed_bodies_are_refused_and_change_nothing() {
     // A string for the vintage (a JSON integer) of an issuance.
     let issue = market.signed(
         "iss-h",
-        "2022-05-30T09:00:00Z",
+        &market.at(16),
         json!({"type": "issue_batch", "batch": "XZH-2021-B", "report": "XZH-MR-2021",
                "quantity": "1", "vintage": 2021}),
         &[OPERATOR],
@@ -581,7 +581,7 @@ async fn malformed_bodies_are_refused_and_change_nothing() {
         .await;
     let price = market.signed(
         "price-h",
-        "2022-06-02T00:00:00Z",
+        &market.at(18),
         json!({"type": "publish_price", "price": "BM-H", "basis": "benchmark",
                "unit_price": "60.00", "currency": "CNY", "effective_at": "2022-06-02T00:00:00Z"}),
         &["deqing-pricing"],
@@ -716,7 +716,7 @@ async fn replays_and_forged_signatures_are_refused() {
     // Another body under the used id.
     let conflicting = market.signed(
         "CERT-H-2",
-        "2022-07-02T09:00:00Z",
+        &market.at(22),
         json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                "quantity": "11", "beneficiary": "Enterprise B", "purpose": "hostile test"}),
         &["enterprise-b"],
@@ -732,7 +732,7 @@ async fn replays_and_forged_signatures_are_refused() {
     // An entry made for another ledger, properly signed by this ledger's parties.
     let mut foreign_body = market.body(
         "CERT-H-3",
-        "2022-07-02T09:00:00Z",
+        &market.at(22),
         json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                "quantity": "1", "beneficiary": "B", "purpose": "p"}),
     );
@@ -812,7 +812,7 @@ async fn replays_and_forged_signatures_are_refused() {
     let by_operator = market.sign(
         market.body(
             "CERT-H-5",
-            "2022-07-02T09:00:00Z",
+            &market.at(22),
             json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                    "quantity": "1", "beneficiary": "B", "purpose": "p"}),
         ),
@@ -827,7 +827,7 @@ async fn replays_and_forged_signatures_are_refused() {
         .await;
     let theft = market.signed(
         "T-H-2",
-        "2022-06-20T10:00:00Z",
+        &market.at(20),
         json!({"type": "trade", "kind": "transfer", "seller": "enterprise-b",
                "buyer": "enterprise-a", "batch": demo::BATCH, "quantity": "100"}),
         &[OPERATOR, "enterprise-a"],
@@ -841,7 +841,7 @@ async fn replays_and_forged_signatures_are_refused() {
         .await;
     let buyer_only = market.signed(
         "T-H-3",
-        "2022-06-20T10:00:00Z",
+        &market.at(20),
         json!({"type": "trade", "kind": "transfer", "seller": "enterprise-b",
                "buyer": "enterprise-a", "batch": demo::BATCH, "quantity": "100"}),
         &["enterprise-a"],
@@ -856,7 +856,7 @@ async fn replays_and_forged_signatures_are_refused() {
     let impersonation = market.sign_with(
         market.body(
             "CERT-H-6",
-            "2022-07-02T09:00:00Z",
+            &market.at(22),
             json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                    "quantity": "1", "beneficiary": "B", "purpose": "p"}),
         ),
@@ -907,7 +907,7 @@ async fn replays_and_forged_signatures_are_refused() {
     let rotation = market.sign_with(
         market.body(
             "rot-b",
-            "2022-07-03T09:00:00Z",
+            &market.at(23),
             json!({"type": "rotate_key", "participant": "enterprise-b",
                    "new_public_key": ledger_api::keys::public_key_base64(&new_key)}),
         ),
@@ -926,7 +926,7 @@ async fn replays_and_forged_signatures_are_refused() {
     let new = market.sign_with(
         market.body(
             "CERT-H-7",
-            "2022-07-03T10:00:00Z",
+            &market.at(24),
             json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                    "quantity": "1", "beneficiary": "B", "purpose": "p"}),
         ),
@@ -1024,7 +1024,7 @@ async fn escaped_strings_are_judged_by_their_canonical_form() {
     let mut probe = Probe::new(app.clone(), state.clone());
     let base = market.signed(
         "CERT-ESC-1",
-        "2022-07-02T09:00:00Z",
+        &market.at(22),
         json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                "quantity": "10", "beneficiary": "Enterprise B", "purpose": "a/b café"}),
         &["enterprise-b"],
@@ -1075,7 +1075,7 @@ async fn escaped_strings_are_judged_by_their_canonical_form() {
     }
     let other = market.signed(
         "CERT-ESC-2",
-        "2022-07-02T09:00:00Z",
+        &market.at(22),
         json!({"type": "retire", "holder": "enterprise-b", "batch": demo::BATCH,
                "quantity": "10", "beneficiary": "A", "purpose": "café"}),
         &["enterprise-b"],
@@ -1128,7 +1128,7 @@ async fn the_market_refuses_double_spending_and_loan_fraud() {
     let m = &market;
     let (p, bank, batch) = (demo::PLATFORM, demo::BANK, demo::BATCH);
     let pledge = demo::PLEDGE;
-    let t = "2022-09-01T09:00:00Z";
+    let t = &m.at(28);
 
     // Double spending: enterprise-b holds 2,000 t; two sales of 1,500 t.
     probe
@@ -1170,7 +1170,7 @@ async fn the_market_refuses_double_spending_and_loan_fraud() {
         at(
             m,
             id,
-            "2022-07-15T09:00:00Z",
+            &market.at(25),
             json!({"type": "pledge", "pledge": pl, "pledgor": p, "bank": bank, "batch": batch,
                   "quantity": q, "price_ref": demo::PRICE, "haircut": "0.30", "limit": limit,
                   "currency": "CNY"}),
@@ -1296,9 +1296,9 @@ async fn the_market_refuses_double_spending_and_loan_fraud() {
         .await;
     probe
         .submit_refused(
-            "enforce signed by the bank and the pledgor",
-            &action("EN-H-3", "enforce_pledge", pledge, &[bank, p]),
-            &["wrong-signers"],
+            "enforce by the bank alone of a loan not in default (maturity ahead)",
+            &action("EN-H-3", "enforce_pledge", pledge, &[bank]),
+            &["not-in-default"],
         )
         .await;
     probe
@@ -1358,9 +1358,16 @@ async fn the_market_refuses_double_spending_and_loan_fraud() {
         probe.submit_refused(name, &s, &["pledge-closed"]).await;
     }
     probe
-        .submit_accepted(
-            "enforce PL-H-1 by the bank",
+        .submit_refused(
+            "enforce PL-H-1 (no maturity, so never in default) by the bank alone",
             &action("EN-H-6", "enforce_pledge", "PL-H-1", &[bank]),
+            &["not-in-default"],
+        )
+        .await;
+    probe
+        .submit_accepted(
+            "a voluntary surrender of PL-H-1, signed by the bank and the pledgor",
+            &action("EN-H-7", "enforce_pledge", "PL-H-1", &[bank, p]),
         )
         .await;
     probe
@@ -1443,7 +1450,7 @@ async fn what_an_attacker_tries_first() {
         |m: &Market, id: &str, participant: &str, roles: Value, key: &str, signers: &[&str]| {
             m.signed(
                 id,
-                "2022-06-01T00:00:00Z",
+                &m.at(17),
                 json!({"type": "register_participant", "participant": participant, "name": "M",
                    "roles": roles, "public_key": key}),
                 signers,
@@ -1556,7 +1563,7 @@ async fn what_an_attacker_tries_first() {
     let reuse = market.sign_with(
         market.body(
             "reg-m8",
-            "2022-06-01T00:00:00Z",
+            &market.at(17),
             json!({"type": "register_participant", "participant": "mallory", "name": "M",
                    "roles": ["enterprise"], "public_key": a_pk}),
         ),
@@ -1575,7 +1582,7 @@ async fn what_an_attacker_tries_first() {
             &market.sign_with(
                 market.body(
                     "reg-m9",
-                    "2022-06-01T00:00:00Z",
+                    &market.at(17),
                     json!({"type": "register_participant", "participant": "enterprise-a",
                            "name": "M", "roles": ["enterprise"], "public_key": mallory_pk}),
                 ),
@@ -1589,7 +1596,7 @@ async fn what_an_attacker_tries_first() {
             "issue a batch signed by the platform",
             &market.signed(
                 "iss-m",
-                "2022-06-01T00:00:00Z",
+                &market.at(17),
                 json!({"type": "issue_batch", "batch": "XZH-2021-M", "report": "XZH-MR-2021",
                        "quantity": "1", "vintage": 2021}),
                 &[demo::PLATFORM],
@@ -1602,7 +1609,7 @@ async fn what_an_attacker_tries_first() {
             "issue beyond the verified quantity",
             &market.signed(
                 "iss-m2",
-                "2022-06-01T00:00:00Z",
+                &market.at(17),
                 json!({"type": "issue_batch", "batch": "XZH-2021-M", "report": "XZH-MR-2021",
                        "quantity": "1", "vintage": 2021}),
                 &[OPERATOR],
@@ -1615,7 +1622,7 @@ async fn what_an_attacker_tries_first() {
             "a price published by an enterprise",
             &market.signed(
                 "price-m",
-                "2022-06-01T00:00:00Z",
+                &market.at(17),
                 json!({"type": "publish_price", "price": "BM-M", "basis": "benchmark",
                        "unit_price": "999.00", "currency": "CNY", "effective_at": "2022-06-01T00:00:00Z"}),
                 &["enterprise-a"],
@@ -1628,7 +1635,7 @@ async fn what_an_attacker_tries_first() {
             "a reversal of more than the buffer",
             &market.signed(
                 "rev-m",
-                "2022-08-01T00:00:00Z",
+                &market.at(26),
                 json!({"type": "reversal", "batch": demo::BATCH, "quantity": "1700.001", "reason": "fire"}),
                 &[OPERATOR, "zj-forestry-academy"],
             ),
@@ -1953,7 +1960,7 @@ async fn every_problem_type_sent_is_described() {
     let (app, state, market) = populated().await;
     let mut probe = Probe::new(app.clone(), state);
     let bank = demo::BANK;
-    let t = "2022-09-01T09:00:00Z";
+    let t = &market.at(28);
     let provoked = [
         market.signed(
             "RP-T-1",

@@ -1,0 +1,522 @@
+//! Submitting: the sequencer and its group commit.
+//!
+//! There is no sequencer thread. A submitter that finds nobody sequencing takes everything
+//! queued and sequences it (it leads the pass), while the others wait for their answers: every
+//! entry is applied in order, the pass is written as one atomic, durable store write, and only
+//! then is every submitter answered. Meanwhile new submissions queue for the next pass.
+//!
+//! A pass that panics (a broken invariant, a store that panics) is undone by a drop guard: every
+//! submitter of the pass gets an error, and the head is read back from what the store holds, so
+//! that no later pass builds on a leaf that was never stored.
+
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, RwLockWriteGuard};
+
+use crate::entry::{EntryKind, SignatureLine, Submission};
+use crate::error::RuleError;
+use crate::ids::{ParticipantId, PublicKey};
+use crate::merkle::{self, NodeId};
+use crate::sign::{self, Verified};
+use crate::state::Context;
+use crate::store::Append;
+use crate::wire::{self, Envelope, Prepared, WireError};
+
+use super::{hex32, Head, Ledger, LedgerError, Receipt, MAX_GROUP};
+
+/// A unit of work for the sequencer: one entry, or an atomic group.
+pub(super) enum Unit {
+    Single(Box<(Prepared, Verified)>),
+    Group(Vec<(Prepared, Verified)>),
+}
+
+type UnitResult = Result<Vec<Receipt>, LedgerError>;
+
+pub(super) struct Pending {
+    unit: Unit,
+    reply: mpsc::Sender<UnitResult>,
+}
+
+/// The sequencer's queue, and whether a submitter is sequencing now.
+#[derive(Default)]
+pub(super) struct Queue {
+    waiting: Vec<Pending>,
+    sequencing: bool,
+}
+
+/// Hands the turn on when a sequencing pass ends, even if it panicked.
+struct EndOfTurn<'a>(&'a Ledger);
+
+impl Drop for EndOfTurn<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.sequencing = false;
+        self.0.turn.notify_all();
+    }
+}
+
+/// One sequencing pass: the head under its write lock, and the submitters not answered yet.
+/// Dropped while they are still waiting (the pass panicked), it answers each with an error and
+/// reads the head back from the store.
+struct Pass<'a> {
+    ledger: &'a Ledger,
+    head: RwLockWriteGuard<'a, Head>,
+    waiting: Vec<mpsc::Sender<UnitResult>>,
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        self.ledger.reload(&mut self.head);
+        let error = LedgerError::Integrity(
+            "the ledger failed while writing this entry and nothing of its group was acknowledged; submit it again".to_owned(),
+        );
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// What one group commit writes, as the pass builds it.
+#[derive(Default)]
+struct GroupWrite {
+    leaves: Vec<Vec<u8>>,
+    nodes: Vec<(NodeId, merkle::Hash)>,
+    /// Keys registered or rotated by the pass, for the key cache once it is durable.
+    new_keys: Vec<(ParticipantId, PublicKey)>,
+}
+
+impl GroupWrite {
+    fn truncate(&mut self, (leaves, nodes, keys): (usize, usize, usize)) {
+        self.leaves.truncate(leaves);
+        self.nodes.truncate(nodes);
+        self.new_keys.truncate(keys);
+    }
+
+    fn lengths(&self) -> (usize, usize, usize) {
+        (self.leaves.len(), self.nodes.len(), self.new_keys.len())
+    }
+}
+
+/// The same signatures, whatever their order.
+fn same_signatures(a: &[SignatureLine], b: &[SignatureLine]) -> bool {
+    let set = |lines: &[SignatureLine]| -> BTreeSet<(String, [u8; 64])> {
+        lines
+            .iter()
+            .map(|l| (l.signer.to_string(), l.sig.0))
+            .collect()
+    };
+    a.len() == b.len() && set(a) == set(b)
+}
+
+impl Ledger {
+    /// Submits one signed entry and returns its receipt once it is durable. The same signed
+    /// entry submitted again (its signatures in any order) returns its first receipt.
+    pub fn submit(&self, submission: Submission) -> Result<Receipt, LedgerError> {
+        self.submit_prepared(Prepared::new(submission)?)
+    }
+
+    /// Submits one entry from the bytes a client sent.
+    pub fn submit_bytes(&self, bytes: &[u8]) -> Result<Receipt, LedgerError> {
+        self.submit_prepared(wire::decode_submission(bytes)?)
+    }
+
+    /// Submits one decoded entry.
+    pub fn submit_prepared(&self, prepared: Prepared) -> Result<Receipt, LedgerError> {
+        // The same signed entry again gets its first receipt, even if a signer's key has
+        // rotated since: it was verified when it was accepted.
+        {
+            let head = self.read_head();
+            if let Some(receipt) =
+                self.same_entry_again(&head, &GroupWrite::default(), &prepared)?
+            {
+                return Ok(receipt);
+            }
+        }
+        let verified = self.verify(&prepared)?;
+        let mut receipts = self.run(Unit::Single(Box::new((prepared, verified))))?;
+        receipts
+            .pop()
+            .ok_or_else(|| LedgerError::Integrity("the sequencer returned no receipt".to_owned()))
+    }
+
+    /// Submits an atomic group: every entry is appended, in order, or none is.
+    pub fn submit_group(&self, group: Vec<Prepared>) -> Result<Vec<Receipt>, LedgerError> {
+        if group.is_empty() || group.len() > MAX_GROUP {
+            return Err(LedgerError::GroupSize(group.len()));
+        }
+        // Signatures are checked on all cores. A signer registered, or a key rotated, earlier in
+        // the same group is not known yet: such entries are verified again by the sequencer, in
+        // order, which then gives the real answer.
+        let checks = self.verify_all(&group);
+        let mut verified = Vec::with_capacity(group.len());
+        for (index, (prepared, check)) in group.into_iter().zip(checks).enumerate() {
+            let checked = match check {
+                Ok(v) => v,
+                Err(LedgerError::Signature(_)) => Verified::default(),
+                Err(error) => {
+                    return Err(LedgerError::Group {
+                        index,
+                        error: Box::new(error),
+                    })
+                }
+            };
+            verified.push((prepared, checked));
+        }
+        self.run(Unit::Group(verified))
+    }
+
+    /// Verifies many submissions, spread over the machine's cores.
+    fn verify_all(&self, group: &[Prepared]) -> Vec<Result<Verified, LedgerError>> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if threads < 2 || group.len() < 8 {
+            return group.iter().map(|p| self.verify(p)).collect();
+        }
+        let chunk = group.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = group
+                .chunks(chunk)
+                .map(|part| {
+                    let worker = scope.spawn(move || part.iter().map(|p| self.verify(p)).collect());
+                    (part.len(), worker)
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|(len, worker)| {
+                    worker.join().unwrap_or_else(|_| {
+                        let panicked =
+                            LedgerError::Integrity("a signature check failed".to_owned());
+                        vec![Err(panicked); len]
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn verify(&self, prepared: &Prepared) -> Result<Verified, LedgerError> {
+        if prepared.body().ledger != self.origin {
+            return Err(LedgerError::WrongLedger {
+                expected: self.origin.to_string(),
+                found: prepared.body().ledger.to_string(),
+            });
+        }
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        Ok(sign::verify_signatures(&*keys, prepared)?)
+    }
+
+    /// Queues a unit and waits for its answer, sequencing the queue itself when nobody else is.
+    ///
+    /// Group commit: while one pass writes and syncs, new submissions queue up, and the next pass
+    /// takes them all as one durable write. Waiters block on the queue's condition variable, not
+    /// on the pass, so those answered leave at once and the next leader starts at once.
+    fn run(&self, unit: Unit) -> UnitResult {
+        let (reply, answer) = mpsc::channel();
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.waiting.push(Pending { unit, reply });
+        loop {
+            match answer.try_recv() {
+                Ok(result) => return result,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(LedgerError::Integrity(
+                        "the sequencer dropped this entry without an answer".to_owned(),
+                    ))
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            if !queue.sequencing {
+                queue.sequencing = true;
+                let work = std::mem::take(&mut queue.waiting);
+                drop(queue);
+                let end = EndOfTurn(self);
+                // A panic in the pass has answered every submitter of it (this one included)
+                // through the pass's guard; this thread goes on to read its answer.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.sequence(work)));
+                drop(end);
+                queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            queue = self.turn.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Sequences queued units, writes them as one durable group, then answers each.
+    fn sequence(&self, work: Vec<Pending>) {
+        let (units, waiting): (Vec<Unit>, Vec<_>) =
+            work.into_iter().map(|p| (p.unit, p.reply)).unzip();
+        let mut pass = Pass {
+            ledger: self,
+            head: self.head.write().unwrap_or_else(|e| e.into_inner()),
+            waiting,
+        };
+        let results = self.sequence_units(&mut pass.head, units);
+        let waiting = std::mem::take(&mut pass.waiting);
+        drop(pass);
+        for (reply, result) in waiting.into_iter().zip(results) {
+            // A submitter that went away no longer needs its answer.
+            let _ = reply.send(result);
+        }
+    }
+
+    fn sequence_units(&self, head: &mut Head, units: Vec<Unit>) -> Vec<UnitResult> {
+        let tree_before = head.tree.clone();
+        let chain_before = head.last_leaf_hash;
+        let mut group = GroupWrite::default();
+        let halted = self.halted();
+        let mut results: Vec<UnitResult> = units
+            .into_iter()
+            .map(|unit| match (&halted, unit) {
+                (Some(reason), _) => Err(LedgerError::Halted(reason.clone())),
+                (None, Unit::Single(single)) => self
+                    .sequence_one(head, &mut group, &single.0, &single.1)
+                    .map(|r| vec![r]),
+                (None, Unit::Group(entries)) => self.sequence_group(head, &mut group, &entries),
+            })
+            .collect();
+        let outcome = if group.leaves.is_empty() {
+            Ok(())
+        } else {
+            self.write(head, &group, tree_before.size())
+        };
+        match outcome {
+            Ok(()) => {
+                head.state.settle();
+                if !group.leaves.is_empty() {
+                    self.durable_writes.fetch_add(1, Ordering::Relaxed);
+                    self.entries_written
+                        .fetch_add(group.leaves.len() as u64, Ordering::Relaxed);
+                }
+                if !group.new_keys.is_empty() {
+                    let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+                    keys.extend(group.new_keys.drain(..));
+                }
+            }
+            Err(error) => {
+                head.state.revert();
+                head.tree = tree_before;
+                head.last_leaf_hash = chain_before;
+                for result in &mut results {
+                    if result.is_ok() {
+                        *result = Err(error.clone());
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    fn write(
+        &self,
+        head: &mut Head,
+        group: &GroupWrite,
+        first_seq: u64,
+    ) -> Result<(), LedgerError> {
+        let changes = head.state.pending_changes()?;
+        let mut meta = head.meta.clone();
+        meta.size = head.tree.size();
+        meta.peaks = head.tree.peaks().iter().map(hex32).collect();
+        meta.last_leaf_hash = hex32(&head.last_leaf_hash);
+        self.store.append(Append {
+            first_seq,
+            leaves: &group.leaves,
+            nodes: &group.nodes,
+            state: &changes,
+            meta: Some(&meta),
+        })?;
+        head.meta = meta;
+        Ok(())
+    }
+
+    /// Reads the head back from the store after a pass failed in a way that leaves memory in
+    /// doubt. If the store cannot be read, the ledger stops writing (it still answers reads).
+    pub(super) fn reload(&self, head: &mut Head) {
+        let loaded = self
+            .store
+            .meta()
+            .map_err(LedgerError::from)
+            .and_then(|meta| {
+                let meta = meta.ok_or_else(|| {
+                    LedgerError::Integrity("the store lost its metadata row".to_owned())
+                })?;
+                let operator = PublicKey::from(self.operator_key.verifying_key());
+                Head::load(&self.store, meta, &self.origin, &operator)
+            });
+        match loaded {
+            Ok(fresh) => {
+                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh.keys();
+                *head = fresh;
+            }
+            Err(error) => {
+                head.state.revert();
+                let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+                *halted = Some(format!(
+                    "after a failed write, what is durable could not be read back ({error}); restart the service"
+                ));
+            }
+        }
+    }
+
+    fn sequence_group(
+        &self,
+        head: &mut Head,
+        group: &mut GroupWrite,
+        entries: &[(Prepared, Verified)],
+    ) -> UnitResult {
+        let savepoint = head.state.savepoint();
+        let tree_before = head.tree.clone();
+        let chain_before = head.last_leaf_hash;
+        let group_before = group.lengths();
+        let mut receipts = Vec::with_capacity(entries.len());
+        for (index, (prepared, verified)) in entries.iter().enumerate() {
+            match self.sequence_one(head, group, prepared, verified) {
+                Ok(receipt) => receipts.push(receipt),
+                Err(error) => {
+                    head.state.rollback_to(savepoint);
+                    head.tree = tree_before;
+                    head.last_leaf_hash = chain_before;
+                    group.truncate(group_before);
+                    return Err(LedgerError::Group {
+                        index,
+                        error: Box::new(error),
+                    });
+                }
+            }
+        }
+        Ok(receipts)
+    }
+
+    fn sequence_one(
+        &self,
+        head: &mut Head,
+        group: &mut GroupWrite,
+        prepared: &Prepared,
+        verified: &Verified,
+    ) -> Result<Receipt, LedgerError> {
+        let body = prepared.body();
+        if let Some(receipt) = self.same_entry_again(head, group, prepared)? {
+            return Ok(receipt);
+        }
+        let accepted_at = self.clock.now();
+        let expired = body
+            .created_at
+            .instant()
+            .checked_add(self.entry_max_age)
+            .is_some_and(|deadline| deadline < accepted_at.instant());
+        if expired {
+            return Err(RuleError::EntryExpired {
+                created_at: body.created_at.clone(),
+                arrived_at: accepted_at,
+                window: describe_duration(self.entry_max_age),
+            }
+            .into());
+        }
+        // Keys may have rotated (or signers registered) since verification: verify again.
+        let fresh;
+        let verified = if verified.still_current(&head.state) {
+            verified
+        } else {
+            fresh = sign::verify_signatures(&head.state, prepared)?;
+            &fresh
+        };
+        let seq = head.tree.size();
+        let ctx = Context {
+            seq,
+            accepted_at: accepted_at.clone(),
+            signers: verified.signers.clone(),
+            body_digest: prepared.body_digest,
+        };
+        head.state.apply(&ctx, body)?;
+        match &body.kind {
+            EntryKind::RegisterParticipant(r) => {
+                group.new_keys.push((r.participant.clone(), r.public_key));
+            }
+            EntryKind::RotateKey(r) => group
+                .new_keys
+                .push((r.participant.clone(), r.new_public_key)),
+            _ => {}
+        }
+        let envelope = Envelope {
+            seq,
+            prev: hex32(&head.last_leaf_hash),
+            accepted_at: accepted_at.clone(),
+            entry: prepared.submission.clone(),
+        };
+        let leaf = envelope.leaf_bytes().map_err(WireError::from)?;
+        let leaf_hash = merkle::leaf_hash(&leaf);
+        group.nodes.extend(head.tree.append(leaf_hash)?);
+        group.leaves.push(leaf);
+        head.last_leaf_hash = leaf_hash;
+        Ok(Receipt {
+            seq,
+            id: body.id.to_string(),
+            entry_type: body.type_name().to_owned(),
+            leaf_hash: hex32(&leaf_hash),
+            accepted_at: accepted_at.to_string(),
+            duplicate: false,
+        })
+    }
+
+    /// The first receipt, if `prepared` is an entry already in the ledger (or in the group being
+    /// sequenced): the same body with the same signatures, in any order. The same body with
+    /// other signatures is not the same signed entry; it goes through verification and the rules
+    /// like any other.
+    fn same_entry_again(
+        &self,
+        head: &Head,
+        group: &GroupWrite,
+        prepared: &Prepared,
+    ) -> Result<Option<Receipt>, LedgerError> {
+        let Some(first) = head.state.entry(&prepared.body().id)? else {
+            return Ok(None);
+        };
+        if first.body_digest != prepared.body_digest {
+            return Ok(None);
+        }
+        let (receipt, signatures) = self.receipt_again(head, group, first.seq)?;
+        Ok(same_signatures(&signatures, &prepared.submission.signatures).then_some(receipt))
+    }
+
+    /// The receipt of entry `seq`, with the signatures it was accepted with.
+    fn receipt_again(
+        &self,
+        head: &Head,
+        group: &GroupWrite,
+        seq: u64,
+    ) -> Result<(Receipt, Vec<SignatureLine>), LedgerError> {
+        let durable = head.meta.size;
+        let leaf = if seq >= durable {
+            usize::try_from(seq - durable)
+                .ok()
+                .and_then(|i| group.leaves.get(i).cloned())
+        } else {
+            self.store.leaf(seq)?
+        };
+        let leaf = leaf.ok_or_else(|| LedgerError::Integrity(format!("leaf {seq} is missing")))?;
+        let envelope = Envelope::from_leaf(&leaf)
+            .map_err(|e| LedgerError::Integrity(format!("leaf {seq} cannot be read: {e}")))?;
+        let receipt = Receipt {
+            seq,
+            id: envelope.entry.body.id.to_string(),
+            entry_type: envelope.entry.body.type_name().to_owned(),
+            leaf_hash: hex32(&merkle::leaf_hash(&leaf)),
+            accepted_at: envelope.accepted_at.to_string(),
+            duplicate: true,
+        };
+        Ok((receipt, envelope.entry.signatures))
+    }
+}
+
+/// A duration in the largest whole unit that states it exactly (`24 h`, `90 min`, `45 s`).
+fn describe_duration(duration: time::Duration) -> String {
+    let seconds = duration.whole_seconds();
+    if seconds % 3600 == 0 {
+        format!("{} h", seconds / 3600)
+    } else if seconds % 60 == 0 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{seconds} s")
+    }
+}

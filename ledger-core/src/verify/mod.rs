@@ -1,0 +1,14 @@
+//! Verification that needs no storage and no network: replaying an export against a signed
+//! checkpoint ([`replay`]), and a bank's check of a pledge bundle ([`bundle`]).
+//!
+//! A verifier trusts one thing, the operator's public key. Everything else — the entries, their
+//! signatures, the keys that made them, the tree — is recomputed from bytes. Every refusal has a
+//! typed error with a stable `kind()`.
+
+pub mod bundle;
+pub mod replay;
+
+pub use bundle::{verify_pledge_bundle, BundleError, PledgeBundle, PledgeFinding, ProvedEntry};
+pub use replay::{
+    replay_export, verify_export, ExportReport, LeafSink, ReplayError, ReplayFault, Replayer,
+};

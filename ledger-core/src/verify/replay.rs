@@ -1,0 +1,297 @@
+//! Replaying leaves: an export checked against a checkpoint, entry by entry.
+
+use std::io::BufRead;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, CheckpointError};
+use crate::ids::Origin;
+use crate::merkle::{self, CompactTree, Hash, NodeId, ProofError};
+use crate::sign::{self, SignatureError};
+use crate::state::{ApplyError, Context, State};
+use crate::wire::{Envelope, Prepared};
+
+/// What is wrong with a replayed export or stored history.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayFault {
+    /// The checkpoint is not a note signed by the operator key, or its lines are malformed.
+    #[error("the checkpoint does not verify: {0}")]
+    Checkpoint(CheckpointError),
+    /// The checkpoint's origin is not a valid ledger origin.
+    #[error("the checkpoint's origin is not valid: {0}")]
+    Origin(String),
+    /// The export could not be read.
+    #[error("the export cannot be read: {0}")]
+    Unreadable(String),
+    /// A line is not an envelope.
+    #[error("the leaf cannot be read: {0}")]
+    Leaf(String),
+    /// The envelope names another position.
+    #[error("the envelope says it is entry {found}")]
+    Position {
+        /// The seq the envelope states.
+        found: u64,
+    },
+    /// The envelope's `prev` is not the previous leaf's hash.
+    #[error("its prev does not match the previous leaf's hash")]
+    Chain,
+    /// The body names another ledger.
+    #[error("it was made for the ledger \"{0}\"")]
+    Ledger(String),
+    /// The body cannot be put in canonical form.
+    #[error("the body cannot be encoded: {0}")]
+    Encoding(String),
+    /// A signature is missing, wrong or made with a key not current then.
+    #[error(transparent)]
+    Signature(SignatureError),
+    /// The state machine refuses the entry.
+    #[error("the state machine refuses it: {0}")]
+    Rule(ApplyError),
+    /// The tree cannot take the leaf.
+    #[error(transparent)]
+    Tree(ProofError),
+    /// The first entry does not register the checkpoint's key as the operator.
+    #[error("the first entry does not register the checkpoint's key as operator")]
+    Operator,
+    /// The leaves do not lead to the checkpoint's root: history was rewritten.
+    #[error("the export's root at the checkpoint's size differs from the checkpoint's root: history was rewritten")]
+    RootMismatch,
+    /// Fewer leaves than the checkpoint counts.
+    #[error("the export holds {entries} entries, fewer than the checkpoint's {checkpoint}")]
+    TooShort {
+        /// Leaves in the export.
+        entries: u64,
+        /// The checkpoint's size.
+        checkpoint: u64,
+    },
+    /// Whoever received the verified leaves (a restore writing them to a store) failed.
+    #[error("the verified entry could not be kept: {0}")]
+    Sink(String),
+}
+
+impl ReplayFault {
+    /// A stable machine-readable kind, such as `root-mismatch`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReplayFault::Checkpoint(_) => "bad-checkpoint",
+            ReplayFault::Origin(_) => "bad-origin",
+            ReplayFault::Unreadable(_) => "unreadable",
+            ReplayFault::Leaf(_) => "malformed-leaf",
+            ReplayFault::Position { .. } => "wrong-position",
+            ReplayFault::Chain => "broken-chain",
+            ReplayFault::Ledger(_) => "wrong-ledger",
+            ReplayFault::Encoding(_) => "malformed-leaf",
+            ReplayFault::Signature(e) => e.kind(),
+            ReplayFault::Rule(ApplyError::Rule(e)) => e.kind(),
+            ReplayFault::Rule(_) => "storage",
+            ReplayFault::Tree(_) => "tree",
+            ReplayFault::Operator => "wrong-operator",
+            ReplayFault::RootMismatch => "root-mismatch",
+            ReplayFault::TooShort { .. } => "too-short",
+            ReplayFault::Sink(_) => "storage",
+        }
+    }
+}
+
+/// Why a replay stopped: the first bad entry and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("entry {seq}: {fault}")]
+pub struct ReplayError {
+    /// The first sequence number that does not verify.
+    pub seq: u64,
+    /// What is wrong with it.
+    pub fault: ReplayFault,
+}
+
+impl ReplayError {
+    /// The fault's stable kind.
+    pub fn kind(&self) -> &'static str {
+        self.fault.kind()
+    }
+}
+
+/// Replays leaves one by one: decodes each envelope, checks its position and chain link, its
+/// signatures against the keys current at that point, applies it to a fresh state, and rebuilds
+/// the tree.
+#[derive(Debug)]
+pub struct Replayer {
+    origin: Origin,
+    state: State,
+    tree: CompactTree,
+    prev: Hash,
+    signatures: u64,
+}
+
+impl Replayer {
+    /// A replay of the ledger named `origin`, from its first entry.
+    pub fn new(origin: Origin) -> Self {
+        Self {
+            origin,
+            state: State::new(),
+            tree: CompactTree::new(),
+            prev: [0; 32],
+            signatures: 0,
+        }
+    }
+
+    /// Replays the next leaf; returns the Merkle nodes it completed.
+    pub fn push(&mut self, leaf: &[u8]) -> Result<Vec<(NodeId, Hash)>, ReplayError> {
+        let seq = self.tree.size();
+        let fail = |fault: ReplayFault| ReplayError { seq, fault };
+        let envelope =
+            Envelope::from_leaf(leaf).map_err(|e| fail(ReplayFault::Leaf(e.to_string())))?;
+        if envelope.seq != seq {
+            return Err(fail(ReplayFault::Position {
+                found: envelope.seq,
+            }));
+        }
+        if envelope.prev != hex::encode(self.prev) {
+            return Err(fail(ReplayFault::Chain));
+        }
+        let body = &envelope.entry.body;
+        if body.ledger != self.origin {
+            return Err(fail(ReplayFault::Ledger(body.ledger.to_string())));
+        }
+        let signature_count = envelope.entry.signatures.len() as u64;
+        let prepared = Prepared::new(envelope.entry)
+            .map_err(|e| fail(ReplayFault::Encoding(e.to_string())))?;
+        let verified = sign::verify_signatures(&self.state, &prepared)
+            .map_err(|e| fail(ReplayFault::Signature(e)))?;
+        let ctx = Context {
+            seq,
+            accepted_at: envelope.accepted_at,
+            signers: verified.signers,
+            body_digest: prepared.body_digest,
+        };
+        self.state
+            .apply(&ctx, prepared.body())
+            .map_err(|e| fail(ReplayFault::Rule(e)))?;
+        self.state.settle();
+        self.signatures += signature_count;
+        let leaf_hash = merkle::leaf_hash(leaf);
+        self.prev = leaf_hash;
+        self.tree
+            .append(leaf_hash)
+            .map_err(|e| fail(ReplayFault::Tree(e)))
+    }
+
+    /// Entries replayed.
+    pub fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// The root of the tree so far.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// The state so far.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Signatures checked so far.
+    pub fn signatures(&self) -> u64 {
+        self.signatures
+    }
+
+    /// The tree's right edge and the hash of the last leaf.
+    pub fn head(&self) -> (&CompactTree, Hash) {
+        (&self.tree, self.prev)
+    }
+}
+
+/// What an export verification established.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportReport {
+    /// The ledger's origin.
+    pub origin: String,
+    /// Entries in the export.
+    pub entries: u64,
+    /// Signatures checked.
+    pub signatures: u64,
+    /// The checkpoint's size (a prefix of the export, or all of it).
+    pub checkpoint_size: u64,
+    /// Hex root at the checkpoint's size.
+    pub checkpoint_root: String,
+}
+
+/// Verifies an NDJSON export against a checkpoint signed by the operator key: every entry
+/// replays, the ledger's first entry registers that very key as operator, and the root at the
+/// checkpoint's size is the checkpoint's root.
+pub fn verify_export(
+    export: impl BufRead,
+    checkpoint_note: &str,
+    operator_key: &VerifyingKey,
+) -> Result<ExportReport, ReplayError> {
+    replay_export(export, checkpoint_note, operator_key, &mut |_, _, _| Ok(())).map(|(r, _)| r)
+}
+
+/// Called for each verified leaf of an export: its bytes and the Merkle nodes it completed.
+pub type LeafSink<'a> = dyn FnMut(u64, &[u8], Vec<(NodeId, Hash)>) -> Result<(), String> + 'a;
+
+/// [`verify_export`], handing each verified leaf to `sink` (a restore writes them to a store);
+/// also returns the replay, whose state is the ledger's state after the export.
+pub fn replay_export(
+    export: impl BufRead,
+    checkpoint_note: &str,
+    operator_key: &VerifyingKey,
+    sink: &mut LeafSink<'_>,
+) -> Result<(ExportReport, Replayer), ReplayError> {
+    let at = |seq: u64, fault: ReplayFault| ReplayError { seq, fault };
+    let origin_line = checkpoint_note.lines().next().unwrap_or_default();
+    let checkpoint = checkpoint::open_checkpoint(checkpoint_note, origin_line, operator_key)
+        .map_err(|e| at(0, ReplayFault::Checkpoint(e)))?;
+    let origin: Origin = checkpoint
+        .origin
+        .parse()
+        .map_err(|e: crate::ids::FieldError| at(0, ReplayFault::Origin(e.to_string())))?;
+    let mut replayer = Replayer::new(origin);
+    let mut root_at_checkpoint = (checkpoint.size == 0).then(merkle::empty_root);
+    for line in export.split(b'\n') {
+        let seq = replayer.size();
+        let line = line.map_err(|e| at(seq, ReplayFault::Unreadable(e.to_string())))?;
+        if line.is_empty() {
+            continue;
+        }
+        let nodes = replayer.push(&line)?;
+        sink(seq, &line, nodes).map_err(|reason| at(seq, ReplayFault::Sink(reason)))?;
+        if seq == 0 {
+            let operator = replayer
+                .state()
+                .operator()
+                .and_then(|id| replayer.state().participant(id));
+            if operator.map(|p| p.public_key.to_bytes()) != Some(operator_key.to_bytes()) {
+                return Err(at(0, ReplayFault::Operator));
+            }
+        }
+        if replayer.size() == checkpoint.size {
+            root_at_checkpoint = Some(replayer.root());
+        }
+    }
+    match root_at_checkpoint {
+        Some(root) if root == checkpoint.root => Ok((
+            ExportReport {
+                origin: checkpoint.origin,
+                entries: replayer.size(),
+                signatures: replayer.signatures(),
+                checkpoint_size: checkpoint.size,
+                checkpoint_root: hex::encode(checkpoint.root),
+            },
+            replayer,
+        )),
+        Some(_) => Err(at(
+            checkpoint.size.saturating_sub(1),
+            ReplayFault::RootMismatch,
+        )),
+        None => Err(at(
+            replayer.size(),
+            ReplayFault::TooShort {
+                entries: replayer.size(),
+                checkpoint: checkpoint.size,
+            },
+        )),
+    }
+}
