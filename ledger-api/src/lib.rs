@@ -3,7 +3,7 @@
 //! ```text
 //! client ──HTTP/JSON──▶ axum router ─▶ thin handler ─▶ spawn_blocking ─▶ ledger_core::Ledger
 //!                         │  limits: body size, in-flight (503), timeout     │ group commit:
-//!                         │  errors: RFC 9457 problem+json                  │ one batch, one
+//!                         │  errors: RFC 9457 problem+json                  │ one write, one
 //!                         └─ /metrics, /healthz, /v1/openapi.json           ▼ fdatasync, answers
 //! ```
 //!
@@ -13,7 +13,8 @@
 //! - [`keys`]: key files (mode 0600) and the data folder (operator key, origin).
 //! - [`client`]: a small HTTP client for the CLI, the demo and the tests.
 //! - [`cli`]: `keygen`, `sign`, `submit`, `verify`, `verify-pledge`.
-//! - [`demo`]: the reference case of DESIGN §2, as bodies and as a readable report.
+//! - [`demo`]: the reference case (Xiazhu Lake wetland, 2022) replayed over HTTP, with a readable
+//!   report.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`bench`](mod@bench): the bounded load tool behind `carbon-ledger bench`.
 #![forbid(unsafe_code)]

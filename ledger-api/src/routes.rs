@@ -2,7 +2,7 @@
 //!
 //! Every call into [`Ledger`] runs under [`tokio::task::spawn_blocking`]: the ledger is sync, and
 //! a submission waits for a durable write. Concurrent submissions from many clients meet in the
-//! core's sequencer, which writes everything queued in one atomic batch and one `fdatasync`, then
+//! core's sequencer, which writes everything queued in one atomic write and one `fdatasync`, then
 //! answers all of them (group commit). No answer leaves before its entry is durable.
 
 use std::sync::Arc;
