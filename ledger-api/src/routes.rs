@@ -1041,16 +1041,25 @@ async fn pledge(
         .await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleQuery {
+    /// The size of the last checkpoint the bank accepted: the bundle then carries a consistency
+    /// proof from it.
+    old_size: Option<u64>,
+}
+
 async fn pledge_bundle(
     State(state): State<AppState>,
     PathParam(id): PathParam<PledgeId>,
+    QueryParams(query): QueryParams<BundleQuery>,
 ) -> Result<Json<Value>, ApiError> {
     state
         .blocking(move |ledger| {
             if ledger.read(|s| s.pledge(&id).is_none()) {
                 return Err(unknown(Thing::Pledge, &id));
             }
-            to_json(ledger.pledge_bundle(&id)?)
+            to_json(ledger.pledge_bundle(&id, query.old_size)?)
         })
         .await
 }

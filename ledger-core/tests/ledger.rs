@@ -134,7 +134,7 @@ fn reference_case_with_proofs_export_and_bundle() {
 
     // The bank's bundle proves the pledge from proofs alone.
     let bundle = ledger
-        .pledge_bundle(&"PL-2022-001".parse().unwrap())
+        .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
         .unwrap();
     let finding = verify_pledge_bundle(&bundle, &ledger.operator_key()).unwrap();
     assert_eq!(finding.bank, "deqing-rural-bank");
@@ -158,7 +158,7 @@ fn a_tampered_bundle_is_refused() {
     let ledger = Ledger::in_memory(config()).unwrap();
     populate(&ledger);
     let bundle = ledger
-        .pledge_bundle(&"PL-2022-001".parse().unwrap())
+        .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
         .unwrap();
     let key = ledger.operator_key();
 

@@ -262,8 +262,7 @@ impl Ledger {
     }
 
     fn sequence_units(&self, head: &mut Head, units: Vec<Unit>) -> Vec<UnitResult> {
-        let tree_before = head.tree.clone();
-        let chain_before = head.last_leaf_hash;
+        let end_before = head.log_end();
         let mut group = GroupWrite::default();
         let halted = self.halted();
         let mut results: Vec<UnitResult> = units
@@ -279,7 +278,7 @@ impl Ledger {
         let outcome = if group.leaves.is_empty() {
             Ok(())
         } else {
-            self.write(head, &group, tree_before.size())
+            self.write(head, &group, end_before.tree.size())
         };
         match outcome {
             Ok(()) => {
@@ -296,8 +295,7 @@ impl Ledger {
             }
             Err(error) => {
                 head.state.revert();
-                head.tree = tree_before;
-                head.last_leaf_hash = chain_before;
+                head.rewind(end_before);
                 for result in &mut results {
                     if result.is_ok() {
                         *result = Err(error.clone());
@@ -366,8 +364,7 @@ impl Ledger {
         entries: &[(Prepared, Verified)],
     ) -> UnitResult {
         let savepoint = head.state.savepoint();
-        let tree_before = head.tree.clone();
-        let chain_before = head.last_leaf_hash;
+        let end_before = head.log_end();
         let group_before = group.lengths();
         let mut receipts = Vec::with_capacity(entries.len());
         for (index, (prepared, verified)) in entries.iter().enumerate() {
@@ -375,8 +372,7 @@ impl Ledger {
                 Ok(receipt) => receipts.push(receipt),
                 Err(error) => {
                     head.state.rollback_to(savepoint);
-                    head.tree = tree_before;
-                    head.last_leaf_hash = chain_before;
+                    head.rewind(end_before);
                     group.truncate(group_before);
                     return Err(LedgerError::Group {
                         index,
@@ -449,6 +445,7 @@ impl Ledger {
         group.nodes.extend(head.tree.append(leaf_hash)?);
         group.leaves.push(leaf);
         head.last_leaf_hash = leaf_hash;
+        head.last_accepted_at = Some(accepted_at.clone());
         Ok(Receipt {
             seq,
             id: body.id.to_string(),
