@@ -645,6 +645,26 @@ pub fn cosign(
     ))
 }
 
+/// The key name and timestamp of a cosignature line (`— <name> base64(key ID || timestamp ||
+/// signature)`), read without verifying it.
+///
+/// # Errors
+///
+/// [`CheckpointError::MalformedSignatureLine`] for a line that is not a cosignature line.
+pub fn cosignature_timestamp(line: &str) -> Result<(String, u64), CheckpointError> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let (name, blob) = parse_signature_line(line, 1)?;
+    if blob.len() != 4 + 8 + Signature::BYTE_SIZE {
+        return Err(CheckpointError::MalformedSignatureLine {
+            line: 1,
+            reason: "an Ed25519 cosignature is 76 bytes",
+        });
+    }
+    let mut timestamp = [0u8; 8];
+    timestamp.copy_from_slice(&blob[4..12]);
+    Ok((name.to_owned(), u64::from_be_bytes(timestamp)))
+}
+
 /// A verified cosignature: who made it, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cosignature {
