@@ -208,6 +208,8 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
                 listen: ([127, 0, 0, 1], 0).into(),
                 limits: Limits::default(),
                 entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
+                witnesses: Vec::new(),
+                cosign_interval: server::DEFAULT_COSIGN_INTERVAL,
             })
             .await
             .map_err(|e| ClientError(format!("cannot start a service: {e}")))?;
@@ -234,6 +236,7 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
 
 /// The report, written as the demo goes: one section per phase of the case.
 struct Report<'a> {
+    url: String,
     client: Client,
     out: &'a mut dyn Write,
 }
@@ -253,6 +256,7 @@ async fn report(
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
     let mut report = Report {
+        url: url.to_owned(),
         client: Client::new(url)?,
         out,
     };
@@ -277,6 +281,7 @@ async fn report(
     report.retirement().await?;
     report.pledge().await?;
     report.proofs(&info, &verifying_key).await?;
+    report.bank(&info, &verifying_key).await?;
     say!(
         report,
         "\nDone: every figure above is in the ledger, and the checkpoint proves it to anyone holding the operator's public key."
@@ -531,7 +536,6 @@ impl Report<'_> {
         if info.size > 0 && info.size < cp.size {
             self.consistency(info.size, &cp).await?;
         }
-        self.bundle(verifying_key).await?;
         let export = self
             .client
             .get(&format!("/v1/export?size={}", cp.size))
@@ -606,32 +610,129 @@ impl Report<'_> {
         )
     }
 
-    async fn bundle(
+    /// Section 9: a witness the demo starts itself replays the ledger and cosigns its checkpoint;
+    /// the bank checks the pledge from the bundle, the operator's key and that witness's key.
+    async fn bank(
         &mut self,
+        info: &LedgerInfo,
         verifying_key: &ed25519_dalek::VerifyingKey,
     ) -> Result<(), ClientError> {
-        let bundle: PledgeBundle = self
+        let folder =
+            tempfile::tempdir().map_err(|e| ClientError(format!("no temporary folder: {e}")))?;
+        let witness = crate::witness::start(crate::witness::WitnessOptions {
+            data: folder.path().join("witness"),
+            name: Some("witness.demo.example/w1".to_owned()),
+            listen: ([127, 0, 0, 1], 0).into(),
+            logs: vec![format!("{}={}", self.url, info.checkpoint_verifier_key)],
+        })
+        .await
+        .map_err(|e| ClientError(format!("cannot start a witness: {e}")))?;
+        say!(
+            self,
+            "\n9. A validating witness, and the bank's check at a quorum of one"
+        )?;
+        say!(
+            self,
+            "   witness started on {}, verifier key {}",
+            witness.url(),
+            witness.verifier_key
+        )?;
+        let mut bundle: PledgeBundle = self
             .client
             .get(&format!("/v1/pledges/{PLEDGE}/bundle"))
             .await?
             .ok_json()?;
-        let finding = verify::verify_pledge_bundle(&bundle, verifying_key)
-            .map_err(|e| ClientError(e.to_string()))?;
+        let request = ledger_core::witness::AddCheckpoint {
+            old_size: 0,
+            proof: Vec::new(),
+            note: bundle.checkpoint.clone(),
+        };
+        let answer = Client::new(&witness.url())?
+            .post("/add-checkpoint", request.body().into_bytes())
+            .await?;
+        if !answer.status.is_success() {
+            return Err(ClientError(format!(
+                "the witness refused to cosign: {} {}",
+                answer.status,
+                answer.text()
+            )));
+        }
+        let cosignature = answer.text();
+        bundle.checkpoint.push_str(&cosignature);
         say!(
             self,
-            "   the bank's pledge bundle ({} entries): {} t of {} (vintage {}, project {}) locked for {}, limit {} {}, report {} verified {} t by {} ✓",
-            bundle.entries.len(),
-            thousands(&finding.quantity.to_string()),
-            finding.batch,
-            finding.vintage,
-            finding.project,
-            finding.bank,
-            thousands(&finding.limit.to_string()),
-            finding.currency,
-            finding.report,
-            thousands(&finding.report_verified.to_string()),
-            finding.verifier
-        )
+            "   it replayed all {} entries (signatures, rules, state root) and cosigned:",
+            checkpoint::open_checkpoint(&bundle.checkpoint, &info.origin, verifying_key)
+                .map(|c| c.size)
+                .unwrap_or_default()
+        )?;
+        for line in cosignature.lines() {
+            say!(self, "   │ {line}")?;
+        }
+        let policy = verify::BankPolicy {
+            witnesses: vec![checkpoint::parse_cosigner_key(&witness.verifier_key)
+                .map_err(|e| ClientError(e.to_string()))?],
+            quorum: 1,
+            accepted: None,
+        };
+        let f = verify::verify_pledge_bundle_with(&bundle, verifying_key, &policy)
+            .map_err(|e| ClientError(e.to_string()))?;
+        let state = f
+            .state
+            .as_ref()
+            .ok_or_else(|| ClientError("the bundle carries no state rows".to_owned()))?;
+        say!(
+            self,
+            "   the bank's check, trusting only the operator's key and the witness's, at quorum 1 ✓ ({} entries, 4 state rows):",
+            bundle.entries.len()
+        )?;
+        say!(
+            self,
+            "   - {} t of {} (vintage {}, project {}) locked for {}, from report {} verified at {} t by {}",
+            thousands(&f.quantity.to_string()),
+            f.batch,
+            f.vintage,
+            f.project,
+            f.bank,
+            f.report,
+            thousands(&f.report_verified.to_string()),
+            f.verifier
+        )?;
+        say!(
+            self,
+            "   - {}'s pledged balance of {} is {} t: it covers them",
+            f.pledgor,
+            f.batch,
+            thousands(&state.pledgor_pledged.to_string())
+        )?;
+        say!(
+            self,
+            "   - the pledge is {}: limit {} {}, outstanding {} {}, maturity {}",
+            state.status.word(),
+            thousands(&state.limit.to_string()),
+            f.currency,
+            thousands(&state.outstanding.to_string()),
+            f.currency,
+            state
+                .maturity
+                .map_or_else(|| "none".to_owned(), |m| m.to_string())
+        )?;
+        say!(
+            self,
+            "   - price in force {} at {} {}: collateral worth {} {}, coverage {}",
+            state.price,
+            state.unit_price,
+            f.currency,
+            thousands(&state.collateral_value.to_string()),
+            f.currency,
+            state
+                .coverage_ratio
+                .map_or_else(|| "none".to_owned(), |r| r.to_string())
+        )?;
+        witness
+            .stop()
+            .await
+            .map_err(|e| ClientError(format!("the witness did not stop cleanly: {e}")))
     }
 }
 

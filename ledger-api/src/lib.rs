@@ -12,6 +12,8 @@
 //! - [`server`]: open the data folder, bind, serve, shut down cleanly.
 //! - [`keys`]: key files (mode 0600) and the data folder (operator key, origin).
 //! - [`client`]: a small HTTP client for the CLI, the demo and the tests.
+//! - [`cosigner`]: submitting checkpoints to witnesses (`serve --witness`), collecting their
+//!   cosignatures; [`witness`]: the witness service itself (`carbon-ledger witness`).
 //! - [`cli`]: `keygen`, `sign`, `submit`, `verify`, `verify-pledge`.
 //! - [`demo`]: the reference case (Xiazhu Lake wetland, 2022) replayed over HTTP, with a readable
 //!   report.
@@ -22,12 +24,15 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod cosigner;
 pub mod demo;
+pub mod events;
 pub mod keys;
 pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod witness;
 
 pub use problem::ApiError;
 pub use routes::{app, AppState, Limits};

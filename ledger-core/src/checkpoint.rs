@@ -358,7 +358,8 @@ pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
     typed_key_id(name, ED25519_SIGNATURE_TYPE, key)
 }
 
-/// The key ID of a key of the given signature type: SHA-256(name || 0x0A || type || key)[:4].
+/// The key ID of a key of the given signature type: the first 4 bytes of
+/// SHA-256(name || 0x0A || type || key).
 fn typed_key_id(name: &str, signature_type: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
@@ -585,7 +586,8 @@ pub fn open_checkpoint(
 /// The signature type byte of Ed25519 cosignatures (C2SP tlog-cosignature).
 pub const COSIGNATURE_TYPE: u8 = 0x04;
 
-/// The key ID of a witness's Ed25519 cosignature key: SHA-256(name || 0x0A || 0x04 || key)[:4].
+/// The key ID of a witness's Ed25519 cosignature key: the first 4 bytes of
+/// SHA-256(name || 0x0A || 0x04 || key).
 #[must_use]
 pub fn cosigner_key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
     typed_key_id(name, COSIGNATURE_TYPE, key)
