@@ -16,6 +16,7 @@
 //! - [`demo`]: the reference case of DESIGN §2, as bodies and as a readable report.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`bench`](mod@bench): the bounded load tool behind `carbon-ledger bench`.
+//! - [`web`]: the public registry's HTML pages at `/`, and the in-browser check.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod web;
 
 pub use problem::ApiError;
 pub use routes::{app, AppState, Limits};
