@@ -468,6 +468,7 @@ pub struct PriceInForce {
 /// What a project (or all projects) raised, in one currency.
 pub struct ProceedsRow {
     project: String,
+    project_name: String,
     currency: String,
     acquisition: String,
     eco_compensation: String,
@@ -477,11 +478,16 @@ pub struct ProceedsRow {
 }
 
 fn proceeds_rows<'a>(
+    s: &LedgerState,
     items: impl Iterator<Item = &'a ledger_core::state::Proceeds>,
 ) -> Vec<ProceedsRow> {
     items
         .map(|p| ProceedsRow {
             project: p.project.to_string(),
+            project_name: s
+                .project(&p.project)
+                .map(|x| x.name.to_string())
+                .unwrap_or_default(),
             currency: p.currency.to_string(),
             acquisition: format::number(p.acquisition),
             eco_compensation: format::number(p.eco_compensation),
@@ -533,7 +539,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Response, WebErro
                     all.len(),
                     prices_in_force(s),
                     PriceChart::of(&history),
-                    proceeds_rows(s.proceeds()),
+                    proceeds_rows(s, s.proceeds()),
                     pledges_table(s, &pledges),
                 )
             });
@@ -1421,6 +1427,7 @@ pub async fn entry(
 #[template(path = "certificate.html")]
 pub struct CertificatePage {
     c: Certificate,
+    retired_at: String,
     quantity: String,
     holder_name: String,
     project_name: String,
@@ -1462,6 +1469,7 @@ pub async fn certificate(
                 ));
             };
             Ok(CertificatePage {
+                retired_at: format::time(&c.retired_at),
                 quantity: format::tonnes_text(c.quantity.value()),
                 verify: VerifyView {
                     seq: c.seq,
@@ -1767,7 +1775,7 @@ pub async fn project(
                     .map(|m| format::percent(m.buffer_rate.value()))
                     .unwrap_or_default(),
                 supply: Supply::of(&batches),
-                proceeds: proceeds_rows(s.proceeds_of(&id)),
+                proceeds: proceeds_rows(s, s.proceeds_of(&id)),
                 reports,
                 batches: table,
                 p: p.clone(),
