@@ -14,7 +14,7 @@ use ledger_core::{checkpoint, merkle, verify};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ClientOptions};
 use crate::keys::{self, public_key_base64};
 use crate::routes::{GroupReceipts, LedgerInfo, Limits};
 use crate::server::{self, ServeOptions};
@@ -105,6 +105,8 @@ pub struct DemoOptions {
     /// The running service's operator key file (required with `url`: registering participants
     /// takes the operator's signature).
     pub operator_key: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an `https://` service, besides the platform's roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Writes `12345678.90` as `12,345,678.90`.
@@ -221,7 +223,13 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
         (None, Some(running)) => running.url(),
         (None, None) => unreachable!("a service was started"),
     };
-    let result = report(&url, running.is_some(), operator_key, out).await;
+    let client = Client::with_options(
+        &url,
+        ClientOptions {
+            ca_cert: options.ca_cert.clone(),
+        },
+    )?;
+    let result = report(&client, running.is_some(), operator_key, out).await;
     if let Some(running) = running {
         running
             .stop()
@@ -233,13 +241,13 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
 }
 
 async fn report(
-    url: &str,
+    client: &Client,
     own_service: bool,
     operator_key: SigningKey,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
     let io = |e: std::io::Error| ClientError(format!("cannot write the report: {e}"));
-    let client = Client::new(url)?;
+    let url = client.url();
     let info: LedgerInfo = fetch(&client, "/v1/ledger")
         .await
         .and_then(|v| serde_json::from_value(v).map_err(|e| ClientError(e.to_string())))?;
