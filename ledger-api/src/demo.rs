@@ -248,7 +248,7 @@ async fn report(
 ) -> Result<(), ClientError> {
     let io = |e: std::io::Error| ClientError(format!("cannot write the report: {e}"));
     let url = client.url();
-    let info: LedgerInfo = fetch(&client, "/v1/ledger")
+    let info: LedgerInfo = fetch(client, "/v1/ledger")
         .await
         .and_then(|v| serde_json::from_value(v).map_err(|e| ClientError(e.to_string())))?;
     if info.operator_public_key != public_key_base64(&operator_key) {
@@ -282,7 +282,7 @@ async fn report(
     .map_err(io)?;
     let size_before = info.size;
 
-    let outcomes = replay(&client, &case).await?;
+    let outcomes = replay(client, &case).await?;
     writeln!(out, "\n1. Submitted {} entries over HTTP:", outcomes.len()).map_err(io)?;
     for o in &outcomes {
         match (&o.receipt, &o.refusal) {
@@ -294,7 +294,7 @@ async fn report(
         }
     }
 
-    let project = fetch(&client, &format!("/v1/projects/{PROJECT}")).await?;
+    let project = fetch(client, &format!("/v1/projects/{PROJECT}")).await?;
     let area: rust_decimal::Decimal = s(&project, "area_ha").parse().unwrap_or_default();
     writeln!(out, "\n2. The wetland").map_err(io)?;
     writeln!(
@@ -307,7 +307,7 @@ async fn report(
         s(&project, "proponent")
     )
     .map_err(io)?;
-    let report_row = fetch(&client, "/v1/reports/XZH-MR-2021").await?;
+    let report_row = fetch(client, "/v1/reports/XZH-MR-2021").await?;
     writeln!(
         out,
         "   monitoring report XZH-MR-2021, {} to {}: {} tCO2e verified by {}",
@@ -318,7 +318,7 @@ async fn report(
     )
     .map_err(io)?;
 
-    let batch = fetch(&client, &format!("/v1/batches/{BATCH}")).await?;
+    let batch = fetch(client, &format!("/v1/batches/{BATCH}")).await?;
     writeln!(out, "\n3. The issuance").map_err(io)?;
     writeln!(
         out,
@@ -329,7 +329,7 @@ async fn report(
     )
     .map_err(io)?;
 
-    let acquisition = fetch(&client, &format!("/v1/trades/{ACQUISITION}")).await?;
+    let acquisition = fetch(client, &format!("/v1/trades/{ACQUISITION}")).await?;
     writeln!(out, "\n4. The acquisition (收储)").map_err(io)?;
     writeln!(
         out,
@@ -344,7 +344,7 @@ async fn report(
     )
     .map_err(io)?;
 
-    let resales = fetch(&client, "/v1/trades?kind=eco_compensation").await?;
+    let resales = fetch(client, "/v1/trades?kind=eco_compensation").await?;
     writeln!(
         out,
         "\n5. Ecological compensation (生态补偿) resales (illustrative)"
@@ -364,7 +364,7 @@ async fn report(
         )
         .map_err(io)?;
     }
-    let proceeds = fetch(&client, &format!("/v1/projects/{PROJECT}/proceeds")).await?;
+    let proceeds = fetch(client, &format!("/v1/projects/{PROJECT}/proceeds")).await?;
     for p in proceeds["items"].as_array().into_iter().flatten() {
         writeln!(
             out,
@@ -377,7 +377,7 @@ async fn report(
         .map_err(io)?;
     }
 
-    let cert = fetch(&client, &format!("/v1/certificates/{CERTIFICATE}")).await?;
+    let cert = fetch(client, &format!("/v1/certificates/{CERTIFICATE}")).await?;
     writeln!(out, "\n6. The retirement certificate (illustrative)").map_err(io)?;
     writeln!(
         out,
@@ -392,7 +392,7 @@ async fn report(
     )
     .map_err(io)?;
 
-    let pledge = fetch(&client, &format!("/v1/pledges/{PLEDGE}")).await?;
+    let pledge = fetch(client, &format!("/v1/pledges/{PLEDGE}")).await?;
     let coverage = &pledge["coverage"];
     writeln!(out, "\n7. The pledge and its coverage (illustrative)").map_err(io)?;
     writeln!(
@@ -420,7 +420,7 @@ async fn report(
         s(coverage, "coverage_ratio")
     )
     .map_err(io)?;
-    let balances = fetch(&client, &format!("/v1/participants/{PLATFORM}/balances")).await?;
+    let balances = fetch(client, &format!("/v1/participants/{PLATFORM}/balances")).await?;
     for b in balances["balances"].as_array().into_iter().flatten() {
         writeln!(
             out,
@@ -432,7 +432,7 @@ async fn report(
         .map_err(io)?;
     }
 
-    let batch = fetch(&client, &format!("/v1/batches/{BATCH}")).await?;
+    let batch = fetch(client, &format!("/v1/batches/{BATCH}")).await?;
     writeln!(
         out,
         "   every tonne of {BATCH} accounted for: {} issued = {} available + {} pledged + {} buffer + {} retired + {} reversed",
@@ -469,7 +469,7 @@ async fn report(
     .map_err(io)?;
 
     let proof: InclusionProof = fetch(
-        &client,
+        client,
         &format!(
             "/v1/proofs/inclusion?id={ACQUISITION}&tree_size={}",
             cp.size
@@ -500,7 +500,7 @@ async fn report(
 
     if size_before > 0 && size_before < cp.size {
         let consistency: ConsistencyProof = fetch(
-            &client,
+            client,
             &format!(
                 "/v1/proofs/consistency?old_size={size_before}&new_size={}",
                 cp.size

@@ -532,7 +532,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Response, WebErro
                 let supply = Supply::of(&all);
                 let history = s.price_history(None);
                 let mut pledges: Vec<&PledgeRecord> = s.pledges().collect();
-                pledges.sort_by(|a, b| b.seq.cmp(&a.seq));
+                pledges.sort_by_key(|p| std::cmp::Reverse(p.seq));
                 pledges.truncate(LATEST_ROWS);
                 (
                     supply,
@@ -1148,7 +1148,7 @@ fn participants_table(participants: &[&ledger_core::state::Participant]) -> Tabl
                 en: None,
                 numeric: false,
             },
-            Cell::plain(&p.public_key),
+            Cell::plain(p.public_key),
         ]);
     }
     table
