@@ -122,6 +122,9 @@ async function main() {
       ["participants", "/participants", ["下渚湖湿地管理委员会", "两山银行"]],
       ["participant", "/participants/two-mountains-bank", ["10,000", "588,300.00"]],
       ["entries", "/entries", ["T-2022-0001"]],
+      ["holdings", "/holdings?batch=XZH-2021", ["two-mountains-bank", "1,000", "4,000"]],
+      ["reports", "/reports", ["XZH-MR-2021", "17,000"]],
+      ["proceeds", "/proceeds", ["下渚湖", "588,300.00", "888,300.00"]],
     ];
     for (const [name, pathname, figures] of kinds) {
       const { page, response } = await open(pathname);

@@ -2,7 +2,9 @@
 //! server with askama (templates checked at compile time, every value escaped).
 //!
 //! ```text
-//! GET /, /projects, /batches, /trades, /certificates, /pledges, /prices, /participants, /entries
+//! GET /, /projects, /batches, /trades, /certificates, /pledges, /prices, /participants, /entries,
+//!     /holdings, /reports, /proceeds, and a page per project, batch, certificate, pledge,
+//!     participant and entry
 //!   └─ handler: parse the query (a bad one is a 400 page) ─▶ read the core ─▶ a Table or a page
 //!        ├─ HTML: templates/*.html, bilingual labels (Chinese first, docs/glossary.md)
 //!        └─ CSV:  the same rows (`/trades.csv?...` takes the same query as `/trades?...`)
@@ -55,25 +57,6 @@ const STYLESHEET: &str = include_str!("../../static/registry.css");
 /// The in-browser check.
 const VERIFY_SCRIPT: &str = include_str!("../../static/verify.js");
 
-/// The HTML routes: (path, what it shows). `/v1/...` stays the JSON API.
-pub const PAGES: &[&str] = &[
-    "/",
-    "/projects",
-    "/projects/{id}",
-    "/batches",
-    "/batches/{id}",
-    "/trades",
-    "/certificates",
-    "/certificates/{id}",
-    "/pledges",
-    "/pledges/{id}",
-    "/prices",
-    "/participants",
-    "/participants/{id}",
-    "/entries",
-    "/entries/{seq}",
-];
-
 /// The registry's routes, to be merged into the service's router.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -97,6 +80,12 @@ pub fn router() -> Router<AppState> {
         .route("/participants", get(pages::participants))
         .route("/participants.csv", get(pages::participants_csv))
         .route("/participants/{id}", get(pages::participant))
+        .route("/holdings", get(pages::holdings))
+        .route("/holdings.csv", get(pages::holdings_csv))
+        .route("/reports", get(pages::reports))
+        .route("/reports.csv", get(pages::reports_csv))
+        .route("/proceeds", get(pages::proceeds))
+        .route("/proceeds.csv", get(pages::proceeds_csv))
         .route("/entries", get(pages::entries))
         .route("/entries.csv", get(pages::entries_csv))
         .route("/entries/{seq}", get(pages::entry))

@@ -448,7 +448,7 @@ pub struct Overview {
     batches: usize,
     prices: Vec<PriceInForce>,
     chart: PriceChart,
-    proceeds: Vec<ProceedsRow>,
+    proceeds: Table,
     trades: Table,
     certificates: Table,
     pledges: Table,
@@ -463,39 +463,6 @@ pub struct PriceInForce {
     currency: String,
     effective: String,
     seq: u64,
-}
-
-/// What a project (or all projects) raised, in one currency.
-pub struct ProceedsRow {
-    project: String,
-    project_name: String,
-    currency: String,
-    acquisition: String,
-    eco_compensation: String,
-    total: String,
-    quantity: String,
-    trades: u64,
-}
-
-fn proceeds_rows<'a>(
-    s: &LedgerState,
-    items: impl Iterator<Item = &'a ledger_core::state::Proceeds>,
-) -> Vec<ProceedsRow> {
-    items
-        .map(|p| ProceedsRow {
-            project: p.project.to_string(),
-            project_name: s
-                .project(&p.project)
-                .map(|x| x.name.to_string())
-                .unwrap_or_default(),
-            currency: p.currency.to_string(),
-            acquisition: format::number(p.acquisition),
-            eco_compensation: format::number(p.eco_compensation),
-            total: format::number(p.total()),
-            quantity: format::tonnes(p.quantity),
-            trades: p.trades,
-        })
-        .collect()
 }
 
 fn prices_in_force(s: &LedgerState) -> Vec<PriceInForce> {
@@ -539,7 +506,12 @@ pub async fn overview(State(state): State<AppState>) -> Result<Response, WebErro
                     all.len(),
                     prices_in_force(s),
                     PriceChart::of(&history),
-                    proceeds_rows(s, s.proceeds()),
+                    embed(
+                        proceeds_page(s, None, None, PAGE_ROWS),
+                        "/proceeds",
+                        &ProjectListQuery::default(),
+                        |q, a| q.after = a,
+                    ),
                     pledges_table(s, &pledges),
                 )
             });
@@ -1613,27 +1585,6 @@ fn report_view(r: &ledger_core::state::Report) -> ReportView {
     }
 }
 
-fn holders_table(rows: &[(ParticipantId, String, ledger_core::state::Balance)]) -> Table {
-    let mut table = Table::new(
-        "holders",
-        vec![
-            text("持有方", "Holder", "holder"),
-            text("名称", "Name", "name"),
-            figure("可用 (吨)", "Available (t)", "available"),
-            figure("质押 (吨)", "Pledged (t)", "pledged"),
-        ],
-    );
-    for (id, name, b) in rows {
-        table.push(vec![
-            participant_cell(id),
-            Cell::plain(name),
-            tonnes_cell(b.available),
-            tonnes_cell(b.pledged),
-        ]);
-    }
-    table
-}
-
 pub async fn batch(
     State(state): State<AppState>,
     PagePath(id): PagePath<String>,
@@ -1657,17 +1608,15 @@ pub async fn batch(
                     .map(|p| p.name.to_string())
                     .unwrap_or_default();
                 let report = s.report(&b.report).map(report_view)?;
-                let holders: Vec<_> = s
-                    .holders_of(&id)
-                    .filter(|(_, bal)| !(bal.available.is_zero() && bal.pledged.is_zero()))
-                    .map(|(who, bal)| {
-                        let name = s
-                            .participant(who)
-                            .map(|p| p.name.to_string())
-                            .unwrap_or_default();
-                        (who.clone(), name, *bal)
-                    })
-                    .collect();
+                let holders = embed(
+                    holdings_page(s, None, Some(&id), None, PAGE_ROWS),
+                    "/holdings",
+                    &HoldingsQuery {
+                        batch: Some(id.to_string()),
+                        ..HoldingsQuery::default()
+                    },
+                    |q, a| q.after = a,
+                );
                 Some((b, project_name, report, holders))
             });
             let Some((b, project_name, report, holders)) = found else {
@@ -1711,7 +1660,7 @@ pub async fn batch(
             let supply = Supply::of(&[&b]);
             Ok(BatchPage {
                 vintage: b.vintage,
-                holders: holders_table(&holders),
+                holders,
                 b,
                 project_name,
                 report,
@@ -1732,8 +1681,8 @@ pub struct ProjectPage {
     methodology: String,
     buffer_rate: String,
     supply: Supply,
-    proceeds: Vec<ProceedsRow>,
-    reports: Vec<ReportView>,
+    proceeds: Table,
+    reports: Table,
     batches: Table,
 }
 
@@ -1753,12 +1702,16 @@ pub async fn project(
                 ));
             };
             let batches: Vec<&Batch> = s.batches().filter(|b| b.project == id).collect();
-            let mut reports: Vec<ReportView> = s
-                .reports()
-                .filter(|r| r.project == id)
-                .map(report_view)
-                .collect();
-            reports.sort_by_key(|r| r.seq);
+            let for_project = ProjectListQuery {
+                project: Some(id.to_string()),
+                ..ProjectListQuery::default()
+            };
+            let reports = embed(
+                reports_page(s, Some(&id), None, PAGE_ROWS),
+                "/reports",
+                &for_project,
+                |q, a| q.after = a,
+            );
             let methodology = s.methodology(&p.methodology);
             let mut table = batches_table(&batches);
             table.csv = Some("/batches.csv".to_owned());
@@ -1775,7 +1728,12 @@ pub async fn project(
                     .map(|m| format::percent(m.buffer_rate.value()))
                     .unwrap_or_default(),
                 supply: Supply::of(&batches),
-                proceeds: proceeds_rows(s, s.proceeds_of(&id)),
+                proceeds: embed(
+                    proceeds_page(s, Some(&id), None, PAGE_ROWS),
+                    "/proceeds",
+                    &for_project,
+                    |q, a| q.after = a,
+                ),
                 reports,
                 batches: table,
                 p: p.clone(),
@@ -1813,29 +1771,15 @@ pub async fn participant(
         .blocking(move |ledger| {
             let found = ledger.read(|s| {
                 let p = s.participant(&id)?.clone();
-                let mut holdings = Table::new(
-                    "holdings",
-                    vec![
-                        text("批次", "Batch", "batch"),
-                        text("项目", "Project", "project"),
-                        text("年份", "Vintage", "vintage"),
-                        figure("可用 (吨)", "Available (t)", "available"),
-                        figure("质押 (吨)", "Pledged (t)", "pledged"),
-                    ],
+                let holdings = embed(
+                    holdings_page(s, Some(&id), None, None, PAGE_ROWS),
+                    "/holdings",
+                    &HoldingsQuery {
+                        holder: Some(id.to_string()),
+                        ..HoldingsQuery::default()
+                    },
+                    |q, a| q.after = a,
                 );
-                for (batch, bal) in s
-                    .balances_of(&id)
-                    .filter(|(_, b)| !(b.available.is_zero() && b.pledged.is_zero()))
-                {
-                    let row = s.batch(batch);
-                    holdings.push(vec![
-                        batch_cell(batch),
-                        optional(row.map(|r| &r.project), project_cell),
-                        optional(row.map(|r| r.vintage), Cell::plain),
-                        tonnes_cell(bal.available),
-                        tonnes_cell(bal.pledged),
-                    ]);
-                }
                 Some((p, holdings))
             });
             let Some((p, holdings)) = found else {
@@ -1898,8 +1842,6 @@ pub async fn participant(
                     },
                 ));
             }
-            let mut holdings = holdings;
-            holdings.csv = None;
             Ok(ParticipantPage {
                 roles: p.roles.iter().map(|r| format::role(*r)).collect(),
                 p,
@@ -1940,4 +1882,343 @@ impl ErrorPage {
             detail,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holdings, monitoring reports, restoration proceeds
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldingsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    holder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch: Option<String>,
+    /// `holder~batch` of the last row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<usize>,
+}
+
+/// A holding cursor: `holder~batch` (ids never hold `~`).
+fn holding_cursor(value: &Option<String>) -> Result<Option<(ParticipantId, BatchId)>, WebError> {
+    let Some(text) = value.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || WebError::bad_request(format!("“{text}” is not a cursor of this list"));
+    let (holder, batch) = text.split_once('~').ok_or_else(bad)?;
+    Ok(Some((
+        holder.parse().map_err(|_| bad())?,
+        batch.parse().map_err(|_| bad())?,
+    )))
+}
+
+/// Holdings (non-zero balances) by holder and batch, of one holder, of one batch, or all.
+fn holdings_page(
+    s: &LedgerState,
+    holder: Option<&ParticipantId>,
+    batch: Option<&BatchId>,
+    after: Option<&(ParticipantId, BatchId)>,
+    limit: usize,
+) -> (Table, Option<String>) {
+    let rows: Vec<(ParticipantId, BatchId, ledger_core::state::Balance)> = match (holder, batch) {
+        (Some(h), _) => s
+            .balances_of(h)
+            .map(|(b, bal)| (h.clone(), b.clone(), *bal))
+            .collect(),
+        (None, Some(b)) => s
+            .holders_of(b)
+            .map(|(h, bal)| (h.clone(), b.clone(), *bal))
+            .collect(),
+        (None, None) => s
+            .participants()
+            .flat_map(|p| {
+                s.balances_of(&p.id)
+                    .map(|(b, bal)| (p.id.clone(), b.clone(), *bal))
+            })
+            .collect(),
+    };
+    let matching = rows.into_iter().filter(|(_, b, bal)| {
+        batch.is_none_or(|want| want == b) && !(bal.available.is_zero() && bal.pledged.is_zero())
+    });
+    let (items, next) = page_by(matching, |(h, b, _)| (h.clone(), b.clone()), after, limit);
+    let mut table = Table::new(
+        "holdings",
+        vec![
+            text("持有方", "Holder", "holder"),
+            text("名称", "Name", "name"),
+            text("批次", "Batch", "batch"),
+            text("项目", "Project", "project"),
+            text("年份", "Vintage", "vintage"),
+            figure("可用 (吨)", "Available (t)", "available"),
+            figure("质押 (吨)", "Pledged (t)", "pledged"),
+        ],
+    );
+    for (h, b, bal) in &items {
+        let name = s
+            .participant(h)
+            .map(|p| p.name.to_string())
+            .unwrap_or_default();
+        let row = s.batch(b);
+        table.push(vec![
+            participant_cell(h),
+            Cell::plain(name),
+            batch_cell(b),
+            optional(row.map(|r| &r.project), project_cell),
+            optional(row.map(|r| r.vintage), Cell::plain),
+            tonnes_cell(bal.available),
+            tonnes_cell(bal.pledged),
+        ]);
+    }
+    (table, next.map(|(h, b)| format!("{h}~{b}")))
+}
+
+async fn holdings_list(
+    state: AppState,
+    query: HoldingsQuery,
+    form: Form,
+) -> Result<Response, WebError> {
+    let holder = parsed::<ParticipantId>("holder", &query.holder)?;
+    let batch = parsed::<BatchId>("batch", &query.batch)?;
+    let after = holding_cursor(&query.after)?;
+    let limit = rows(&state, query.limit)?;
+    let (mut table, next) = state
+        .read(move |s| {
+            Ok(holdings_page(
+                s,
+                holder.as_ref(),
+                batch.as_ref(),
+                after.as_ref(),
+                limit,
+            ))
+        })
+        .await?;
+    let next_csv = paging_links(
+        &mut table,
+        "/holdings",
+        &query,
+        query.after.clone(),
+        next,
+        |q, a| q.after = a,
+    );
+    let page = ListPage {
+        zh: "持有",
+        en: "Holdings",
+        intro: "Who holds which batch: tonnes available to trade, retire or pledge, and tonnes locked in pledges. Filter by holder or batch.",
+        filters: None,
+        chart: None,
+        table,
+    };
+    respond(form, page, next_csv)
+}
+
+pub async fn holdings(
+    State(state): State<AppState>,
+    PageQuery(query): PageQuery<HoldingsQuery>,
+) -> Result<Response, WebError> {
+    holdings_list(state, query, Form::Html).await
+}
+
+pub async fn holdings_csv(
+    State(state): State<AppState>,
+    PageQuery(query): PageQuery<HoldingsQuery>,
+) -> Result<Response, WebError> {
+    holdings_list(state, query, Form::Csv).await
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<usize>,
+}
+
+/// Monitoring reports, by id, of one project or all.
+fn reports_page(
+    s: &LedgerState,
+    project: Option<&ProjectId>,
+    after: Option<&ledger_core::ids::ReportId>,
+    limit: usize,
+) -> (Table, Option<String>) {
+    let matching = s
+        .reports()
+        .filter(|r| project.is_none_or(|p| *p == r.project));
+    let (items, next) = page_by(matching, |r| r.id.clone(), after, limit);
+    let mut table = Table::new(
+        "reports",
+        vec![
+            text("序号", "Seq", "seq"),
+            text("报告", "Report", "id"),
+            text("项目", "Project", "project"),
+            text("监测期起", "Period start", "period_start"),
+            text("监测期止", "Period end", "period_end"),
+            figure("核证量 (吨)", "Verified (t)", "verified"),
+            figure("已签发 (吨)", "Issued (t)", "issued"),
+            text("核查机构", "Verifier", "verifier"),
+            text("证据 SHA-256", "Evidence", "evidence_sha256"),
+        ],
+    );
+    for r in &items {
+        table.push(vec![
+            Cell::seq(r.seq),
+            Cell::plain(&r.id).link(format!("/entries/{}", r.seq)),
+            project_cell(&r.project),
+            Cell::plain(r.period_start),
+            Cell::plain(r.period_end),
+            Cell::figure(format::tonnes_text(r.verified.value()), r.verified),
+            tonnes_cell(r.issued),
+            participant_cell(&r.verifier),
+            Cell::plain(r.evidence_sha256),
+        ]);
+    }
+    (table, next.map(|n| n.to_string()))
+}
+
+async fn reports_list(
+    state: AppState,
+    query: ProjectListQuery,
+    form: Form,
+) -> Result<Response, WebError> {
+    let project = parsed::<ProjectId>("project", &query.project)?;
+    let after = parsed::<ledger_core::ids::ReportId>("after", &query.after)?;
+    let limit = rows(&state, query.limit)?;
+    let (mut table, next) = state
+        .read(move |s| Ok(reports_page(s, project.as_ref(), after.as_ref(), limit)))
+        .await?;
+    let next_csv = paging_links(
+        &mut table,
+        "/reports",
+        &query,
+        query.after.clone(),
+        next,
+        |q, a| q.after = a,
+    );
+    let page = ListPage {
+        zh: "监测报告",
+        en: "Monitoring reports",
+        intro: "A verifier's signed statement of what a wetland sequestered over a period, with the SHA-256 of its evidence; batches are issued from them, never beyond what was verified.",
+        filters: None,
+        chart: None,
+        table,
+    };
+    respond(form, page, next_csv)
+}
+
+pub async fn reports(
+    State(state): State<AppState>,
+    PageQuery(query): PageQuery<ProjectListQuery>,
+) -> Result<Response, WebError> {
+    reports_list(state, query, Form::Html).await
+}
+
+pub async fn reports_csv(
+    State(state): State<AppState>,
+    PageQuery(query): PageQuery<ProjectListQuery>,
+) -> Result<Response, WebError> {
+    reports_list(state, query, Form::Csv).await
+}
+
+/// Restoration proceeds by project and currency, of one project or all.
+fn proceeds_page(
+    s: &LedgerState,
+    project: Option<&ProjectId>,
+    after: Option<&usize>,
+    limit: usize,
+) -> (Table, Option<String>) {
+    let matching = s
+        .proceeds()
+        .filter(|p| project.is_none_or(|want| *want == p.project))
+        .enumerate();
+    let (items, next) = page_by(matching, |(i, _)| *i, after, limit);
+    let mut table = Table::new(
+        "proceeds",
+        vec![
+            text("项目", "Project", "project"),
+            text("名称", "Name", "name"),
+            figure("收储", "Acquisition", "acquisition"),
+            figure("生态补偿", "Eco-compensation", "eco_compensation"),
+            figure("合计", "Total", "total"),
+            text("币种", "Currency", "currency"),
+            figure("数量 (吨)", "Tonnes sold", "quantity"),
+            figure("笔数", "Trades", "trades"),
+        ],
+    );
+    for (_, p) in &items {
+        let name = s
+            .project(&p.project)
+            .map(|x| x.name.to_string())
+            .unwrap_or_default();
+        table.push(vec![
+            project_cell(&p.project),
+            Cell::plain(name).link(format!("/projects/{}", p.project)),
+            money_cell(p.acquisition),
+            money_cell(p.eco_compensation),
+            money_cell(p.total()),
+            Cell::plain(&p.currency),
+            tonnes_cell(p.quantity),
+            Cell::figure(p.trades.to_string(), p.trades),
+        ]);
+    }
+    (table, next.map(|n| n.to_string()))
+}
+
+async fn proceeds_list(
+    state: AppState,
+    query: ProjectListQuery,
+    form: Form,
+) -> Result<Response, WebError> {
+    let project = parsed::<ProjectId>("project", &query.project)?;
+    let after = parsed::<usize>("after", &query.after)?;
+    let limit = rows(&state, query.limit)?;
+    let (mut table, next) = state
+        .read(move |s| Ok(proceeds_page(s, project.as_ref(), after.as_ref(), limit)))
+        .await?;
+    let next_csv = paging_links(
+        &mut table,
+        "/proceeds",
+        &query,
+        query.after.clone(),
+        next,
+        |q, a| q.after = a,
+    );
+    let page = ListPage {
+        zh: "生态反哺",
+        en: "Restoration proceeds",
+        intro: "What each wetland's sink has raised for its restoration: the amounts of acquisition (收储) and eco-compensation (生态补偿) trades of its batches, by currency.",
+        filters: None,
+        chart: None,
+        table,
+    };
+    respond(form, page, next_csv)
+}
+
+pub async fn proceeds(
+    State(state): State<AppState>,
+    PageQuery(query): PageQuery<ProjectListQuery>,
+) -> Result<Response, WebError> {
+    proceeds_list(state, query, Form::Html).await
+}
+
+pub async fn proceeds_csv(
+    State(state): State<AppState>,
+    PageQuery(query): PageQuery<ProjectListQuery>,
+) -> Result<Response, WebError> {
+    proceeds_list(state, query, Form::Csv).await
+}
+
+/// A table of a detail page, with the links of the list page it is the first page of.
+fn embed<Q: Serialize + Clone>(
+    (mut table, next): (Table, Option<String>),
+    path: &str,
+    query: &Q,
+    set_after: impl Fn(&mut Q, Option<String>),
+) -> Table {
+    paging_links(&mut table, path, query, None, next, set_after);
+    table
 }
