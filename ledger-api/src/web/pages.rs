@@ -1554,6 +1554,7 @@ pub struct DetailQuery {
 #[template(path = "batch.html")]
 pub struct BatchPage {
     b: Batch,
+    buffer_initial: String,
     project_name: String,
     vintage: u16,
     report: ReportView,
@@ -1659,6 +1660,7 @@ pub async fn batch(
             chain.empty = "尚无交易 · no trade yet";
             let supply = Supply::of(&[&b]);
             Ok(BatchPage {
+                buffer_initial: format::tonnes(b.buffer_initial),
                 vintage: b.vintage,
                 holders,
                 b,
