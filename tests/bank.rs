@@ -53,6 +53,7 @@ async fn service_with_witness(dir: &Path) -> (Running, RunningWitness) {
         name: Some("witness.bank.example/w1".to_owned()),
         listen: ([127, 0, 0, 1], 0).into(),
         logs: vec![format!("http://127.0.0.1:{port}={log_vkey}")],
+        ca_cert: None,
     })
     .await
     .unwrap();

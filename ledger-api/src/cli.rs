@@ -113,6 +113,12 @@ pub fn sign(
 /// `submit --url URL FILE`: posts a submission (or a group `{"entries": [...]}`) and returns the
 /// receipt(s) as JSON.
 pub async fn submit(url: &str, file: &Path) -> Result<String, CliError> {
+    submit_to(&Client::new(url)?, file).await
+}
+
+/// `submit`, through a client set up with options (`--ca-cert` for a service with a private
+/// certificate).
+pub async fn submit_to(client: &Client, file: &Path) -> Result<String, CliError> {
     let bytes = read(file)?;
     let is_group = wire::parse_strict(&bytes)
         .ok()
@@ -122,7 +128,7 @@ pub async fn submit(url: &str, file: &Path) -> Result<String, CliError> {
     } else {
         "/v1/entries"
     };
-    let response = Client::new(url)?.post(path, bytes).await?;
+    let response = client.post(path, bytes).await?;
     let value: Value = response.ok_json()?;
     serde_json::to_string_pretty(&value).map_err(|e| CliError(e.to_string()))
 }

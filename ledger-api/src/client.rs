@@ -1,13 +1,13 @@
-//! A small HTTP/1.1 client for the CLI, the demo and the tests, on the hyper that axum already
-//! brings: one connection per request (or a kept-alive [`Connection`]), plain `http://` only (put TLS in a reverse proxy in front
-//! of the service; the CLI's offline commands need no network at all).
+//! The CLI's HTTP client, for `submit`, `demo`, `bench` and the tests: `http://` and `https://`
+//! (reqwest over rustls; the platform's root certificates, plus a CA given with `--ca-cert`).
+//! HTTP/1.1, one pool of kept-alive connections per [`Client`]; a [`Connection`] is a client of
+//! its own with one connection, for load tools.
 
+use std::path::Path;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
@@ -20,11 +20,20 @@ pub struct ClientError(pub String);
 /// The longest a request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A service's base URL.
+/// A service's base URL, and the client that reaches it.
 #[derive(Clone, Debug)]
 pub struct Client {
-    authority: String,
-    base_path: String,
+    base: String,
+    options: ClientOptions,
+    http: reqwest::Client,
+}
+
+/// How the client trusts a service's TLS certificate.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// A PEM file of CA certificates to trust besides the platform's (a private CA, or a test's
+    /// self-signed certificate).
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// An answer.
@@ -94,31 +103,43 @@ impl HttpResponse {
 }
 
 impl Client {
-    /// A client for `http://host:port[/prefix]`.
+    /// A client for `http://host:port[/prefix]` or `https://...`, trusting the platform's root
+    /// certificates.
     pub fn new(url: &str) -> Result<Self, ClientError> {
-        let uri: Uri = url
-            .parse()
+        Self::with_options(url, ClientOptions::default())
+    }
+
+    /// A client with options (a CA certificate to trust).
+    pub fn with_options(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
+        let parsed = reqwest::Url::parse(url)
             .map_err(|e| ClientError(format!("\"{url}\" is not a URL: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
+        match parsed.scheme() {
+            "http" | "https" => {}
+            other => {
                 return Err(ClientError(format!(
-                    "only http:// URLs are supported, not {other}://"
+                    "only http:// and https:// URLs are supported, not {other}://"
                 )))
             }
-            None => return Err(ClientError(format!("\"{url}\" has no http:// scheme"))),
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| ClientError(format!("\"{url}\" names no host")))?;
-        let authority = match authority.port_u16() {
-            Some(_) => authority.to_string(),
-            None => format!("{}:80", authority.host()),
-        };
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(ClientError(format!("\"{url}\" names no host")));
+        }
+        let http = build(&options, None)?;
         Ok(Self {
-            authority,
-            base_path: uri.path().trim_end_matches('/').to_owned(),
+            base: url.trim_end_matches('/').to_owned(),
+            options,
+            http,
         })
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// How it trusts TLS certificates.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
     }
 
     /// `GET path`.
@@ -138,52 +159,110 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, ClientError> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body))
-            .await
-            .map_err(|_| ClientError(format!("no answer from {} in time", self.authority)))?
+        send(&self.http, &self.base, method, path, body).await
     }
+}
 
-    async fn request_inner(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<HttpResponse, ClientError> {
-        self.connect().await?.send(method, path, body).await
+/// A reqwest client: HTTP/1.1, the request timeout, the platform's roots and the CA given.
+fn build(
+    options: &ClientOptions,
+    idle_per_host: Option<usize>,
+) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .http1_only()
+        .timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true)
+        .user_agent(concat!("carbon-ledger/", env!("CARGO_PKG_VERSION")));
+    if let Some(max) = idle_per_host {
+        builder = builder.pool_max_idle_per_host(max);
     }
+    if let Some(path) = &options.ca_cert {
+        for cert in read_ca(path)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError(format!("cannot set up the HTTP client: {e}")))
+}
+
+/// The certificates of a PEM file.
+fn read_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        ClientError(format!(
+            "cannot read the CA certificate {}: {e}",
+            path.display()
+        ))
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| ClientError(format!("{} is not a PEM certificate: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(ClientError(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// What went wrong reaching a service, in words, with the whole chain of causes (a TLS error
+/// says which certificate was refused).
+fn describe(url: &str, error: &reqwest::Error) -> ClientError {
+    let mut text = if error.is_timeout() {
+        format!("no answer from {url} in time")
+    } else if error.is_connect() {
+        format!("cannot connect to {url}")
+    } else {
+        format!("the request to {url} failed")
+    };
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ClientError(text)
+}
+
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<HttpResponse, ClientError> {
+    let url = format!("{base}{path}");
+    let mut request = http.request(method, &url);
+    if let Some(body) = body {
+        request = request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+    }
+    let response = request.send().await.map_err(|e| describe(&url, &e))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(|e| describe(&url, &e))?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// One kept-alive HTTP/1.1 connection: requests go one after another over the same socket (for
 /// load tools, where a connection per request would measure the kernel rather than the service).
 #[derive(Debug)]
 pub struct Connection {
-    authority: String,
-    base_path: String,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    base: String,
+    http: reqwest::Client,
 }
 
 impl Client {
-    /// Opens a connection to the service.
+    /// A connection of its own to the service (opened by its first request, then kept alive).
     pub async fn connect(&self) -> Result<Connection, ClientError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            ClientError(format!("{what} http://{}: {e}", self.authority))
-        };
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| fail("cannot connect to", &e))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| fail("cannot set up", &e))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| fail("cannot talk to", &e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
         Ok(Connection {
-            authority: self.authority.clone(),
-            base_path: self.base_path.clone(),
-            sender,
+            base: self.base.clone(),
+            http: build(&self.options, Some(1))?,
         })
     }
 }
@@ -201,38 +280,6 @@ impl Connection {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, ClientError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            ClientError(format!("{what} http://{}: {e}", self.authority))
-        };
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| fail("the connection closed to", &e))?;
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base_path))
-            .header(header::HOST, &self.authority);
-        if body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| fail("cannot make a request to", &e))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| fail("no answer from", &e))?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| fail("the answer broke off from", &e))?
-            .to_bytes();
-        Ok(HttpResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        send(&self.http, &self.base, method, path, body).await
     }
 }

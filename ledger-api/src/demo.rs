@@ -14,7 +14,7 @@ use ledger_core::{checkpoint, merkle, verify};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ClientOptions};
 use crate::keys::{self, public_key_base64};
 use crate::routes::{GroupReceipts, LedgerInfo, Limits};
 use crate::server::{self, ServeOptions};
@@ -105,6 +105,8 @@ pub struct DemoOptions {
     /// The running service's operator key file (required with `url`: registering participants
     /// takes the operator's signature).
     pub operator_key: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an `https://` service, besides the platform's roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Writes `12345678.90` as `12,345,678.90`.
@@ -223,7 +225,13 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
         (None, Some(running)) => running.url(),
         (None, None) => unreachable!("a service was started"),
     };
-    let result = report(&url, running.is_some(), operator_key, out).await;
+    let client = Client::with_options(
+        &url,
+        ClientOptions {
+            ca_cert: options.ca_cert.clone(),
+        },
+    )?;
+    let result = report(&client, running.is_some(), operator_key, out).await;
     if let Some(running) = running {
         running
             .stop()
@@ -237,6 +245,8 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
 /// The report, written as the demo goes: one section per phase of the case.
 struct Report<'a> {
     url: String,
+    /// The CA the demo trusts for an `https://` service; the witness it starts trusts it too.
+    ca_cert: Option<PathBuf>,
     client: Client,
     out: &'a mut dyn Write,
 }
@@ -250,14 +260,16 @@ macro_rules! say {
 }
 
 async fn report(
-    url: &str,
+    client: &Client,
     own_service: bool,
     operator_key: SigningKey,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
+    let url = client.url().to_owned();
     let mut report = Report {
-        url: url.to_owned(),
-        client: Client::new(url)?,
+        url: url.clone(),
+        ca_cert: client.options().ca_cert.clone(),
+        client: client.clone(),
         out,
     };
     let info: LedgerInfo = report.fetch_as("/v1/ledger").await?;
@@ -272,7 +284,7 @@ async fn report(
         .ok_or_else(|| ClientError("the ledger has no operator".to_owned()))?;
     let verifying_key = operator_key.verifying_key();
     let case = ReferenceCase::new(&info.origin, &operator, operator_key);
-    report.heading(url, own_service, &info, &operator)?;
+    report.heading(&url, own_service, &info, &operator)?;
     let outcomes = replay(&report.client, &case).await?;
     report.submitted(&outcomes)?;
     report.wetland().await?;
@@ -624,6 +636,7 @@ impl Report<'_> {
             name: Some("witness.demo.example/w1".to_owned()),
             listen: ([127, 0, 0, 1], 0).into(),
             logs: vec![format!("{}={}", self.url, info.checkpoint_verifier_key)],
+            ca_cert: self.ca_cert.clone(),
         })
         .await
         .map_err(|e| ClientError(format!("cannot start a witness: {e}")))?;

@@ -19,6 +19,7 @@
 //!   report.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`bench`](mod@bench): the bounded load tool behind `carbon-ledger bench`.
+//! - [`web`]: the public registry's HTML pages at `/`, and the in-browser check.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod web;
 pub mod witness;
 
 pub use problem::ApiError;

@@ -4,10 +4,10 @@
 //! carbon-ledger serve  [--data DIR] [--listen ADDR] [--origin ORIGIN] [limits...]
 //! carbon-ledger keygen --out FILE
 //! carbon-ledger sign   --key FILE --signer ID [--key FILE --signer ID ...] [--ledger ORIGIN] BODY.json
-//! carbon-ledger submit --url URL FILE.json
+//! carbon-ledger submit --url URL [--ca-cert PEM] FILE.json
 //! carbon-ledger verify --export FILE --checkpoint FILE --operator-key KEY
 //! carbon-ledger verify-pledge --bundle FILE --operator-key KEY
-//! carbon-ledger demo   [--url URL --operator-key FILE]
+//! carbon-ledger demo   [--url URL --operator-key FILE [--ca-cert PEM]]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -68,6 +68,9 @@ enum Command {
         url: String,
         /// The signed submission.
         file: PathBuf,
+        /// A CA certificate (PEM) to trust for an https:// service, besides the platform's roots.
+        #[arg(long, env = "CARBON_LEDGER_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// Checks an export against a checkpoint and the operator's public key, offline.
     Verify {
@@ -117,6 +120,9 @@ enum Command {
         /// checkpoint_verifier_key), as URL=VKEY. Repeat for each.
         #[arg(long = "log", required = true)]
         logs: Vec<String>,
+        /// A CA certificate (PEM) to trust for https:// ledgers, besides the platform's roots.
+        #[arg(long, env = "CARBON_LEDGER_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// Re-verifies a stopped ledger from its data folder: every signature, the chain, the tree
     /// and the state.
@@ -171,6 +177,9 @@ enum Command {
         /// With --url: the service's operator key file (DIR/operator.key).
         #[arg(long)]
         operator_key: Option<PathBuf>,
+        /// A CA certificate (PEM) to trust for an https:// service, besides the platform's roots.
+        #[arg(long, env = "CARBON_LEDGER_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
 }
 
@@ -315,8 +324,13 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             println!("{}", cli::sign(&input, &pairs, ledger.as_deref())?);
             Ok(())
         }
-        Command::Submit { url, file } => {
-            println!("{}", runtime()?.block_on(cli::submit(&url, &file))?);
+        Command::Submit { url, file, ca_cert } => {
+            let client = ledger_api::client::Client::with_options(
+                &url,
+                ledger_api::client::ClientOptions { ca_cert },
+            )
+            .map_err(|e| cli::CliError(e.0))?;
+            println!("{}", runtime()?.block_on(cli::submit_to(&client, &file))?);
             Ok(())
         }
         Command::Verify {
@@ -347,6 +361,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             name,
             listen,
             logs,
+            ca_cert,
         } => {
             init_logging("info");
             let options = ledger_api::witness::WitnessOptions {
@@ -354,6 +369,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 name,
                 listen,
                 logs,
+                ca_cert,
             };
             runtime()?.block_on(async {
                 let running = ledger_api::witness::start(options)
@@ -410,11 +426,20 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             }
             Ok(())
         }
-        Command::Demo { url, operator_key } => {
+        Command::Demo {
+            url,
+            operator_key,
+            ca_cert,
+        } => {
             init_logging("warn");
             let mut out = std::io::stdout();
+            let options = DemoOptions {
+                url,
+                operator_key,
+                ca_cert,
+            };
             runtime()?
-                .block_on(demo::run(DemoOptions { url, operator_key }, &mut out))
+                .block_on(demo::run(options, &mut out))
                 .map_err(|e| cli::CliError(e.0))
         }
     }

@@ -17,10 +17,10 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use ledger_core::entry::TradeKind;
 use ledger_core::error::{RuleError, Thing};
-use ledger_core::ids::Timestamp;
 use ledger_core::ids::{
     Basis, BatchId, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId, ReportId,
 };
+use ledger_core::ids::{Date, Timestamp};
 use ledger_core::ledger::{Ledger, LedgerError, Receipt};
 use ledger_core::num::{Money, Tonnes};
 use ledger_core::state::{
@@ -141,7 +141,7 @@ impl AppState {
     }
 
     /// Runs `f` over the ledger on a blocking thread.
-    async fn blocking<R: Send + 'static>(
+    pub(crate) async fn blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Ledger) -> Result<R, ApiError> + Send + 'static,
     ) -> Result<R, ApiError> {
@@ -152,7 +152,7 @@ impl AppState {
     }
 
     /// Runs a query over the ledger's state on a blocking thread.
-    async fn read<R: Send + 'static>(
+    pub(crate) async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&LedgerState) -> Result<R, ApiError> + Send + 'static,
     ) -> Result<R, ApiError> {
@@ -256,9 +256,14 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), admit))
         .layer(DefaultBodyLimit::max(limits.body_bytes));
+    // The registry's pages are read like the API: within its limits.
+    let pages = crate::web::router()
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .merge(limited)
         .merge(open)
+        .merge(pages)
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::map_response(problemize))
@@ -320,11 +325,16 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-async fn no_route() -> ApiError {
+/// No route: the 404 page for a registry path, a problem for the API and operations routes.
+async fn no_route(uri: axum::http::Uri) -> Response {
+    if crate::web::is_page_path(uri.path()) {
+        return crate::web::no_such_page(uri.path());
+    }
     ApiError::new(
         "no-such-route",
         "there is no such route; GET /v1/openapi.json lists them",
     )
+    .into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -924,6 +934,8 @@ struct TradesQuery {
     batch: Option<BatchId>,
     party: Option<ParticipantId>,
     kind: Option<TradeKind>,
+    since: Option<Date>,
+    until: Option<Date>,
     after: Option<String>,
     limit: Option<usize>,
 }
@@ -939,6 +951,8 @@ async fn trades(
         batch: query.batch,
         party: query.party,
         kind: query.kind,
+        since: query.since,
+        until: query.until,
     };
     state
         .blocking(move |ledger| to_json(history_page(ledger.trade_page(&filter, request)?)))

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::client::Client;
+use crate::client::{Client, ClientOptions};
 use crate::keys;
 
 /// Everything `witness` needs.
@@ -46,6 +46,8 @@ pub struct WitnessOptions {
     pub listen: SocketAddr,
     /// The logs it witnesses: each ledger's URL and its checkpoint verifier key (`URL=VKEY`).
     pub logs: Vec<String>,
+    /// A CA certificate (PEM) to trust for `https://` logs, besides the platform's roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// What `witness.json` keeps.
@@ -163,7 +165,13 @@ pub fn open(options: &WitnessOptions) -> Result<WitnessState, WitnessStartError>
         logs.push(Followed {
             origin,
             url: url.to_owned(),
-            client: Client::new(url).map_err(|e| fail(&e.0))?,
+            client: Client::with_options(
+                url,
+                ClientOptions {
+                    ca_cert: options.ca_cert.clone(),
+                },
+            )
+            .map_err(|e| fail(&e.0))?,
         });
     }
     Ok(WitnessState(Arc::new(Inner { witness, logs })))

@@ -996,3 +996,157 @@ async fn a_matured_pledge_is_drawn_no_more_and_a_default_enforced() {
         .json();
     assert_eq!(bank["total_available"], "4000.000");
 }
+
+/// Every GET route of the document answers the reference case with 200, and (through the
+/// helpers' contract check) with the body its schema describes.
+#[tokio::test]
+async fn every_get_route_answers_as_the_openapi_document_says() {
+    let (app, _) = populated().await;
+    let concrete = |template: &str| {
+        template
+            .replace("/v1/entries/{seq}", "/v1/entries/13")
+            .replace(
+                "/v1/participants/{id}",
+                "/v1/participants/two-mountains-bank",
+            )
+            .replace("/v1/methodologies/{id}", "/v1/methodologies/wetland-sink")
+            .replace("/v1/projects/{id}", "/v1/projects/XZH")
+            .replace("/v1/reports/{id}", "/v1/reports/XZH-MR-2021")
+            .replace("/v1/batches/{id}", "/v1/batches/XZH-2021")
+            .replace("/v1/prices/{id}", "/v1/prices/BM-2022-06")
+            .replace("/v1/trades/{id}", "/v1/trades/T-2022-0001")
+            .replace("/v1/certificates/{id}", "/v1/certificates/CERT-2022-0001")
+            .replace("/v1/pledges/{id}", "/v1/pledges/PL-2022-001")
+            .replace("/problems/{kind}", "/problems/insufficient-sink")
+    };
+    let mut checked = 0;
+    for (method, template) in ledger_api::routes::route_list() {
+        if method != "GET" {
+            continue;
+        }
+        let mut path = concrete(template);
+        if path == "/v1/events" {
+            // An event stream never ends: tests/bank.rs reads it over a socket.
+            continue;
+        }
+        if path == "/v1/proofs/inclusion" {
+            path.push_str("?id=T-2022-0001");
+        } else if path == "/v1/proofs/consistency" {
+            path.push_str("?old_size=5");
+        }
+        let answer = get(&app, &path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+        checked += 1;
+    }
+    assert!(checked > 25);
+    for path in [
+        "/v1/trades?since=2000-01-01&until=2999-12-31&kind=acquisition",
+        "/v1/trades?until=2000-01-01",
+    ] {
+        let answer = get(&app, path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+    }
+    let none = get(&app, "/v1/trades?until=2000-01-01").await.json();
+    assert_eq!(none["items"].as_array().unwrap().len(), 0);
+    get(&app, "/v1/trades?since=2022-13-01")
+        .await
+        .problem("malformed-request");
+}
+
+/// The registry's pages: the reference figures, security headers, CSV of the same rows, a 404
+/// page, a 400 page, and a participant's hostile name escaped.
+#[tokio::test]
+async fn the_registry_pages_read_the_reference_case_safely() {
+    use tower::ServiceExt as _;
+    let (app, case) = populated().await;
+    let response = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(
+        headers["content-security-policy"],
+        ledger_api::web::CONTENT_SECURITY_POLICY
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let overview = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    for figure in ["58.83", "588,300.00", "下渚湖", "17,000"] {
+        assert!(overview.contains(figure), "the overview lacks {figure}");
+    }
+    assert!(!overview.contains(" on"), "an inline event handler?");
+    assert!(!overview.contains("<script>"), "an inline script");
+
+    let trades = get(&app, "/trades?kind=acquisition").await;
+    assert!(trades.content_type.starts_with("text/html"));
+    assert!(trades.text().contains("588,300.00"));
+    assert!(trades.text().contains("href=\"/entries/"));
+    let csv = get(&app, "/trades.csv?kind=acquisition").await;
+    assert!(csv.content_type.starts_with("text/csv"));
+    let text = csv.text();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    assert!(lines.next().unwrap().starts_with("seq,id,created_at,kind"));
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("T-2022-0001") && row.contains("588300.00"),
+        "{row}"
+    );
+    assert!(lines.next().is_none());
+
+    for (path, status) in [
+        ("/no-such-page", StatusCode::NOT_FOUND),
+        ("/batches/NOPE", StatusCode::NOT_FOUND),
+        ("/trades?kind=gift", StatusCode::BAD_REQUEST),
+        ("/trades?since=yesterday", StatusCode::BAD_REQUEST),
+        ("/trades?limit=0", StatusCode::BAD_REQUEST),
+        ("/entries/abc", StatusCode::BAD_REQUEST),
+        ("/entries/999999", StatusCode::NOT_FOUND),
+        ("/projects?colour=green", StatusCode::BAD_REQUEST),
+    ] {
+        let answer = get(&app, path).await;
+        assert_eq!(answer.status, status, "{path}");
+        assert!(answer.content_type.starts_with("text/html"), "{path}");
+    }
+    // The API's unknown routes stay problems.
+    get(&app, "/v1/nothing-here").await.problem("no-such-route");
+
+    // A hostile display name is text on every page that shows it.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let body = case.body(
+        "reg-evil",
+        &case.at(30),
+        json!({"type": "register_participant", "participant": "evil", "name": "<script>alert(1)</script>",
+               "roles": ["enterprise"], "public_key": ledger_core::ids::PublicKey::from(key.verifying_key()).to_string()}),
+    );
+    let (operator, evil): (
+        ledger_core::ids::ParticipantId,
+        ledger_core::ids::ParticipantId,
+    ) = (OPERATOR.parse().unwrap(), "evil".parse().unwrap());
+    let signed =
+        ledger_core::sign::sign_body(body, &[(&operator, &operator_key()), (&evil, &key)]).unwrap();
+    assert_eq!(
+        post_json(&app, "/v1/entries", &signed).await.status,
+        StatusCode::CREATED
+    );
+    for path in ["/participants/evil", "/participants"] {
+        let page = get(&app, path).await.text();
+        assert!(!page.contains("<script>alert"), "{path}");
+        let at = page.find("alert(1)").unwrap_or(0);
+        assert!(
+            page.contains("&lt;script&gt;alert(1)") || page.contains("&#60;script&#62;alert(1)"),
+            "{path}: {}",
+            &page[at.saturating_sub(60)..(at + 60).min(page.len())]
+        );
+    }
+}

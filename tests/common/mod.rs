@@ -2,6 +2,8 @@
 //! services on temporary folders.
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -96,6 +98,7 @@ impl Answer {
     }
 }
 
+/// A oneshot request; its answer is checked against the OpenAPI document ([`contract`]).
 pub async fn send(app: &axum::Router, method: &str, path: &str, body: impl Into<Body>) -> Answer {
     let request = Request::builder()
         .method(method)
@@ -113,6 +116,7 @@ pub async fn send(app: &axum::Router, method: &str, path: &str, body: impl Into<
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
+    contract::check(method, path, status.as_u16(), &content_type, &body);
     Answer {
         status,
         content_type,

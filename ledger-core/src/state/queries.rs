@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::entry::TradeKind;
 use crate::ids::{
-    Basis, BatchId, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId, ReportId,
-    Timestamp,
+    Basis, BatchId, Date, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId,
+    ReportId, Timestamp,
 };
 use crate::num::{Ratio, UnitPrice};
 use crate::store::{RowRange, StoreError};
@@ -32,6 +32,10 @@ pub struct TradeFilter {
     pub party: Option<ParticipantId>,
     /// Only this kind.
     pub kind: Option<TradeKind>,
+    /// Only trades made (`created_at`, UTC) on this day or later.
+    pub since: Option<Date>,
+    /// Only trades made on this day or earlier.
+    pub until: Option<Date>,
 }
 
 impl TradeFilter {
@@ -43,6 +47,8 @@ impl TradeFilter {
                 .as_ref()
                 .is_none_or(|p| *p == trade.seller || *p == trade.buyer)
             && self.kind.is_none_or(|k| k == trade.kind)
+            && self.since.is_none_or(|d| trade.created_at.date() >= d)
+            && self.until.is_none_or(|d| trade.created_at.date() <= d)
     }
 }
 
@@ -75,7 +81,8 @@ pub struct PageRequest {
 
 /// A page of trades read from the history: through the index of the party, the batch or the
 /// kind (in that order of preference), or through the trades themselves; the other filters are
-/// applied to the rows the index gives.
+/// applied to the rows the index gives. No index holds dates: a page filtered by date reads the
+/// trades it passes over on its way to `limit` matches.
 pub fn trade_page(
     history: &dyn History,
     filter: &TradeFilter,
@@ -89,7 +96,7 @@ pub fn trade_page(
     } else if let Some(kind) = &filter.kind {
         indexed_page(history, "trades_by_kind", kind, "trades", request, &keep)
     } else {
-        direct_page(history, "trades", request)
+        direct_page(history, "trades", request, &keep)
     }
 }
 
@@ -108,7 +115,7 @@ pub fn certificate_page(
             request,
             &|_| true,
         ),
-        None => direct_page(history, "certificates", request),
+        None => direct_page(history, "certificates", request, &|_| true),
     }
 }
 
@@ -126,6 +133,7 @@ fn direct_page<V: DeserializeOwned>(
     history: &dyn History,
     table: &str,
     request: PageRequest,
+    keep: &dyn Fn(&V) -> bool,
 ) -> Result<HistoryPage<V>, StoreError> {
     let cursor = request.after.map(|s| key_bytes(&SeqKey(s))).transpose()?;
     let mut rows: Vec<(u64, V)> = Vec::new();
@@ -134,7 +142,10 @@ fn direct_page<V: DeserializeOwned>(
         page_range(&[], cursor.as_deref(), request.newest_first),
         &mut |key, value| {
             let SeqKey(seq) = decode(table, key)?;
-            rows.push((seq, decode(table, value)?));
+            let row: V = decode(table, value)?;
+            if keep(&row) {
+                rows.push((seq, row));
+            }
             Ok(rows.len() <= request.limit)
         },
     )?;
