@@ -10,12 +10,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::OPERATOR;
+use common::{service_with_witness, wait_until_cosigned, OPERATOR, WITNESS_NAME};
 use ledger_api::client::Client;
 use ledger_api::demo::{self, ReferenceCase};
-use ledger_api::keys::{self, DataDirOptions};
-use ledger_api::server::{self, Running, ServeOptions};
-use ledger_api::witness::{self, RunningWitness, WitnessOptions};
+use ledger_api::keys;
+use ledger_api::server::Running;
 use ledger_api::Limits;
 use ledger_core::checkpoint;
 use ledger_core::verify::{verify_pledge_bundle_with, BankPolicy, PledgeBundle};
@@ -24,51 +23,6 @@ use support::bin;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 const ORIGIN: &str = "bank.example/xiazhuhu";
-
-fn data_options(dir: &Path) -> DataDirOptions {
-    DataDirOptions {
-        dir: dir.to_owned(),
-        origin: Some(ORIGIN.to_owned()),
-        operator: OPERATOR.to_owned(),
-        operator_name: "德清县生态资源登记中心 (test)".to_owned(),
-    }
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A service on `dir` whose checkpoints go to a witness following it, both on this runtime.
-async fn service_with_witness(dir: &Path) -> (Running, RunningWitness) {
-    let data = keys::open_data_dir(&data_options(&dir.join("ledger"))).unwrap();
-    let log_vkey = checkpoint::verifier_key(ORIGIN, &data.config.operator_key.verifying_key());
-    let port = free_port();
-    let witness = witness::start(WitnessOptions {
-        data: dir.join("witness"),
-        name: Some("witness.bank.example/w1".to_owned()),
-        listen: ([127, 0, 0, 1], 0).into(),
-        logs: vec![format!("http://127.0.0.1:{port}={log_vkey}")],
-        ca_cert: None,
-    })
-    .await
-    .unwrap();
-    let running = server::start(ServeOptions {
-        data: data_options(&dir.join("ledger")),
-        listen: ([127, 0, 0, 1], port).into(),
-        limits: Limits::default(),
-        entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
-        witnesses: vec![format!("{}={}", witness.url(), witness.verifier_key)],
-        cosign_interval: Duration::from_millis(100),
-    })
-    .await
-    .unwrap();
-    (running, witness)
-}
 
 async fn filled(running: &Running) -> (Client, ReferenceCase) {
     let client = Client::new(&running.url()).unwrap();
@@ -81,31 +35,18 @@ async fn filled(running: &Running) -> (Client, ReferenceCase) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bank_verifies_a_pledge_from_the_bundle_and_a_witness_key_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let (running, witness) = service_with_witness(dir.path()).await;
+    let (running, witness) = service_with_witness(dir.path(), ORIGIN).await;
     let (client, case) = filled(&running).await;
     let operator = running.ledger().operator_key();
     let witnesses = vec![checkpoint::parse_cosigner_key(&witness.verifier_key).unwrap()];
 
     // The service submits its checkpoints by itself; GET /v1/checkpoint carries the cosignature.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let size = running.ledger().size();
-    loop {
-        let note = client.get("/v1/checkpoint").await.unwrap().text();
-        let cp = checkpoint::open_checkpoint(&note, ORIGIN, &operator).unwrap();
-        if cp.size == size
-            && checkpoint::verify_cosignatures(&note, &witnesses)
-                .unwrap()
-                .len()
-                == 1
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no cosigned checkpoint: {note}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_cosigned(&running, &witness).await;
     let metrics = client.get("/metrics").await.unwrap().text();
     assert!(
-        metrics.contains("ledger_witness_cosigned_size{witness=\"witness.bank.example/w1\"}"),
+        metrics.contains(&format!(
+            "ledger_witness_cosigned_size{{witness=\"{WITNESS_NAME}\"}}"
+        )),
         "{metrics}"
     );
 
@@ -122,7 +63,7 @@ async fn a_bank_verifies_a_pledge_from_the_bundle_and_a_witness_key_alone() {
         accepted: None,
     };
     let finding = verify_pledge_bundle_with(&bundle, &operator, &policy).unwrap();
-    assert_eq!(finding.cosigned_by, ["witness.bank.example/w1"]);
+    assert_eq!(finding.cosigned_by, [WITNESS_NAME]);
 
     // The CLI, as the bank runs it, keeping the checkpoint it accepts.
     let files = tempfile::tempdir().unwrap();
@@ -241,7 +182,9 @@ async fn a_bank_verifies_a_pledge_from_the_bundle_and_a_witness_key_alone() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let metrics = client.get("/metrics").await.unwrap().text();
-        if metrics.contains("ledger_witness_failures_total{witness=\"witness.bank.example/w1\"}") {
+        if metrics.contains(&format!(
+            "ledger_witness_failures_total{{witness=\"{WITNESS_NAME}\"}}"
+        )) {
             break;
         }
         assert!(Instant::now() < deadline, "no failure counted:\n{metrics}");

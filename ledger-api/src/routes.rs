@@ -626,9 +626,22 @@ pub struct LedgerInfo {
     pub size: u64,
     /// Hex Merkle root now.
     pub root: String,
+    /// The witnesses the service submits its checkpoints to: their verifier keys (C2SP vkeys of
+    /// type 0x04). A bank chooses its own; these say where cosignatures come from.
+    #[serde(default)]
+    pub witnesses: Vec<String>,
 }
 
 async fn ledger_info(State(state): State<AppState>) -> Result<Json<LedgerInfo>, ApiError> {
+    let witnesses: Vec<String> = state
+        .cosigner()
+        .map(|c| {
+            c.witnesses()
+                .iter()
+                .map(|w| checkpoint::cosigner_verifier_key(&w.name, &w.key))
+                .collect()
+        })
+        .unwrap_or_default();
     let info = state
         .blocking(|ledger| {
             let key = ledger.operator_key();
@@ -640,6 +653,7 @@ async fn ledger_info(State(state): State<AppState>) -> Result<Json<LedgerInfo>, 
                 size: ledger.size(),
                 root: hex::encode(ledger.root()),
                 origin,
+                witnesses,
             })
         })
         .await?;

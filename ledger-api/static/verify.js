@@ -6,7 +6,10 @@
 //   2. the checkpoint: /v1/checkpoint, a C2SP signed note; the operator's Ed25519 signature over
 //      the note text, found by key name (the origin) and key ID = SHA-256(name || 0x0A || 0x01 ||
 //      key)[0..4];
-//   3. witness cosignatures: none are required yet (see WITNESSES below);
+//   3. witness cosignatures (C2SP tlog-cosignature, Ed25519 cosignature/v1) of the witnesses the
+//      service lists in /v1/ledger (their fingerprints shown): each one present must verify over
+//      "cosignature/v1\ntime <t>\n" followed by the note text; a witness that has not cosigned
+//      this checkpoint yet is said so;
 //   4. the entry: /v1/entries/{seq}; its leaf is JCS(envelope) (RFC 8785), its leaf hash
 //      SHA-256(0x00 || leaf), and the figures on the page must be the entry's own;
 //   5. the inclusion proof: /v1/proofs/inclusion; the RFC 9162 root is recomputed from the leaf
@@ -18,12 +21,6 @@
 "use strict";
 
 (function () {
-  // Witnesses whose cosignatures a checkpoint must carry. The witness protocol (C2SP
-  // tlog-witness, tlog-cosignature) is not part of this ledger yet; when it is, list each
-  // witness's verifier key here (or fetch the list the visitor chose) and checkCosignatures
-  // verifies them over the same note text.
-  const WITNESSES = [];
-
   const enc = new TextEncoder();
 
   class CheckFailed extends Error {
@@ -145,9 +142,48 @@
     return crypto.subtle.verify({ name: "Ed25519" }, key, signature, message);
   }
 
-  // Where witness cosignatures will be checked. Today WITNESSES is empty, so none is required.
-  async function checkCosignatures(note, witnesses) {
-    return witnesses.map((w) => ({ witness: w, ok: false, reason: "cosignatures are not supported yet" }));
+  // A witness's verifier key: "<name>+<hex key ID>+<base64(0x04 || 32-byte key)>".
+  async function parseWitnessKey(vkey) {
+    const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)$/.exec(vkey);
+    if (!m) throw new Error(`"${vkey}" is not a witness verifier key`);
+    const material = bytesOfBase64(m[3]);
+    if (material.length !== 33 || material[0] !== 0x04) throw new Error(`"${vkey}" is not an Ed25519 cosignature key`);
+    const publicKey = material.slice(1);
+    const keyId = (await sha256(concat(enc.encode(m[1]), Uint8Array.of(0x0a, 0x04), publicKey))).slice(0, 4);
+    if (hex(keyId) !== m[2]) throw new Error(`the key ID of "${vkey}" does not match its key`);
+    return { name: m[1], keyId, publicKey };
+  }
+
+  // Each listed witness's cosignatures on the note: each present must verify; one absent is
+  // reported as not cosigned (yet).
+  async function checkCosignatures(parsed, vkeys) {
+    const results = [];
+    for (const vkey of vkeys) {
+      const witness = await parseWitnessKey(vkey);
+      const lines = parsed.signatures.filter((s) => s.name === witness.name && equal(s.keyId, witness.keyId));
+      if (lines.length === 0) {
+        results.push({ witness: witness.name, cosigned: false, ok: true });
+        continue;
+      }
+      for (const line of lines) {
+        if (line.signature.length !== 72) {
+          results.push({ witness: witness.name, cosigned: true, ok: false, reason: "the cosignature is not 8 + 64 bytes" });
+          continue;
+        }
+        let time = 0n;
+        for (const b of line.signature.slice(0, 8)) time = (time << 8n) | BigInt(b);
+        const message = enc.encode(`cosignature/v1\ntime ${time}\n${parsed.text}`);
+        const ok = await verifyEd25519(witness.publicKey, line.signature.slice(8), message);
+        results.push({
+          witness: witness.name,
+          fingerprint: fingerprint(hex(await sha256(witness.publicKey))).slice(0, 19),
+          cosigned: true,
+          ok,
+          reason: ok ? "" : "its cosignature does not verify over this checkpoint",
+        });
+      }
+    }
+    return results;
   }
 
   function fingerprint(hexText) {
@@ -220,11 +256,24 @@
     if (root.length !== 32) throw new CheckFailed("checkpoint-format", "the checkpoint's root is not 32 bytes");
     report("checkpoint-signature", `checkpoint of ${size} entries signed by the operator (Ed25519) ✓, root ${hex(root).slice(0, 16)}…`);
 
-    // 3. Witness cosignatures (none required yet).
-    const cosigned = await checkCosignatures(note, WITNESSES);
+    // 3. Witness cosignatures of the witnesses the service lists.
+    let cosigned;
+    try {
+      cosigned = await checkCosignatures(parsed, ledger.witnesses || []);
+    } catch (e) {
+      throw new CheckFailed("cosignature", `a witness key is malformed: ${e.message}`);
+    }
     const failed = cosigned.find((c) => !c.ok);
     if (failed) throw new CheckFailed("cosignature", `witness ${failed.witness}: ${failed.reason}`);
-    report("cosignatures", WITNESSES.length ? `${WITNESSES.length} witness cosignatures ✓` : "witness cosignatures: none required yet");
+    const good = cosigned.filter((c) => c.cosigned);
+    const waiting = cosigned.filter((c) => !c.cosigned).map((c) => c.witness);
+    report(
+      "cosignatures",
+      cosigned.length === 0
+        ? "witness cosignatures: the service lists no witness"
+        : `cosigned by ${good.length} of ${cosigned.length} witnesses ✓ ${good.map((c) => `${c.witness} (key ${c.fingerprint}…)`).join(", ")}` +
+            (waiting.length ? `; not yet cosigned by ${waiting.join(", ")}` : "")
+    );
 
     if (BigInt(seq) >= BigInt(size)) {
       throw new CheckFailed("inclusion", `entry ${seq} is newer than the checkpoint (${size} entries); reload to check it`);
@@ -264,7 +313,7 @@
       throw new CheckFailed("inclusion", "the inclusion proof does not lead to the checkpoint's root: this entry is not in the ledger the operator signed");
     }
     report("inclusion", `inclusion proof (${proof.proof.length} hashes) leads to the signed root ✓`);
-    return { seq, size };
+    return { seq, size, cosigned: good.length, witnesses: cosigned.length };
   }
 
   async function run(section) {
@@ -282,9 +331,10 @@
       steps.appendChild(li);
     };
     try {
-      const { seq, size } = await check(section, report);
+      const { seq, size, cosigned, witnesses } = await check(section, report);
       section.dataset.verified = "true";
-      status.textContent = `已验证 Verified: entry #${seq} is in the ledger of ${size} entries that the operator signed.`;
+      const witnessed = witnesses ? ` and ${cosigned} of ${witnesses} witnesses cosigned` : "";
+      status.textContent = `已验证 Verified: entry #${seq} is in the ledger of ${size} entries that the operator signed${witnessed}.`;
     } catch (e) {
       const step = e instanceof CheckFailed ? e.step : "error";
       report(step, e.message, false);

@@ -1,9 +1,13 @@
 //! The registry's pages in a real browser: a service on a temporary folder holding the reference
 //! case (and a participant with a hostile name), and `tests/browser/registry.test.js` driving
 //! Debian's `chromium` through `playwright-core`. The script checks the figures of every page
-//! kind, the certificate's in-browser check (green, and red when the proof or the checkpoint it
-//! receives is altered), the hostile name shown as text, the A4 print, and writes a screenshot of
-//! each page kind to `target/screenshots/`.
+//! kind, the certificate's in-browser check (green with the witness's cosignature verified, and
+//! red when the proof, the checkpoint or the cosignature it receives is altered), the hostile
+//! name shown as text, the A4 print, and writes a screenshot of each page kind to
+//! `target/screenshots/`.
+//!
+//! The service submits its checkpoints to a witness on the same runtime, as `serve --witness`
+//! does.
 //!
 //! Needs `chromium`, `node` and `npm ci` in `tests/browser/`. Without them the test says that it
 //! skipped; with `CARBON_LEDGER_REQUIRE_BROWSER=1` (set by `.ci/run`) it fails instead.
@@ -20,7 +24,6 @@ use common::*;
 use ed25519_dalek::SigningKey;
 use ledger_api::client::Client;
 use ledger_api::demo::{self, ReferenceCase};
-use ledger_api::Limits;
 use ledger_core::ids::ParticipantId;
 use serde_json::{json, Value};
 
@@ -126,7 +129,7 @@ async fn the_registry_reads_right_and_proves_itself_in_a_real_browser() {
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), Some(ORIGIN), Limits::default()).await;
+    let (running, witness) = service_with_witness(dir.path(), ORIGIN).await;
     let operator_key = key_of(&running);
     let client = Client::new(&running.url()).unwrap();
     let case = ReferenceCase::new(ORIGIN, OPERATOR, operator_key.clone());
@@ -152,11 +155,15 @@ async fn the_registry_reads_right_and_proves_itself_in_a_real_browser() {
         .unwrap();
     assert_eq!(answer.status.as_u16(), 201, "{}", answer.text());
 
+    // The page checks the witness's cosignature on the checkpoint it is given.
+    wait_until_cosigned(&running, &witness).await;
+
     let url = running.url();
     let report = tokio::task::spawn_blocking(move || run_script(&project, &chromium, &url))
         .await
         .unwrap();
     running.stop().await.unwrap();
+    witness.stop().await.unwrap();
 
     let failed: Vec<String> = report["checks"]
         .as_array()

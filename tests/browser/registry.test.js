@@ -142,6 +142,12 @@ async function main() {
       const { page } = await open("/certificates/CERT-2022-0001");
       const result = await verdict(page);
       record("certificate check turns green", result.verified === "true", JSON.stringify(result));
+      const cosignatures = (await page.locator('#verify-steps li[data-step="cosignatures"]').textContent()) || "";
+      record(
+        "the witness's cosignature is checked",
+        cosignatures.includes("cosigned by 1 of 1 witnesses") && result.status.includes("1 of 1 witnesses cosigned"),
+        cosignatures
+      );
       const body = await page.locator("body").innerText();
       for (const f of ["CERT-2022-0001", "1,000", "XZH-2021", "2021", "下渚湖", "Enterprise A"]) {
         record(`certificate shows ${f}`, body.includes(f), "");
@@ -207,6 +213,21 @@ async function main() {
         "checkpoint-signature",
       ],
       [
+        "an altered cosignature",
+        "**/v1/checkpoint",
+        (body) => {
+          // The last signature line is the witness's (the operator's comes first).
+          const lines = body.replace(/\n$/, "").split("\n");
+          const last = lines[lines.length - 1].split(" ");
+          const signature = Buffer.from(last[last.length - 1], "base64");
+          signature[signature.length - 1] ^= 1;
+          last[last.length - 1] = signature.toString("base64");
+          lines[lines.length - 1] = last.join(" ");
+          return lines.join("\n") + "\n";
+        },
+        "cosignature",
+      ],
+      [
         "an altered entry",
         "**/v1/entries/*",
         (body) => body.replace('"quantity":"1000"', '"quantity":"1001"'),
@@ -225,6 +246,25 @@ async function main() {
       const ok = result.verified === "false" && (expected === null || result.failed === expected);
       record(`the check turns red on ${what}`, ok, JSON.stringify(result));
       if (what === "an altered inclusion proof") await shot(page, "certificate-tampered");
+      await page.close();
+    }
+
+    // A checkpoint the witness has not cosigned (yet): still the operator's, and said so.
+    {
+      const page = await context.newPage();
+      await page.route("**/v1/checkpoint", async (route) => {
+        const response = await route.fetch();
+        const lines = (await response.text()).replace(/\n$/, "").split("\n");
+        await route.fulfill({ response, body: lines.slice(0, -1).join("\n") + "\n" });
+      });
+      await page.goto(a.url + "/certificates/CERT-2022-0001", { waitUntil: "load" });
+      const result = await verdict(page);
+      const cosignatures = (await page.locator('#verify-steps li[data-step="cosignatures"]').textContent()) || "";
+      record(
+        "a checkpoint not cosigned yet is verified and says so",
+        result.verified === "true" && cosignatures.includes("cosigned by 0 of 1") && cosignatures.includes("not yet cosigned by"),
+        cosignatures
+      );
       await page.close();
     }
 

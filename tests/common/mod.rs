@@ -7,6 +7,7 @@ pub mod contract;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
@@ -15,7 +16,9 @@ use ledger_api::demo::ReferenceCase;
 use ledger_api::keys::{self, DataDirOptions};
 use ledger_api::problem::Problem;
 use ledger_api::server::{self, Running, ServeOptions};
+use ledger_api::witness::{self, RunningWitness, WitnessOptions};
 use ledger_api::{app, AppState, Limits};
+use ledger_core::checkpoint;
 use ledger_core::ledger::{Clock, Ledger, LedgerConfig};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -182,4 +185,78 @@ pub async fn start(dir: &Path, origin: Option<&str>, limits: Limits) -> Running 
 /// The operator key of a running service.
 pub fn key_of(running: &Running) -> SigningKey {
     keys::read_key_file(&running.operator_key_path).unwrap()
+}
+
+/// The key name of the witness [`service_with_witness`] starts.
+pub const WITNESS_NAME: &str = "witness.bank.example/w1";
+
+/// The data folder options of a test service on `dir`.
+pub fn data_options(dir: &Path, origin: &str) -> DataDirOptions {
+    DataDirOptions {
+        dir: dir.to_owned(),
+        origin: Some(origin.to_owned()),
+        operator: OPERATOR.to_owned(),
+        operator_name: "德清县生态资源登记中心 (test)".to_owned(),
+    }
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A service on `dir/ledger` whose checkpoints go to a witness on `dir/witness` that follows it,
+/// both on this runtime; the service submits every 100 ms.
+pub async fn service_with_witness(dir: &Path, origin: &str) -> (Running, RunningWitness) {
+    let data = keys::open_data_dir(&data_options(&dir.join("ledger"), origin)).unwrap();
+    let log_vkey = checkpoint::verifier_key(origin, &data.config.operator_key.verifying_key());
+    let port = free_port();
+    let witness = witness::start(WitnessOptions {
+        data: dir.join("witness"),
+        name: Some(WITNESS_NAME.to_owned()),
+        listen: ([127, 0, 0, 1], 0).into(),
+        logs: vec![format!("http://127.0.0.1:{port}={log_vkey}")],
+        ca_cert: None,
+    })
+    .await
+    .unwrap();
+    let running = server::start(ServeOptions {
+        data: data_options(&dir.join("ledger"), origin),
+        listen: ([127, 0, 0, 1], port).into(),
+        limits: Limits::default(),
+        entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
+        witnesses: vec![format!("{}={}", witness.url(), witness.verifier_key)],
+        cosign_interval: Duration::from_millis(100),
+    })
+    .await
+    .unwrap();
+    (running, witness)
+}
+
+/// Waits (up to a minute) until `GET /v1/checkpoint` of `running` is of its current size and
+/// carries a cosignature of `witness` that verifies; returns that note.
+pub async fn wait_until_cosigned(running: &Running, witness: &RunningWitness) -> String {
+    let client = ledger_api::client::Client::new(&running.url()).unwrap();
+    let operator = running.ledger().operator_key();
+    let witnesses = vec![checkpoint::parse_cosigner_key(&witness.verifier_key).unwrap()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let size = running.ledger().size();
+    loop {
+        let note = client.get("/v1/checkpoint").await.unwrap().text();
+        let cp = checkpoint::open_checkpoint(&note, &running.origin, &operator).unwrap();
+        if cp.size == size
+            && checkpoint::verify_cosignatures(&note, &witnesses)
+                .unwrap()
+                .len()
+                == 1
+        {
+            return note;
+        }
+        assert!(Instant::now() < deadline, "no cosigned checkpoint: {note}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
