@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::checkpoint::{self, Checkpoint};
 use crate::ids::PledgeId;
 use crate::merkle::{self, CompactTree, Hash, NodeId, NodeSource};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::verify::{PledgeBundle, ProvedEntry};
 
 use super::{hex32, ConsistencyProof, InclusionProof, Ledger, LedgerError, StoreNodes};
@@ -88,27 +88,73 @@ impl Ledger {
     /// The latest checkpoint, signed by the operator key, as a C2SP signed note. A new one is
     /// signed (when the ledger has grown) only after checking that it extends the last one
     /// signed. Signing holds neither the sequencer nor the state: submissions go on meanwhile.
+    ///
+    /// On a store shared by several instances the last checkpoint signed is the one the store
+    /// keeps, whichever instance signed it: this instance first catches up to it, and keeps its
+    /// own only if the store holds none as large (a compare-and-set on the size); when another
+    /// instance won, it reads theirs back. So no instance ever answers a checkpoint older than
+    /// one any instance has answered.
     pub fn checkpoint(&self) -> Result<String, LedgerError> {
+        const ATTEMPTS: usize = 8;
         let mut last = self
             .last_checkpoint
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let key = self.operator_key.verifying_key();
-        let current = {
-            let head = self.read_head();
-            if let Some(note) = last.as_ref() {
-                if checkpoint_size(note) == Some(head.tree.size()) {
-                    return Ok(note.clone());
-                }
-                let previous = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
-                check_extends(self.store.as_ref(), &head.tree, &previous)?;
+        for _ in 0..ATTEMPTS {
+            if self.store.shared() {
+                self.adopt_stored_checkpoint(&mut last)?;
             }
-            Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root())
+            let current = {
+                let head = self.read_head();
+                if let Some(note) = last.as_ref() {
+                    if checkpoint_size(note).is_some_and(|size| size >= head.tree.size()) {
+                        return Ok(note.clone());
+                    }
+                    let previous = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
+                    check_extends(self.store.as_ref(), &head.tree, &previous)?;
+                }
+                Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root())
+            };
+            let note =
+                checkpoint::sign_checkpoint(&current, self.origin.as_str(), &self.operator_key)?;
+            match self.store.put_checkpoint(&note) {
+                Ok(()) => {
+                    *last = Some(note.clone());
+                    return Ok(note);
+                }
+                // Another instance kept one at least as large meanwhile: read it back.
+                Err(StoreError::CheckpointSuperseded { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "other instances kept signing checkpoints while this one tried".to_owned(),
+        )
+        .into())
+    }
+
+    /// On a shared store: takes the checkpoint the store keeps as the last one signed if it is
+    /// later than this instance's, after checking its signature, and catches up to its size.
+    fn adopt_stored_checkpoint(&self, last: &mut Option<String>) -> Result<(), LedgerError> {
+        let Some(stored) = self.store.checkpoint()? else {
+            return Ok(());
         };
-        let note = checkpoint::sign_checkpoint(&current, self.origin.as_str(), &self.operator_key)?;
-        self.store.put_checkpoint(&note)?;
-        *last = Some(note.clone());
-        Ok(note)
+        let key = self.operator_key.verifying_key();
+        let opened = checkpoint::open_checkpoint(&stored, self.origin.as_str(), &key)?;
+        let known = last.as_deref().and_then(checkpoint_size);
+        if known.is_some_and(|size| size >= opened.size) {
+            return Ok(());
+        }
+        if self.refresh()? < opened.size {
+            return Err(LedgerError::Integrity(format!(
+                "the store keeps a checkpoint of {} entries but holds fewer",
+                opened.size
+            )));
+        }
+        check_extends(self.store.as_ref(), &self.read_head().tree, &opened)?;
+        *last = Some(stored);
+        Ok(())
     }
 
     /// [`crate::verify::verify_pledge_bundle`]), proved under the latest checkpoint.

@@ -16,11 +16,11 @@ use std::sync::{mpsc, RwLockWriteGuard};
 
 use crate::entry::{EntryKind, SignatureLine, Submission};
 use crate::error::RuleError;
-use crate::ids::{ParticipantId, PublicKey};
+use crate::ids::{EntryId, ParticipantId, PublicKey};
 use crate::merkle::{self, NodeId};
 use crate::sign::{self, Verified};
 use crate::state::Context;
-use crate::store::Append;
+use crate::store::{Append, StoreError};
 use crate::wire::{self, Envelope, Prepared, WireError};
 
 use super::{hex32, Head, Ledger, LedgerError, Receipt, MAX_GROUP};
@@ -77,6 +77,20 @@ impl Drop for Pass<'_> {
         for reply in self.waiting.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
+    }
+}
+
+/// Most attempts of one pass on a shared store: the first, optimistic; the next under the
+/// store's head lock, which no other instance can overtake (more only if the store misbehaves).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Releases the store's head lock when a pass that took it ends (an append commits and releases
+/// it first; this covers a pass left with nothing to append, an error, a panic).
+struct HeadLock<'a>(&'a Ledger);
+
+impl Drop for HeadLock<'_> {
+    fn drop(&mut self) {
+        self.0.store.unlock_head();
     }
 }
 
@@ -261,19 +275,48 @@ impl Ledger {
         }
     }
 
+    /// Sequences the units, writes them and answers. On a shared store another instance may
+    /// have appended since this one last did ([`StoreError::Behind`]): the pass locks the store's
+    /// head, catches up with what it missed and sequences the same units again, so that it
+    /// cannot be overtaken twice.
     fn sequence_units(&self, head: &mut Head, units: Vec<Unit>) -> Vec<UnitResult> {
+        let mut _locked = None;
+        let mut attempt = 1;
+        loop {
+            let (results, behind) = self.sequence_attempt(head, &units);
+            let Some(durable) = behind.filter(|_| attempt < MAX_ATTEMPTS) else {
+                return results;
+            };
+            attempt += 1;
+            let lock = HeadLock(self);
+            let caught_up = self
+                .store
+                .lock_head()
+                .map_err(LedgerError::from)
+                .and_then(|locked| self.behind(head, locked.unwrap_or(durable).max(durable)));
+            if let Err(error) = caught_up {
+                return units.iter().map(|_| Err(error.clone())).collect();
+            }
+            _locked = Some(lock);
+        }
+    }
+
+    /// One attempt of a pass: every unit sequenced, the group written. Returns the answers, and
+    /// the store's size if the write found that another instance appended meanwhile (memory is
+    /// then as before the attempt).
+    fn sequence_attempt(&self, head: &mut Head, units: &[Unit]) -> (Vec<UnitResult>, Option<u64>) {
         let tree_before = head.tree.clone();
         let chain_before = head.last_leaf_hash;
         let mut group = GroupWrite::default();
         let halted = self.halted();
         let mut results: Vec<UnitResult> = units
-            .into_iter()
+            .iter()
             .map(|unit| match (&halted, unit) {
                 (Some(reason), _) => Err(LedgerError::Halted(reason.clone())),
                 (None, Unit::Single(single)) => self
                     .sequence_one(head, &mut group, &single.0, &single.1)
                     .map(|r| vec![r]),
-                (None, Unit::Group(entries)) => self.sequence_group(head, &mut group, &entries),
+                (None, Unit::Group(entries)) => self.sequence_group(head, &mut group, entries),
             })
             .collect();
         let outcome = if group.leaves.is_empty() {
@@ -281,6 +324,7 @@ impl Ledger {
         } else {
             self.write(head, &group, tree_before.size())
         };
+        let mut behind = None;
         match outcome {
             Ok(()) => {
                 head.state.settle();
@@ -298,6 +342,9 @@ impl Ledger {
                 head.state.revert();
                 head.tree = tree_before;
                 head.last_leaf_hash = chain_before;
+                if let LedgerError::Store(StoreError::Behind { durable }) = error {
+                    behind = Some(durable);
+                }
                 for result in &mut results {
                     if result.is_ok() {
                         *result = Err(error.clone());
@@ -305,7 +352,7 @@ impl Ledger {
                 }
             }
         }
-        results
+        (results, behind)
     }
 
     fn write(
@@ -333,10 +380,11 @@ impl Ledger {
     /// Reads the head back from the store after a pass failed in a way that leaves memory in
     /// doubt. If the store cannot be read, the ledger stops writing (it still answers reads).
     pub(super) fn reload(&self, head: &mut Head) {
-        let loaded = self
-            .store
-            .meta()
+        // On a shared store, no other instance appends while the state is read back.
+        let locked = self.store.lock_head();
+        let loaded = locked
             .map_err(LedgerError::from)
+            .and_then(|_| self.store.meta().map_err(LedgerError::from))
             .and_then(|meta| {
                 let meta = meta.ok_or_else(|| {
                     LedgerError::Integrity("the store lost its metadata row".to_owned())
@@ -344,6 +392,7 @@ impl Ledger {
                 let operator = PublicKey::from(self.operator_key.verifying_key());
                 Head::load(&self.store, meta, &self.origin, &operator)
             });
+        self.store.unlock_head();
         match loaded {
             Ok(fresh) => {
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh.keys();
@@ -475,7 +524,8 @@ impl Ledger {
         if first.body_digest != prepared.body_digest {
             return Ok(None);
         }
-        let (receipt, signatures) = self.receipt_again(head, group, first.seq)?;
+        let (receipt, signatures) =
+            self.receipt_again(head, group, first.seq, &prepared.body().id)?;
         Ok(same_signatures(&signatures, &prepared.submission.signatures).then_some(receipt))
     }
 
@@ -485,18 +535,33 @@ impl Ledger {
         head: &Head,
         group: &GroupWrite,
         seq: u64,
+        id: &EntryId,
     ) -> Result<(Receipt, Vec<SignatureLine>), LedgerError> {
-        let durable = head.meta.size;
-        let leaf = if seq >= durable {
-            usize::try_from(seq - durable)
-                .ok()
-                .and_then(|i| group.leaves.get(i).cloned())
-        } else {
-            self.store.leaf(seq)?
+        let read = |leaf: &[u8]| {
+            Envelope::from_leaf(leaf)
+                .map_err(|e| LedgerError::Integrity(format!("leaf {seq} cannot be read: {e}")))
         };
-        let leaf = leaf.ok_or_else(|| LedgerError::Integrity(format!("leaf {seq} is missing")))?;
-        let envelope = Envelope::from_leaf(&leaf)
-            .map_err(|e| LedgerError::Integrity(format!("leaf {seq} cannot be read: {e}")))?;
+        // An entry of this pass is in the group; an earlier one in the store. On a shared store
+        // the entry may also be one that another instance appended and this one has not caught
+        // up with: it is in the store, at a position the group may cover too.
+        let in_group = seq
+            .checked_sub(head.meta.size)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| group.leaves.get(i))
+            .map(|leaf| read(leaf).map(|envelope| (leaf.clone(), envelope)))
+            .transpose()?
+            .filter(|(_, envelope)| envelope.entry.body.id == *id);
+        let (leaf, envelope) = match in_group {
+            Some(found) => found,
+            None => {
+                let leaf = self
+                    .store
+                    .leaf(seq)?
+                    .ok_or_else(|| LedgerError::Integrity(format!("leaf {seq} is missing")))?;
+                let envelope = read(&leaf)?;
+                (leaf, envelope)
+            }
+        };
         let receipt = Receipt {
             seq,
             id: envelope.entry.body.id.to_string(),
