@@ -208,6 +208,7 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
                 listen: ([127, 0, 0, 1], 0).into(),
                 limits: Limits::default(),
                 entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
+                store: None,
             })
             .await
             .map_err(|e| ClientError(format!("cannot start a service: {e}")))?;

@@ -563,7 +563,7 @@ fn restore_into(original: &Ledger, note: &str, export: &[u8], target: &stores::T
     assert_eq!(restored.checkpoint().unwrap(), note);
     assert_eq!(
         available(&restored, "two-mountains-bank"),
-        available(&original, "two-mountains-bank")
+        available(original, "two-mountains-bank")
     );
     assert_eq!(restored.read(|s| s.clone()), original.read(|s| s.clone()));
     restored.verify_full().unwrap();

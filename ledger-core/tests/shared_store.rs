@@ -88,7 +88,11 @@ fn reference_market(a: &ledger_core::ledger::Ledger) -> ledger_core::reference::
 fn available(ledger: &ledger_core::ledger::Ledger, holder: &str) -> rust_decimal::Decimal {
     use ledger_core::reference::BATCH;
     let holder = pid(holder);
-    ledger.read(|s| s.balance(&holder, &BATCH.parse().unwrap()).available.value())
+    ledger.read(|s| {
+        s.balance(&holder, &BATCH.parse().unwrap())
+            .available
+            .value()
+    })
 }
 
 #[test]
@@ -215,4 +219,3 @@ fn concurrent_submitters_on_two_instances_keep_seq_gap_free() {
     assert_eq!(c.root(), a.root());
     assert_eq!(c.read(|s| s.clone()), a.read(|s| s.clone()));
 }
-

@@ -40,10 +40,14 @@ use postgres::error::SqlState;
 
 mod pool;
 pub mod schema;
+pub mod scratch;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 use pool::{Conn, Pool, Pooled};
+
+/// The PostgreSQL client this store uses, for callers that parse a URL as it does.
+pub use postgres;
 
 /// Most connections one instance opens (the sequencer's, the head lock's, and readers').
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
@@ -194,9 +198,17 @@ impl PgStore {
 
     /// [`PgStore::connect`] with at most `max_connections` connections.
     pub fn connect_with(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let mut config: postgres::Config = url
+        let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Io(format!("the store URL is not valid: {e}")))?;
+        Self::connect_config(config, max_connections)
+    }
+
+    /// [`PgStore::connect_with`] from parsed settings.
+    pub fn connect_config(
+        mut config: postgres::Config,
+        max_connections: usize,
+    ) -> Result<Self, StoreError> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(5));
         }
@@ -537,6 +549,13 @@ impl PgStore {
     }
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let slot = self.held.get_mut().unwrap_or_else(|e| e.into_inner());
+        pool::close_apart(slot.conn.take().into_iter().collect());
+    }
+}
+
 fn describe(config: &postgres::Config) -> String {
     let host = config
         .get_hosts()
@@ -590,6 +609,8 @@ impl Store for PgStore {
                 };
                 if result.is_ok() {
                     slot.conn = Some(conn);
+                } else {
+                    pool::close_apart(vec![conn]);
                 }
                 return result;
             }
@@ -743,9 +764,18 @@ impl Store for PgStore {
         }
         let mut conn = match slot.conn.take() {
             Some(conn) if !conn.client.is_closed() => conn,
-            _ => pool::fresh(self.pool.connect().map_err(store_error)?),
+            other => {
+                pool::close_apart(other.into_iter().collect());
+                pool::fresh(self.pool.connect().map_err(store_error)?)
+            }
         };
-        let size = Self::begin_locked(&mut conn).map_err(store_error)?;
+        let size = match Self::begin_locked(&mut conn) {
+            Ok(size) => size,
+            Err(error) => {
+                pool::close_apart(vec![conn]);
+                return Err(store_error(error));
+            }
+        };
         slot.conn = Some(conn);
         slot.locked = Some(size);
         Ok(Some(size))
@@ -759,7 +789,7 @@ impl Store for PgStore {
                 .as_mut()
                 .is_some_and(|conn| conn.client.batch_execute("ROLLBACK").is_ok());
             if !ended {
-                slot.conn = None;
+                pool::close_apart(slot.conn.take().into_iter().collect());
             }
         }
     }

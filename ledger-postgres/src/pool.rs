@@ -156,6 +156,29 @@ impl Pool {
     }
 }
 
+/// Closing a connection blocks on its own runtime, which panics on a thread that is running an
+/// async runtime already (a store dropped inside an async task): connections are closed on a
+/// thread of their own.
+pub(crate) fn close_apart(conns: Vec<Conn>) {
+    if conns.is_empty() {
+        return;
+    }
+    let closing = std::thread::Builder::new()
+        .name("pg-close".to_owned())
+        .spawn(move || drop(conns));
+    if let Ok(closing) = closing {
+        let _ = closing.join();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle =
+            std::mem::take(&mut self.state.get_mut().unwrap_or_else(|e| e.into_inner()).idle);
+        close_apart(idle);
+    }
+}
+
 impl Pooled<'_> {
     pub(crate) fn conn(&mut self) -> &mut Conn {
         self.conn
@@ -175,7 +198,7 @@ impl Drop for Pooled<'_> {
             return;
         };
         if self.broken || conn.client.is_closed() {
-            drop(conn);
+            close_apart(vec![conn]);
             self.pool.release_slot();
             return;
         }

@@ -201,12 +201,17 @@ impl TestCluster {
             c.args(["-c", &script]);
             c
         };
-        command
+        let watcher = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("the cluster's watcher: {e}"));
+        // It outlives this process on purpose; a thread reaps it should it end first.
+        std::thread::spawn(move || {
+            let mut watcher = watcher;
+            let _ = watcher.wait();
+        });
     }
 
     fn try_start(&self) -> bool {

@@ -168,6 +168,7 @@ pub async fn start(dir: &Path, origin: Option<&str>, limits: Limits) -> Running 
         listen: ([127, 0, 0, 1], 0).into(),
         limits,
         entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
+        store: None,
     })
     .await
     .unwrap()
