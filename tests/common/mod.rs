@@ -60,6 +60,7 @@ pub fn memory_app_on(limits: Limits, clock: Clock) -> (axum::Router, AppState, R
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: axum::http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -110,12 +111,14 @@ pub async fn send(app: &axum::Router, method: &str, path: &str, body: impl Into<
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
+    let headers = response.headers().clone();
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
     Answer {
         status,
         content_type,
+        headers,
         body,
     }
 }
