@@ -145,13 +145,9 @@ impl AppState {
         f: impl Fn(&Ledger) -> Result<R, ApiError> + Send + 'static,
     ) -> Result<R, ApiError> {
         self.blocking(move |ledger| match f(ledger) {
-            Err(error) if error.status() == StatusCode::NOT_FOUND => {
-                let before = ledger.size();
-                if ledger.refresh()? > before {
-                    f(ledger)
-                } else {
-                    Err(error)
-                }
+            Err(error) if error.status() == StatusCode::NOT_FOUND && ledger.shared_store() => {
+                ledger.refresh()?;
+                f(ledger)
             }
             other => other,
         })

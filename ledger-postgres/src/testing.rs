@@ -253,11 +253,21 @@ impl TestCluster {
             std::process::id(),
             NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
         );
-        let mut client = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connecting to the test cluster: {e}"));
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        let admin = self.url("postgres");
+        // On a thread of its own: the blocking client cannot run on an async runtime's thread,
+        // and tests call this from async tests too.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+                        .unwrap_or_else(|e| panic!("connecting to the test cluster: {e}"));
+                    client
+                        .batch_execute(&format!("CREATE DATABASE {name}"))
+                        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+                })
+                .join()
+                .unwrap_or_else(|_| panic!("creating the database {name} failed"));
+        });
         self.url(&name)
     }
 

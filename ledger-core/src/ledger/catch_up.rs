@@ -45,6 +45,11 @@ impl Ledger {
         Ok(head.tree.size())
     }
 
+    /// Whether other instances may append to this ledger's store (a shared database).
+    pub fn shared_store(&self) -> bool {
+        self.store.shared()
+    }
+
     /// Applies the entries the store holds beyond the head. If one of them cannot be applied
     /// (the store contradicts itself or holds an entry this program refuses), the head is read
     /// back from the store as a whole and the error returned.

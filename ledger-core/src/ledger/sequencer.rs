@@ -150,7 +150,15 @@ impl Ledger {
                 return Ok(receipt);
             }
         }
-        let verified = self.verify(&prepared)?;
+        let verified = match self.verify(&prepared) {
+            // A signer registered, or a key rotated, by another instance sharing the store:
+            // catch up and check again before refusing.
+            Err(LedgerError::Signature(_)) if self.store.shared() => {
+                self.refresh()?;
+                self.verify(&prepared)?
+            }
+            other => other?,
+        };
         let mut receipts = self.run(Unit::Single(Box::new((prepared, verified))))?;
         receipts
             .pop()
@@ -283,7 +291,10 @@ impl Ledger {
         let mut _locked = None;
         let mut attempt = 1;
         loop {
-            let (results, behind) = self.sequence_attempt(head, &units);
+            let (results, mut behind, appended) = self.sequence_attempt(head, &units);
+            if behind.is_none() && !appended && self.store.shared() && attempt < MAX_ATTEMPTS {
+                behind = self.refusals_stale(head, &results);
+            }
             let Some(durable) = behind.filter(|_| attempt < MAX_ATTEMPTS) else {
                 return results;
             };
@@ -301,10 +312,33 @@ impl Ledger {
         }
     }
 
-    /// One attempt of a pass: every unit sequenced, the group written. Returns the answers, and
-    /// the store's size if the write found that another instance appended meanwhile (memory is
-    /// then as before the attempt).
-    fn sequence_attempt(&self, head: &mut Head, units: &[Unit]) -> (Vec<UnitResult>, Option<u64>) {
+    /// On a shared store, a pass that refused something without appending anything made its
+    /// decisions on this instance's state, which another instance's appends may have left
+    /// behind (a signer registered, sink received elsewhere). A pass that appended needs no
+    /// check: its append found the store's head where the pass built on, so every decision of
+    /// the pass was made on the latest state. Returns the store's size if it is ahead: the pass
+    /// then catches up and decides again.
+    fn refusals_stale(&self, head: &Head, results: &[UnitResult]) -> Option<u64> {
+        let refused = results.iter().any(|r| {
+            r.as_ref()
+                .err()
+                .is_some_and(|e| !matches!(e, LedgerError::Store(_) | LedgerError::Halted(_)))
+        });
+        if !refused {
+            return None;
+        }
+        let durable = self.store.meta().ok().flatten().map(|meta| meta.size)?;
+        (durable > head.tree.size()).then_some(durable)
+    }
+
+    /// One attempt of a pass: every unit sequenced, the group written. Returns the answers, the
+    /// store's size if the write found that another instance appended meanwhile (memory is then
+    /// as before the attempt), and whether it appended.
+    fn sequence_attempt(
+        &self,
+        head: &mut Head,
+        units: &[Unit],
+    ) -> (Vec<UnitResult>, Option<u64>, bool) {
         let tree_before = head.tree.clone();
         let chain_before = head.last_leaf_hash;
         let mut group = GroupWrite::default();
@@ -325,6 +359,7 @@ impl Ledger {
             self.write(head, &group, tree_before.size())
         };
         let mut behind = None;
+        let appended = outcome.is_ok() && !group.leaves.is_empty();
         match outcome {
             Ok(()) => {
                 head.state.settle();
@@ -352,7 +387,7 @@ impl Ledger {
                 }
             }
         }
-        (results, behind)
+        (results, behind, appended)
     }
 
     fn write(
