@@ -28,7 +28,7 @@
 //! replica that lost the last transactions, then refuses to open rather than serve less than the
 //! instance once signed.
 //!
-//! With the `testing` feature, [`testing::TestCluster`] starts a throwaway PostgreSQL cluster for
+//! With the `testing` feature, `testing::TestCluster` starts a throwaway PostgreSQL cluster for
 //! tests.
 
 use std::path::{Path, PathBuf};
