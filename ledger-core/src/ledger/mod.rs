@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
@@ -307,6 +307,9 @@ pub struct Ledger {
     turn: Condvar,
     durable_writes: AtomicU64,
     entries_written: AtomicU64,
+    /// On a shared store: passes left that lock the store's head before they sequence, because
+    /// another instance overtook a recent one.
+    contended_passes: AtomicU32,
     /// Why the ledger stopped writing, if it did: a failure after which what is durable could
     /// not be read back.
     halted: Mutex<Option<String>>,
@@ -529,6 +532,7 @@ impl Ledger {
             turn: Condvar::new(),
             durable_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
+            contended_passes: AtomicU32::new(0),
             halted: Mutex::new(None),
             last_checkpoint: Mutex::new(last_checkpoint),
         };

@@ -84,6 +84,9 @@ impl Drop for Pass<'_> {
 /// store's head lock, which no other instance can overtake (more only if the store misbehaves).
 const MAX_ATTEMPTS: usize = 3;
 
+/// How many passes after one that was overtaken take the head lock before they sequence.
+const CONTENDED_PASSES: u32 = 32;
+
 /// Releases the store's head lock when a pass that took it ends (an append commits and releases
 /// it first; this covers a pass left with nothing to append, an error, a panic).
 struct HeadLock<'a>(&'a Ledger);
@@ -141,9 +144,11 @@ impl Ledger {
     /// Submits one decoded entry.
     pub fn submit_prepared(&self, prepared: Prepared) -> Result<Receipt, LedgerError> {
         // The same signed entry again gets its first receipt, even if a signer's key has
-        // rotated since: it was verified when it was accepted.
-        {
-            let head = self.read_head();
+        // rotated since: it was verified when it was accepted. Looked for here only when the
+        // sequencer is not writing (its pass holds the head): a submitter that waited for the
+        // head would join the next group late. The sequencer looks again anyway, and a
+        // resubmission whose signatures no longer verify is looked for below.
+        if let Ok(head) = self.head.try_read() {
             if let Some(receipt) =
                 self.same_entry_again(&head, &GroupWrite::default(), &prepared)?
             {
@@ -151,11 +156,21 @@ impl Ledger {
             }
         }
         let verified = match self.verify(&prepared) {
-            // A signer registered, or a key rotated, by another instance sharing the store:
-            // catch up and check again before refusing.
-            Err(LedgerError::Signature(_)) if self.store.shared() => {
-                self.refresh()?;
-                self.verify(&prepared)?
+            Err(LedgerError::Signature(error)) => {
+                // A signer registered, or a key rotated, by another instance sharing the store:
+                // catch up and check again before refusing.
+                if self.store.shared() {
+                    self.refresh()?;
+                }
+                let again = {
+                    let head = self.read_head();
+                    self.same_entry_again(&head, &GroupWrite::default(), &prepared)?
+                };
+                match again {
+                    Some(receipt) => return Ok(receipt),
+                    None if self.store.shared() => self.verify(&prepared)?,
+                    None => return Err(LedgerError::Signature(error)),
+                }
             }
             other => other?,
         };
@@ -289,6 +304,32 @@ impl Ledger {
     /// cannot be overtaken twice.
     fn sequence_units(&self, head: &mut Head, units: Vec<Unit>) -> Vec<UnitResult> {
         let mut _locked = None;
+        // Under contention (another instance appended before one of the last passes), a pass
+        // takes the head lock first: an optimistic attempt would most likely be overtaken.
+        let contended = self.store.shared()
+            && self
+                .contended_passes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        if contended {
+            // Catch up with what is durable before taking the lock, so that the lock is held
+            // for the few entries appended meanwhile rather than for all of them.
+            if let Ok(Some(meta)) = self.store.meta() {
+                if meta.size > head.tree.size() {
+                    let _ = self.behind(head, meta.size);
+                }
+            }
+            let lock = HeadLock(self);
+            let caught_up = self
+                .store
+                .lock_head()
+                .map_err(LedgerError::from)
+                .and_then(|locked| self.behind(head, locked.unwrap_or(0)));
+            if let Err(error) = caught_up {
+                return units.iter().map(|_| Err(error.clone())).collect();
+            }
+            _locked = Some(lock);
+        }
         let mut attempt = 1;
         loop {
             let (results, mut behind, appended) = self.sequence_attempt(head, &units);
@@ -298,6 +339,8 @@ impl Ledger {
             let Some(durable) = behind.filter(|_| attempt < MAX_ATTEMPTS) else {
                 return results;
             };
+            self.contended_passes
+                .store(CONTENDED_PASSES, Ordering::Relaxed);
             attempt += 1;
             let lock = HeadLock(self);
             let caught_up = self
