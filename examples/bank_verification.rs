@@ -27,7 +27,7 @@ fn operator_side() -> Result<(String, [u8; 32]), Box<dyn std::error::Error>> {
             ledger.submit(step.submission)?;
         }
     }
-    let bundle = ledger.pledge_bundle(&"PL-2022-001".parse()?)?;
+    let bundle = ledger.pledge_bundle(&"PL-2022-001".parse()?, None)?;
     Ok((
         serde_json::to_string_pretty(&bundle)?,
         ledger.operator_key().to_bytes(),

@@ -7,6 +7,7 @@
 //! cargo run --release --example history_scale -- build DIR N     # add N trades (creates DIR)
 //! cargo run --release --example history_scale -- open DIR        # open time, RSS, proof times
 //! cargo run --release --example history_scale -- verify DIR      # full verification vs signatures
+//! cargo run --release --example history_scale -- pages DIR       # a page of history, and submissions while a client pages
 //! ```
 
 use std::time::{Duration, Instant};
@@ -144,6 +145,99 @@ fn verify(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// p50 and p99 of `n` runs of `f`.
+fn percentiles(n: u64, f: &mut dyn FnMut(u64)) -> (Duration, Duration) {
+    let mut times: Vec<Duration> = (0..n)
+        .map(|i| {
+            let t0 = Instant::now();
+            f(i);
+            t0.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
+    (at(50), at(99))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Pages of trades at this size, and what paging does to submissions.
+fn pages(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use ledger_core::state::{PageRequest, TradeFilter};
+    let market = Market::new(HOLDERS);
+    let ledger = std::sync::Arc::new(Ledger::open_dir(dir.as_ref(), market.config()?)?);
+    let size = ledger.size();
+    let page = |after: Option<u64>, newest_first: bool, filter: &TradeFilter| {
+        let request = PageRequest {
+            after,
+            limit: 100,
+            newest_first,
+        };
+        let page = ledger.trade_page(filter, request).expect("a page");
+        assert!(!page.items.is_empty(), "the page is not empty");
+    };
+    let all = TradeFilter::default();
+    let (first_p50, first_p99) = percentiles(500, &mut |_| page(None, false, &all));
+    let (deep_p50, deep_p99) = percentiles(500, &mut |i| {
+        page(Some(size - 200 - (i * 7919) % (size / 2)), false, &all)
+    });
+    let (newest_p50, newest_p99) = percentiles(500, &mut |_| page(None, true, &all));
+    let (party_p50, party_p99) = percentiles(500, &mut |i| {
+        let filter = TradeFilter {
+            party: Some(
+                format!("holder-{}", i % HOLDERS as u64)
+                    .parse()
+                    .expect("an id"),
+            ),
+            ..TradeFilter::default()
+        };
+        page(None, false, &filter)
+    });
+    println!("pages of 100 trades at {size} entries (p50 / p99):");
+    println!("  first page {:.2} / {:.2} ms; a deep page {:.2} / {:.2} ms; newest first {:.2} / {:.2} ms; by party {:.2} / {:.2} ms",
+        ms(first_p50), ms(first_p99), ms(deep_p50), ms(deep_p99), ms(newest_p50), ms(newest_p99), ms(party_p50), ms(party_p99));
+
+    // Submissions one at a time, each durable, without and with a client paging all along.
+    let first = usize::try_from(size)? - 1 - market.setup_entries();
+    let submit_all = |from: usize, n: usize| -> Vec<Duration> {
+        let mut times: Vec<Duration> = (from..from + n)
+            .map(|k| {
+                let trade = market.trade(k).expect("a trade");
+                let t0 = Instant::now();
+                ledger.submit_prepared(trade).expect("accepted");
+                t0.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        times
+    };
+    let n = 300;
+    let quiet = submit_all(first, n);
+    let paging = std::sync::atomic::AtomicBool::new(true);
+    let (busy, pages_read) = std::thread::scope(|scope| {
+        let pager = scope.spawn(|| {
+            let mut read = 0u64;
+            while paging.load(std::sync::atomic::Ordering::Relaxed) {
+                page(Some((read * 104_729) % (size - 200)), false, &all);
+                read += 1;
+            }
+            read
+        });
+        let times = submit_all(first + n, n);
+        paging.store(false, std::sync::atomic::Ordering::Relaxed);
+        (times, pager.join().expect("the pager"))
+    });
+    let p50 = |t: &[Duration]| ms(t[t.len() / 2]);
+    let max = |t: &[Duration]| ms(t[t.len() - 1]);
+    println!(
+        "submissions, one at a time: alone p50 {:.2} ms, max {:.2} ms; while a client read {pages_read} pages of 100: p50 {:.2} ms, max {:.2} ms ({:.0} % of the quiet p50)",
+        p50(&quiet), max(&quiet), p50(&busy), max(&busy), 100.0 * p50(&busy) / p50(&quiet)
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
@@ -155,6 +249,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["build", dir, n] => build(dir, n.parse()?),
         ["open", dir] => open(dir),
         ["verify", dir] => verify(dir),
-        _ => Err("usage: history_scale build DIR N | open DIR | verify DIR".into()),
+        ["pages", dir] => pages(dir),
+        _ => Err("usage: history_scale build DIR N | open DIR | verify DIR | pages DIR".into()),
     }
 }

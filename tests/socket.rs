@@ -320,6 +320,8 @@ async fn a_restart_keeps_entries_balances_root_and_checkpoint() {
         listen: ([127, 0, 0, 1], 0).into(),
         limits: Limits::default(),
         entry_max_age: ledger_api::server::DEFAULT_ENTRY_MAX_AGE,
+        witnesses: Vec::new(),
+        cosign_interval: ledger_api::server::DEFAULT_COSIGN_INTERVAL,
         store: None,
     })
     .await;

@@ -175,27 +175,90 @@ pub fn verify(export: &Path, checkpoint_file: &Path, key: &str) -> Result<String
     ))
 }
 
-/// `verify-pledge`: a bank's offline check of a pledge bundle.
-pub fn verify_pledge(bundle: &Path, key: &str) -> Result<String, CliError> {
-    let key = operator_key(key)?;
+/// What a bank requires of a bundle: its witnesses (C2SP vkeys of type 0x04, or files holding
+/// one), how many must have cosigned, and a file keeping the last checkpoint it accepted.
+#[derive(Clone, Debug, Default)]
+pub struct BankOptions {
+    /// `--witness VKEY`, repeatable.
+    pub witnesses: Vec<String>,
+    /// `--quorum K`; by default every witness given must have cosigned.
+    pub quorum: Option<usize>,
+    /// `--state FILE`.
+    pub state: Option<PathBuf>,
+}
+
+/// `verify-pledge --bundle FILE --operator-key KEY [--witness VKEY]... [--quorum K] [--state FILE]`:
+/// a bank's offline check of a pledge bundle, trusting only the operator's public key and the
+/// witnesses it chose. With `--state`, the bundle's checkpoint must extend the last one accepted,
+/// which it then replaces.
+pub fn verify_pledge(bundle: &Path, key: &str, bank: &BankOptions) -> Result<String, CliError> {
+    let operator = operator_key(key)?;
     let bundle: PledgeBundle = serde_json::from_slice(&read(bundle)?)
         .map_err(|e| CliError(format!("{}: not a pledge bundle: {e}", bundle.display())))?;
-    let f = verify::verify_pledge_bundle(&bundle, &key).map_err(|e| CliError(e.to_string()))?;
-    Ok(format!(
-        "OK: pledge {} verifies under the checkpoint of size {} (root {}).\n\
-         pledgor: {}\nbank: {}\nlocked: {} t of batch {} (vintage {}, project {})\n\
-         facility limit: {} {} (reference price {}, haircut {})\n\
-         batch issued: {} t by the operator from report {}, which {} verified at {} t\n\
-         pledged at entry {}\n",
-        f.pledge,
-        f.checkpoint_size,
-        f.checkpoint_root,
+    let witnesses = bank
+        .witnesses
+        .iter()
+        .map(|w| {
+            let text = match Path::new(w).is_file() {
+                true => read_text(Path::new(w))?,
+                false => w.clone(),
+            };
+            checkpoint::parse_cosigner_key(text.trim()).map_err(|e| {
+                CliError(format!(
+                    "--witness \"{w}\" is not a witness's verifier key: {e}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let accepted = match &bank.state {
+        Some(path) if path.exists() => {
+            let note = read_text(path)?;
+            let origin = note.lines().next().unwrap_or_default().to_owned();
+            Some(
+                checkpoint::open_checkpoint(&note, &origin, &operator).map_err(|e| {
+                    CliError(format!(
+                        "{}: not a checkpoint of this operator: {e}",
+                        path.display()
+                    ))
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let policy = verify::BankPolicy {
+        quorum: bank.quorum.unwrap_or(witnesses.len()),
+        witnesses,
+        accepted,
+    };
+    let f = verify::verify_pledge_bundle_with(&bundle, &operator, &policy)
+        .map_err(|e| CliError(e.to_string()))?;
+    if let Some(path) = &bank.state {
+        write_atomically(path, bundle.checkpoint.as_bytes())?;
+    }
+    let mut out = format!(
+        "OK: pledge {} verifies under the checkpoint of size {} (root {}).\n",
+        f.pledge, f.checkpoint_size, f.checkpoint_root
+    );
+    if policy.quorum > 0 || !f.cosigned_by.is_empty() {
+        out.push_str(&format!(
+            "cosigned by {} of the {} witnesses given (quorum {}): {}\n",
+            f.cosigned_by.len(),
+            policy.witnesses.len(),
+            policy.quorum,
+            f.cosigned_by.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "pledgor: {}\nbank: {}\nlocked for this bank: {} t of batch {} (vintage {}, project {})\n\
+         pledged at entry {} with facility limit {} {} (reference price {}, haircut {})\n\
+         batch issued: {} t by the operator from report {}, which {} verified at {} t\n",
         f.pledgor,
         f.bank,
         f.quantity,
         f.batch,
         f.vintage,
         f.project,
+        f.pledge_seq,
         f.limit,
         f.currency,
         f.price_ref,
@@ -204,8 +267,70 @@ pub fn verify_pledge(bundle: &Path, key: &str) -> Result<String, CliError> {
         f.report,
         f.verifier,
         f.report_verified,
-        f.pledge_seq
-    ))
+    ));
+    if let Some(state) = &f.state {
+        out.push_str(&format!(
+            "state at the checkpoint ({} rows, root {}):\n\
+             - the pledge is {}; limit {} {}, outstanding {} {}, maturity {}{}\n\
+             - {} holds {} t of {} pledged (covering the {} t locked) and {} t available\n\
+             - batch {}: issued {} t, retired {} t, reversed {} t\n\
+             - price in force: {} at {} {} (effective {})\n\
+             - coverage: {} t × {} = {} {}; ÷ outstanding = {}\n",
+            state.state_rows,
+            state.state_root,
+            state.status.word(),
+            state.limit,
+            f.currency,
+            state.outstanding,
+            f.currency,
+            state
+                .maturity
+                .map_or_else(|| "none".to_owned(), |m| m.to_string()),
+            state.settled.map_or_else(String::new, |s| format!(
+                ", settled by the collateral {s} {}",
+                f.currency
+            )),
+            f.pledgor,
+            state.pledgor_pledged,
+            f.batch,
+            f.quantity,
+            state.pledgor_available,
+            f.batch,
+            state.batch_issued,
+            state.batch_retired,
+            state.batch_reversed,
+            state.price,
+            state.unit_price,
+            f.currency,
+            state.price_effective_at,
+            f.quantity,
+            state.unit_price,
+            state.collateral_value,
+            f.currency,
+            state.coverage_ratio.map_or_else(
+                || "none (nothing outstanding)".to_owned(),
+                |r| r.to_string()
+            ),
+        ));
+    }
+    if let Some(path) = &bank.state {
+        out.push_str(&format!(
+            "the checkpoint is kept in {} as the last one accepted\n",
+            path.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// Replaces `path` with `bytes`: a temporary file beside it, synced, renamed over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let io = |e: std::io::Error| CliError(format!("{}: {e}", path.display()));
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
 }
 
 /// `check --data DIR [--store URL]`: re-verifies a stopped ledger from its own store — every signature, the

@@ -208,6 +208,8 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
                 listen: ([127, 0, 0, 1], 0).into(),
                 limits: Limits::default(),
                 entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
+                witnesses: Vec::new(),
+                cosign_interval: server::DEFAULT_COSIGN_INTERVAL,
                 store: None,
             })
             .await
@@ -233,17 +235,33 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
     out.flush().map_err(io)
 }
 
+/// The report, written as the demo goes: one section per phase of the case.
+struct Report<'a> {
+    url: String,
+    client: Client,
+    out: &'a mut dyn Write,
+}
+
+/// Writes one line of the report.
+macro_rules! say {
+    ($report:expr, $($arg:tt)*) => {
+        writeln!($report.out, $($arg)*)
+            .map_err(|e| ClientError(format!("cannot write the report: {e}")))
+    };
+}
+
 async fn report(
     url: &str,
     own_service: bool,
     operator_key: SigningKey,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
-    let io = |e: std::io::Error| ClientError(format!("cannot write the report: {e}"));
-    let client = Client::new(url)?;
-    let info: LedgerInfo = fetch(&client, "/v1/ledger")
-        .await
-        .and_then(|v| serde_json::from_value(v).map_err(|e| ClientError(e.to_string())))?;
+    let mut report = Report {
+        url: url.to_owned(),
+        client: Client::new(url)?,
+        out,
+    };
+    let info: LedgerInfo = report.fetch_as("/v1/ledger").await?;
     if info.operator_public_key != public_key_base64(&operator_key) {
         return Err(ClientError(
             "the operator key given is not this ledger's operator key".to_owned(),
@@ -255,252 +273,328 @@ async fn report(
         .ok_or_else(|| ClientError("the ledger has no operator".to_owned()))?;
     let verifying_key = operator_key.verifying_key();
     let case = ReferenceCase::new(&info.origin, &operator, operator_key);
-
-    writeln!(out, "Carbon-sink ledger — the reference case (DESIGN §2): Xiazhu Lake wetland (下渚湖湿地), 2022").map_err(io)?;
-    writeln!(
-        out,
-        "Figures the press did not publish are marked (illustrative)."
+    report.heading(url, own_service, &info, &operator)?;
+    let outcomes = replay(&report.client, &case).await?;
+    report.submitted(&outcomes)?;
+    report.wetland().await?;
+    report.issuance().await?;
+    report.trades().await?;
+    report.retirement().await?;
+    report.pledge().await?;
+    report.proofs(&info, &verifying_key).await?;
+    report.bank(&info, &verifying_key).await?;
+    say!(
+        report,
+        "\nDone: every figure above is in the ledger, and the checkpoint proves it to anyone holding the operator's public key."
     )
-    .map_err(io)?;
-    writeln!(
-        out,
-        "Service {url}{}; ledger \"{}\", operator {operator}",
-        if own_service {
+}
+
+impl Report<'_> {
+    async fn fetch(&self, path: &str) -> Result<Value, ClientError> {
+        fetch(&self.client, path).await
+    }
+
+    async fn fetch_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.fetch(path)
+            .await
+            .and_then(|v| serde_json::from_value(v).map_err(|e| ClientError(e.to_string())))
+    }
+
+    fn heading(
+        &mut self,
+        url: &str,
+        own_service: bool,
+        info: &LedgerInfo,
+        operator: &str,
+    ) -> Result<(), ClientError> {
+        say!(
+            self,
+            "Carbon-sink ledger — the reference case: Xiazhu Lake wetland (下渚湖湿地), 2022"
+        )?;
+        say!(
+            self,
+            "Figures the press did not publish are marked (illustrative)."
+        )?;
+        let started = if own_service {
             " (started by the demo on a temporary folder)"
         } else {
             ""
-        },
-        info.origin
-    )
-    .map_err(io)?;
-    let size_before = info.size;
+        };
+        say!(
+            self,
+            "Service {url}{started}; ledger \"{}\", operator {operator}",
+            info.origin
+        )
+    }
 
-    let outcomes = replay(&client, &case).await?;
-    writeln!(out, "\n1. Submitted {} entries over HTTP:", outcomes.len()).map_err(io)?;
-    for o in &outcomes {
-        match (&o.receipt, &o.refusal) {
-            (Some(r), _) => writeln!(out, "   #{:<3} {}", r.seq, o.label).map_err(io)?,
-            (None, Some((kind, detail))) => {
-                writeln!(out, "   refused {} → {kind}: {detail}", o.label).map_err(io)?
+    /// 1. What was appended, and what the ledger refused on purpose.
+    fn submitted(&mut self, outcomes: &[Outcome]) -> Result<(), ClientError> {
+        let appended = outcomes.iter().filter(|o| o.receipt.is_some()).count();
+        let refused = outcomes.len() - appended;
+        say!(
+            self,
+            "\n1. Submitted {} entries over HTTP: {appended} appended, {refused} refused on purpose (the ledger refusing what it must)",
+            outcomes.len()
+        )?;
+        for o in outcomes {
+            match (&o.receipt, &o.refusal) {
+                (Some(r), _) => say!(self, "   #{:<3} {}", r.seq, o.label)?,
+                (None, Some((kind, detail))) => {
+                    say!(self, "   refused {} → {kind}: {detail}", o.label)?
+                }
+                (None, None) => {}
             }
-            (None, None) => {}
         }
+        Ok(())
     }
 
-    let project = fetch(&client, &format!("/v1/projects/{PROJECT}")).await?;
-    let area: rust_decimal::Decimal = s(&project, "area_ha").parse().unwrap_or_default();
-    writeln!(out, "\n2. The wetland").map_err(io)?;
-    writeln!(
-        out,
-        "   {} ({PROJECT}), {}, {} ha (≈ {} mu), managed by {}",
-        s(&project, "name"),
-        s(&project, "region"),
-        s(&project, "area_ha"),
-        thousands(&(area * rust_decimal::Decimal::from(15)).round().to_string()),
-        s(&project, "proponent")
-    )
-    .map_err(io)?;
-    let report_row = fetch(&client, "/v1/reports/XZH-MR-2021").await?;
-    writeln!(
-        out,
-        "   monitoring report XZH-MR-2021, {} to {}: {} tCO2e verified by {}",
-        s(&report_row, "period_start"),
-        s(&report_row, "period_end"),
-        tonnes(&report_row, "verified"),
-        s(&report_row, "verifier")
-    )
-    .map_err(io)?;
-
-    let batch = fetch(&client, &format!("/v1/batches/{BATCH}")).await?;
-    writeln!(out, "\n3. The issuance").map_err(io)?;
-    writeln!(
-        out,
-        "   batch {BATCH} (vintage {}): {} t issued from the report, {} t of it held back in the buffer pool (methodology buffer rate 0.10), the rest to the proponent",
-        s(&batch, "vintage"),
-        tonnes(&batch, "issued"),
-        tonnes(&batch, "buffer_initial")
-    )
-    .map_err(io)?;
-
-    let acquisition = fetch(&client, &format!("/v1/trades/{ACQUISITION}")).await?;
-    writeln!(out, "\n4. The acquisition (收储)").map_err(io)?;
-    writeln!(
-        out,
-        "   {ACQUISITION}: {} → {} (两山银行), {} t × {} {} = {} {}",
-        s(&acquisition, "seller"),
-        s(&acquisition, "buyer"),
-        tonnes(&acquisition, "quantity"),
-        s(&acquisition, "unit_price"),
-        s(&acquisition, "currency"),
-        t(&acquisition, "amount"),
-        s(&acquisition, "currency")
-    )
-    .map_err(io)?;
-
-    let resales = fetch(&client, "/v1/trades?kind=eco_compensation").await?;
-    writeln!(
-        out,
-        "\n5. Ecological compensation (生态补偿) resales (illustrative)"
-    )
-    .map_err(io)?;
-    for trade in resales["items"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "   {}: {} → {}, {} t × {} = {} {}",
-            s(trade, "id"),
-            s(trade, "seller"),
-            s(trade, "buyer"),
-            tonnes(trade, "quantity"),
-            s(trade, "unit_price"),
-            t(trade, "amount"),
-            s(trade, "currency")
+    /// 2. The wetland and its monitoring report.
+    async fn wetland(&mut self) -> Result<(), ClientError> {
+        let project = self.fetch(&format!("/v1/projects/{PROJECT}")).await?;
+        let area: rust_decimal::Decimal = s(&project, "area_ha").parse().unwrap_or_default();
+        say!(self, "\n2. The wetland")?;
+        say!(
+            self,
+            "   {} ({PROJECT}), {}, {} ha (≈ {} mu), managed by {}",
+            s(&project, "name"),
+            s(&project, "region"),
+            s(&project, "area_ha"),
+            thousands(&(area * rust_decimal::Decimal::from(15)).round().to_string()),
+            s(&project, "proponent")
+        )?;
+        let report_row = self.fetch("/v1/reports/XZH-MR-2021").await?;
+        say!(
+            self,
+            "   monitoring report XZH-MR-2021, {} to {}: {} tCO2e verified by {}",
+            s(&report_row, "period_start"),
+            s(&report_row, "period_end"),
+            tonnes(&report_row, "verified"),
+            s(&report_row, "verifier")
         )
-        .map_err(io)?;
     }
-    let proceeds = fetch(&client, &format!("/v1/projects/{PROJECT}/proceeds")).await?;
-    for p in proceeds["items"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "   restoration proceeds (生态反哺) of {PROJECT}: acquisition {} + eco-compensation {} = {} {}",
-            t(p, "acquisition"),
-            t(p, "eco_compensation"),
-            t(p, "total"),
-            s(p, "currency")
+
+    /// 3. The issuance and its buffer.
+    async fn issuance(&mut self) -> Result<(), ClientError> {
+        let batch = self.fetch(&format!("/v1/batches/{BATCH}")).await?;
+        say!(self, "\n3. The issuance")?;
+        say!(
+            self,
+            "   batch {BATCH} (vintage {}): {} t issued from the report, {} t of it held back in the buffer pool (methodology buffer rate 0.10), the rest to the proponent",
+            s(&batch, "vintage"),
+            tonnes(&batch, "issued"),
+            tonnes(&batch, "buffer_initial")
         )
-        .map_err(io)?;
     }
 
-    let cert = fetch(&client, &format!("/v1/certificates/{CERTIFICATE}")).await?;
-    writeln!(out, "\n6. The retirement certificate (illustrative)").map_err(io)?;
-    writeln!(
-        out,
-        "   {CERTIFICATE}: {} retired {} t of {} (vintage {}) for \"{}\", purpose \"{}\", recorded at {}",
-        s(&cert, "holder"),
-        tonnes(&cert, "quantity"),
-        s(&cert, "batch"),
-        s(&cert, "vintage"),
-        s(&cert, "beneficiary"),
-        s(&cert, "purpose"),
-        s(&cert, "retired_at")
-    )
-    .map_err(io)?;
+    /// 4 and 5. The acquisition, the eco-compensation resales, and the restoration proceeds.
+    async fn trades(&mut self) -> Result<(), ClientError> {
+        let acquisition = self.fetch(&format!("/v1/trades/{ACQUISITION}")).await?;
+        say!(self, "\n4. The acquisition (收储)")?;
+        say!(
+            self,
+            "   {ACQUISITION}: {} → {} (两山银行), {} t × {} {} = {} {}",
+            s(&acquisition, "seller"),
+            s(&acquisition, "buyer"),
+            tonnes(&acquisition, "quantity"),
+            s(&acquisition, "unit_price"),
+            s(&acquisition, "currency"),
+            t(&acquisition, "amount"),
+            s(&acquisition, "currency")
+        )?;
+        let resales = self.fetch("/v1/trades?kind=eco_compensation").await?;
+        say!(
+            self,
+            "\n5. Ecological compensation (生态补偿) resales (illustrative)"
+        )?;
+        for trade in resales["items"].as_array().into_iter().flatten() {
+            say!(
+                self,
+                "   {}: {} → {}, {} t × {} = {} {}",
+                s(trade, "id"),
+                s(trade, "seller"),
+                s(trade, "buyer"),
+                tonnes(trade, "quantity"),
+                s(trade, "unit_price"),
+                t(trade, "amount"),
+                s(trade, "currency")
+            )?;
+        }
+        let proceeds = self
+            .fetch(&format!("/v1/projects/{PROJECT}/proceeds"))
+            .await?;
+        for p in proceeds["items"].as_array().into_iter().flatten() {
+            say!(
+                self,
+                "   restoration proceeds (生态反哺) of {PROJECT}: acquisition {} + eco-compensation {} = {} {}",
+                t(p, "acquisition"),
+                t(p, "eco_compensation"),
+                t(p, "total"),
+                s(p, "currency")
+            )?;
+        }
+        Ok(())
+    }
 
-    let pledge = fetch(&client, &format!("/v1/pledges/{PLEDGE}")).await?;
-    let coverage = &pledge["coverage"];
-    writeln!(out, "\n7. The pledge and its coverage (illustrative)").map_err(io)?;
-    writeln!(
-        out,
-        "   {PLEDGE}: {} pledged {} t to {} at {} with haircut {} → facility limit {} {}",
-        s(&pledge, "pledgor"),
-        tonnes(&pledge, "quantity"),
-        s(&pledge, "bank"),
-        s(&pledge, "price_ref"),
-        s(&pledge, "haircut"),
-        t(&pledge, "limit"),
-        s(&pledge, "currency")
-    )
-    .map_err(io)?;
-    writeln!(
-        out,
-        "   drawn {} {}, outstanding {}; valued at the latest {} price, {} ({}): collateral worth {}, coverage ratio {}",
-        t(&pledge, "drawn"),
-        s(&pledge, "currency"),
-        t(&pledge, "outstanding"),
-        s(coverage, "basis"),
-        s(coverage, "unit_price"),
-        s(coverage, "price"),
-        t(coverage, "collateral_value"),
-        s(coverage, "coverage_ratio")
-    )
-    .map_err(io)?;
-    let balances = fetch(&client, &format!("/v1/participants/{PLATFORM}/balances")).await?;
-    for b in balances["balances"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "   {PLATFORM} holds {} t of {} available and {} t pledged",
-            tonnes(b, "available"),
-            s(b, "batch"),
-            tonnes(b, "pledged")
+    /// 6. The retirement certificate.
+    async fn retirement(&mut self) -> Result<(), ClientError> {
+        let cert = self
+            .fetch(&format!("/v1/certificates/{CERTIFICATE}"))
+            .await?;
+        say!(self, "\n6. The retirement certificate (illustrative)")?;
+        say!(
+            self,
+            "   {CERTIFICATE}: {} retired {} t of {} (vintage {}) for \"{}\", purpose \"{}\", recorded at {}",
+            s(&cert, "holder"),
+            tonnes(&cert, "quantity"),
+            s(&cert, "batch"),
+            s(&cert, "vintage"),
+            s(&cert, "beneficiary"),
+            s(&cert, "purpose"),
+            s(&cert, "retired_at")
         )
-        .map_err(io)?;
     }
 
-    let batch = fetch(&client, &format!("/v1/batches/{BATCH}")).await?;
-    writeln!(
-        out,
-        "   every tonne of {BATCH} accounted for: {} issued = {} available + {} pledged + {} buffer + {} retired + {} reversed",
-        tonnes(&batch, "issued"),
-        tonnes(&batch, "available"),
-        tonnes(&batch, "pledged"),
-        tonnes(&batch, "buffer"),
-        tonnes(&batch, "retired"),
-        tonnes(&batch, "reversed")
-    )
-    .map_err(io)?;
-
-    // The checkpoint, and proofs checked here with nothing but the operator's public key.
-    writeln!(
-        out,
-        "\n8. The checkpoint and the proofs, verified offline with the operator's key"
-    )
-    .map_err(io)?;
-    let note = client.get("/v1/checkpoint").await?;
-    if !note.status.is_success() {
-        return Err(note.error());
+    /// 7. The pledge, its loans and its coverage; every tonne of the batch accounted for.
+    async fn pledge(&mut self) -> Result<(), ClientError> {
+        let pledge = self.fetch(&format!("/v1/pledges/{PLEDGE}")).await?;
+        let coverage = &pledge["coverage"];
+        say!(self, "\n7. The pledge and its coverage (illustrative)")?;
+        say!(
+            self,
+            "   {PLEDGE}: {} pledged {} t to {} at {} with haircut {} → facility limit {} {}, maturing {}",
+            s(&pledge, "pledgor"),
+            tonnes(&pledge, "quantity"),
+            s(&pledge, "bank"),
+            s(&pledge, "price_ref"),
+            s(&pledge, "haircut"),
+            t(&pledge, "limit"),
+            s(&pledge, "currency"),
+            s(&pledge, "maturity")
+        )?;
+        say!(
+            self,
+            "   drawn {} {}, outstanding {}; valued at the {} price in force, {} ({}): collateral worth {}, coverage ratio {}",
+            t(&pledge, "drawn"),
+            s(&pledge, "currency"),
+            t(&pledge, "outstanding"),
+            s(coverage, "basis"),
+            s(coverage, "unit_price"),
+            s(coverage, "price"),
+            t(coverage, "collateral_value"),
+            s(coverage, "coverage_ratio")
+        )?;
+        let balances = self
+            .fetch(&format!("/v1/participants/{PLATFORM}/balances"))
+            .await?;
+        for b in balances["balances"].as_array().into_iter().flatten() {
+            say!(
+                self,
+                "   {PLATFORM} holds {} t of {} available and {} t pledged",
+                tonnes(b, "available"),
+                s(b, "batch"),
+                tonnes(b, "pledged")
+            )?;
+        }
+        let batch = self.fetch(&format!("/v1/batches/{BATCH}")).await?;
+        say!(
+            self,
+            "   every tonne of {BATCH} accounted for: {} issued = {} available + {} pledged + {} buffer + {} retired + {} reversed",
+            tonnes(&batch, "issued"),
+            tonnes(&batch, "available"),
+            tonnes(&batch, "pledged"),
+            tonnes(&batch, "buffer"),
+            tonnes(&batch, "retired"),
+            tonnes(&batch, "reversed")
+        )
     }
-    let note = note.text();
-    let cp = checkpoint::open_checkpoint(&note, &info.origin, &verifying_key)
-        .map_err(|e| ClientError(format!("the checkpoint does not verify: {e}")))?;
-    for line in note.lines() {
-        writeln!(out, "   │ {line}").map_err(io)?;
+
+    /// 8. The checkpoint and the proofs, checked here with nothing but the operator's key.
+    async fn proofs(
+        &mut self,
+        info: &LedgerInfo,
+        verifying_key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<(), ClientError> {
+        say!(
+            self,
+            "\n8. The checkpoint and the proofs, verified offline with the operator's key"
+        )?;
+        let note = self.client.get("/v1/checkpoint").await?;
+        if !note.status.is_success() {
+            return Err(note.error());
+        }
+        let note = note.text();
+        let cp = checkpoint::open_checkpoint(&note, &info.origin, verifying_key)
+            .map_err(|e| ClientError(format!("the checkpoint does not verify: {e}")))?;
+        for line in note.lines() {
+            say!(self, "   │ {line}")?;
+        }
+        say!(
+            self,
+            "   signature ✓ (operator key {})",
+            info.operator_public_key
+        )?;
+        self.inclusion(&cp).await?;
+        if info.size > 0 && info.size < cp.size {
+            self.consistency(info.size, &cp).await?;
+        }
+        let export = self
+            .client
+            .get(&format!("/v1/export?size={}", cp.size))
+            .await?;
+        if !export.status.is_success() {
+            return Err(export.error());
+        }
+        let replayed = verify::verify_export(export.body.as_ref(), &note, verifying_key)
+            .map_err(|e| ClientError(format!("the export does not verify: {e}")))?;
+        say!(
+            self,
+            "   the export replays: {} entries, {} signatures, root {} ✓",
+            replayed.entries,
+            replayed.signatures,
+            replayed.checkpoint_root
+        )
     }
-    writeln!(
-        out,
-        "   signature ✓ (operator key {})",
-        info.operator_public_key
-    )
-    .map_err(io)?;
 
-    let proof: InclusionProof = fetch(
-        &client,
-        &format!(
-            "/v1/proofs/inclusion?id={ACQUISITION}&tree_size={}",
-            cp.size
-        ),
-    )
-    .await
-    .and_then(|v| serde_json::from_value(v).map_err(|e| ClientError(e.to_string())))?;
-    let entry: EntryRaw = client
-        .get(&format!("/v1/entries/{}", proof.seq))
-        .await?
-        .ok_json()?;
-    let leaf_hash = merkle::leaf_hash(entry.envelope.get().as_bytes());
-    merkle::verify_inclusion(
-        &leaf_hash,
-        proof.seq,
-        cp.size,
-        &hashes(&proof.proof)?,
-        &cp.root,
-    )
-    .map_err(|e| ClientError(format!("the inclusion proof does not verify: {e}")))?;
-    writeln!(
-        out,
-        "   inclusion of the acquisition (entry {}) under the checkpoint: {} hashes ✓",
-        proof.seq,
-        proof.proof.len()
-    )
-    .map_err(io)?;
+    async fn inclusion(&mut self, cp: &checkpoint::Checkpoint) -> Result<(), ClientError> {
+        let proof: InclusionProof = self
+            .fetch_as(&format!(
+                "/v1/proofs/inclusion?id={ACQUISITION}&tree_size={}",
+                cp.size
+            ))
+            .await?;
+        let entry: EntryRaw = self
+            .client
+            .get(&format!("/v1/entries/{}", proof.seq))
+            .await?
+            .ok_json()?;
+        let leaf_hash = merkle::leaf_hash(entry.envelope.get().as_bytes());
+        merkle::verify_inclusion(
+            &leaf_hash,
+            proof.seq,
+            cp.size,
+            &hashes(&proof.proof)?,
+            &cp.root,
+        )
+        .map_err(|e| ClientError(format!("the inclusion proof does not verify: {e}")))?;
+        say!(
+            self,
+            "   inclusion of the acquisition (entry {}) under the checkpoint: {} hashes ✓",
+            proof.seq,
+            proof.proof.len()
+        )
+    }
 
-    if size_before > 0 && size_before < cp.size {
-        let consistency: ConsistencyProof = fetch(
-            &client,
-            &format!(
+    async fn consistency(
+        &mut self,
+        size_before: u64,
+        cp: &checkpoint::Checkpoint,
+    ) -> Result<(), ClientError> {
+        let consistency: ConsistencyProof = self
+            .fetch_as(&format!(
                 "/v1/proofs/consistency?old_size={size_before}&new_size={}",
                 cp.size
-            ),
-        )
-        .await
-        .and_then(|v| serde_json::from_value(v).map_err(|e| ClientError(e.to_string())))?;
+            ))
+            .await?;
         merkle::verify_consistency(
             size_before,
             cp.size,
@@ -509,56 +603,138 @@ async fn report(
             &hashes(&consistency.proof)?,
         )
         .map_err(|e| ClientError(format!("the consistency proof does not verify: {e}")))?;
-        writeln!(
-            out,
+        say!(
+            self,
             "   the ledger of {size_before} {} before the demo is a prefix of today's {}: ✓",
             entries_word(size_before),
             cp.size
         )
-        .map_err(io)?;
     }
 
-    let bundle: PledgeBundle = client
-        .get(&format!("/v1/pledges/{PLEDGE}/bundle"))
-        .await?
-        .ok_json()?;
-    let finding = verify::verify_pledge_bundle(&bundle, &verifying_key)
-        .map_err(|e| ClientError(e.to_string()))?;
-    writeln!(
-        out,
-        "   the bank's pledge bundle ({} entries): {} t of {} (vintage {}, project {}) locked for {}, limit {} {}, report {} verified {} t by {} ✓",
-        bundle.entries.len(),
-        thousands(&finding.quantity.to_string()),
-        finding.batch,
-        finding.vintage,
-        finding.project,
-        finding.bank,
-        thousands(&finding.limit.to_string()),
-        finding.currency,
-        finding.report,
-        thousands(&finding.report_verified.to_string()),
-        finding.verifier
-    )
-    .map_err(io)?;
-
-    let export = client.get(&format!("/v1/export?size={}", cp.size)).await?;
-    if !export.status.is_success() {
-        return Err(export.error());
+    /// Section 9: a witness the demo starts itself replays the ledger and cosigns its checkpoint;
+    /// the bank checks the pledge from the bundle, the operator's key and that witness's key.
+    async fn bank(
+        &mut self,
+        info: &LedgerInfo,
+        verifying_key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<(), ClientError> {
+        let folder =
+            tempfile::tempdir().map_err(|e| ClientError(format!("no temporary folder: {e}")))?;
+        let witness = crate::witness::start(crate::witness::WitnessOptions {
+            data: folder.path().join("witness"),
+            name: Some("witness.demo.example/w1".to_owned()),
+            listen: ([127, 0, 0, 1], 0).into(),
+            logs: vec![format!("{}={}", self.url, info.checkpoint_verifier_key)],
+        })
+        .await
+        .map_err(|e| ClientError(format!("cannot start a witness: {e}")))?;
+        say!(
+            self,
+            "\n9. A validating witness, and the bank's check at a quorum of one"
+        )?;
+        say!(
+            self,
+            "   witness started on {}, verifier key {}",
+            witness.url(),
+            witness.verifier_key
+        )?;
+        let mut bundle: PledgeBundle = self
+            .client
+            .get(&format!("/v1/pledges/{PLEDGE}/bundle"))
+            .await?
+            .ok_json()?;
+        let request = ledger_core::witness::AddCheckpoint {
+            old_size: 0,
+            proof: Vec::new(),
+            note: bundle.checkpoint.clone(),
+        };
+        let answer = Client::new(&witness.url())?
+            .post("/add-checkpoint", request.body().into_bytes())
+            .await?;
+        if !answer.status.is_success() {
+            return Err(ClientError(format!(
+                "the witness refused to cosign: {} {}",
+                answer.status,
+                answer.text()
+            )));
+        }
+        let cosignature = answer.text();
+        bundle.checkpoint.push_str(&cosignature);
+        say!(
+            self,
+            "   it replayed all {} entries (signatures, rules, state root) and cosigned:",
+            checkpoint::open_checkpoint(&bundle.checkpoint, &info.origin, verifying_key)
+                .map(|c| c.size)
+                .unwrap_or_default()
+        )?;
+        for line in cosignature.lines() {
+            say!(self, "   │ {line}")?;
+        }
+        let policy = verify::BankPolicy {
+            witnesses: vec![checkpoint::parse_cosigner_key(&witness.verifier_key)
+                .map_err(|e| ClientError(e.to_string()))?],
+            quorum: 1,
+            accepted: None,
+        };
+        let f = verify::verify_pledge_bundle_with(&bundle, verifying_key, &policy)
+            .map_err(|e| ClientError(e.to_string()))?;
+        let state = f
+            .state
+            .as_ref()
+            .ok_or_else(|| ClientError("the bundle carries no state rows".to_owned()))?;
+        say!(
+            self,
+            "   the bank's check, trusting only the operator's key and the witness's, at quorum 1 ✓ ({} entries, 4 state rows):",
+            bundle.entries.len()
+        )?;
+        say!(
+            self,
+            "   - {} t of {} (vintage {}, project {}) locked for {}, from report {} verified at {} t by {}",
+            thousands(&f.quantity.to_string()),
+            f.batch,
+            f.vintage,
+            f.project,
+            f.bank,
+            f.report,
+            thousands(&f.report_verified.to_string()),
+            f.verifier
+        )?;
+        say!(
+            self,
+            "   - {}'s pledged balance of {} is {} t: it covers them",
+            f.pledgor,
+            f.batch,
+            thousands(&state.pledgor_pledged.to_string())
+        )?;
+        say!(
+            self,
+            "   - the pledge is {}: limit {} {}, outstanding {} {}, maturity {}",
+            state.status.word(),
+            thousands(&state.limit.to_string()),
+            f.currency,
+            thousands(&state.outstanding.to_string()),
+            f.currency,
+            state
+                .maturity
+                .map_or_else(|| "none".to_owned(), |m| m.to_string())
+        )?;
+        say!(
+            self,
+            "   - price in force {} at {} {}: collateral worth {} {}, coverage {}",
+            state.price,
+            state.unit_price,
+            f.currency,
+            thousands(&state.collateral_value.to_string()),
+            f.currency,
+            state
+                .coverage_ratio
+                .map_or_else(|| "none".to_owned(), |r| r.to_string())
+        )?;
+        witness
+            .stop()
+            .await
+            .map_err(|e| ClientError(format!("the witness did not stop cleanly: {e}")))
     }
-    let replayed = verify::verify_export(export.body.as_ref(), &note, &verifying_key)
-        .map_err(|e| ClientError(format!("the export does not verify: {e}")))?;
-    writeln!(
-        out,
-        "   the export replays: {} entries, {} signatures, root {} ✓",
-        replayed.entries, replayed.signatures, replayed.checkpoint_root
-    )
-    .map_err(io)?;
-    writeln!(
-        out,
-        "\nDone: every figure above is in the ledger, and the checkpoint proves it to anyone holding the operator's public key."
-    )
-    .map_err(io)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! ```text
 //! client ──HTTP/JSON──▶ axum router ─▶ thin handler ─▶ spawn_blocking ─▶ ledger_core::Ledger
 //!                         │  limits: body size, in-flight (503), timeout     │ group commit:
-//!                         │  errors: RFC 9457 problem+json                  │ one batch, one
+//!                         │  errors: RFC 9457 problem+json                  │ one write, one
 //!                         └─ /metrics, /healthz, /v1/openapi.json           ▼ fdatasync, answers
 //! ```
 //!
@@ -12,8 +12,11 @@
 //! - [`server`]: open the data folder, bind, serve, shut down cleanly.
 //! - [`keys`]: key files (mode 0600) and the data folder (operator key, origin).
 //! - [`client`]: a small HTTP client for the CLI, the demo and the tests.
+//! - [`cosigner`]: submitting checkpoints to witnesses (`serve --witness`), collecting their
+//!   cosignatures; [`witness`]: the witness service itself (`carbon-ledger witness`).
 //! - [`cli`]: `keygen`, `sign`, `submit`, `verify`, `verify-pledge`.
-//! - [`demo`]: the reference case of DESIGN §2, as bodies and as a readable report.
+//! - [`demo`]: the reference case (Xiazhu Lake wetland, 2022) replayed over HTTP, with a readable
+//!   report.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`bench`](mod@bench): the bounded load tool behind `carbon-ledger bench`.
 #![forbid(unsafe_code)]
@@ -21,12 +24,15 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod cosigner;
 pub mod demo;
+pub mod events;
 pub mod keys;
 pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod witness;
 
 pub use problem::ApiError;
 pub use routes::{app, AppState, Limits};

@@ -89,6 +89,34 @@ enum Command {
         /// The operator's public key: base64, a C2SP verifier key, or a file holding one.
         #[arg(long)]
         operator_key: String,
+        /// A witness the bank trusts: its verifier key (C2SP vkey, as `carbon-ledger witness`
+        /// prints it), or a file holding one. Repeat for each.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// How many of those witnesses must have cosigned the checkpoint (default: all given).
+        #[arg(long)]
+        quorum: Option<usize>,
+        /// A file keeping the last checkpoint the bank accepted: the bundle's must extend it
+        /// (fetch the bundle with ?old_size=N for the proof), and then replaces it.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Runs a validating witness: it cosigns a ledger's checkpoints (C2SP tlog-witness,
+    /// cosignature/v1) only after replaying every new entry under the market's rules.
+    Witness {
+        /// Its folder: key, name, and a verified copy of each ledger it witnesses.
+        #[arg(long, env = "CARBON_LEDGER_WITNESS_DATA", default_value = "./witness")]
+        data: PathBuf,
+        /// Its key name, for a new witness (such as witness.bank.example/w1).
+        #[arg(long)]
+        name: Option<String>,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// A ledger to witness: its URL and its checkpoint verifier key (GET /v1/ledger,
+        /// checkpoint_verifier_key), as URL=VKEY. Repeat for each.
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
     },
     /// Re-verifies a stopped ledger from its data folder: every signature, the chain, the tree
     /// and the state.
@@ -207,6 +235,18 @@ struct Serve {
     #[arg(long, env = "CARBON_LEDGER_MAX_IN_FLIGHT", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: u32,
+    /// A witness to submit each new checkpoint to, as URL=VKEY (its submission prefix and its
+    /// verifier key). Repeat for each.
+    #[arg(
+        long = "witness",
+        env = "CARBON_LEDGER_WITNESSES",
+        value_delimiter = ','
+    )]
+    witnesses: Vec<String>,
+    /// How often, at most, a new checkpoint goes to the witnesses, milliseconds.
+    #[arg(long, env = "CARBON_LEDGER_COSIGN_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    cosign_interval_ms: u64,
     /// Signed entries expire: one signed (its created_at) longer ago than this when it first
     /// arrives is refused with entry-expired. Seconds.
     #[arg(long, env = "CARBON_LEDGER_ENTRY_MAX_AGE_SECS", default_value_t = 86_400,
@@ -234,6 +274,8 @@ impl Serve {
                 in_flight: usize_of(self.max_in_flight),
             },
             entry_max_age: Duration::from_secs(self.entry_max_age_secs),
+            witnesses: self.witnesses,
+            cosign_interval: Duration::from_millis(self.cosign_interval_ms),
             store: self.store,
         }
     }
@@ -305,9 +347,42 @@ fn run(command: Command) -> Result<(), cli::CliError> {
         Command::VerifyPledge {
             bundle,
             operator_key,
+            witnesses,
+            quorum,
+            state,
         } => {
-            print!("{}", cli::verify_pledge(&bundle, &operator_key)?);
+            let bank = cli::BankOptions {
+                witnesses,
+                quorum,
+                state,
+            };
+            print!("{}", cli::verify_pledge(&bundle, &operator_key, &bank)?);
             Ok(())
+        }
+        Command::Witness {
+            data,
+            name,
+            listen,
+            logs,
+        } => {
+            init_logging("info");
+            let options = ledger_api::witness::WitnessOptions {
+                data,
+                name,
+                listen,
+                logs,
+            };
+            runtime()?.block_on(async {
+                let running = ledger_api::witness::start(options)
+                    .await
+                    .map_err(|e| cli::CliError(e.to_string()))?;
+                println!("{}", running.verifier_key);
+                server::shutdown_signal().await;
+                running
+                    .stop()
+                    .await
+                    .map_err(|e| cli::CliError(e.to_string()))
+            })
         }
         Command::Check { data, store } => {
             print!("{}", cli::check(&data, store.as_deref())?);

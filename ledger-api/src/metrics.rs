@@ -14,6 +14,8 @@
 //! | `ledger_entries_written` | gauge | — entries those writes appended; ÷ writes = mean group size |
 //! | `http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //! | `http_requests_in_flight` | gauge | — |
+//! | `ledger_witness_cosigned_size` | gauge | `witness` — size of the last checkpoint it cosigned |
+//! | `ledger_witness_failures_total` | counter | `witness` — rounds it did not cosign (down, refused) |
 
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
@@ -33,6 +35,11 @@ struct EntryTypeLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessLabel {
+    witness: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +66,8 @@ pub struct Metrics {
     entries_written: Gauge<i64, AtomicI64>,
     latency: HistogramFamily,
     in_flight: Gauge<i64, AtomicI64>,
+    witness_cosigned: Family<WitnessLabel, Gauge<i64, AtomicI64>>,
+    witness_failures: Family<WitnessLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -115,6 +124,18 @@ impl Metrics {
             "HTTP requests being answered",
             in_flight.clone(),
         );
+        let witness_cosigned = Family::<WitnessLabel, Gauge<i64, AtomicI64>>::default();
+        let witness_failures = Family::<WitnessLabel, Counter>::default();
+        registry.register(
+            "ledger_witness_cosigned_size",
+            "Size of the last checkpoint each witness cosigned",
+            witness_cosigned.clone(),
+        );
+        registry.register(
+            "ledger_witness_failures",
+            "Rounds in which a witness did not cosign (down, or refused)",
+            witness_failures.clone(),
+        );
         Self {
             registry,
             accepted,
@@ -124,7 +145,27 @@ impl Metrics {
             entries_written,
             latency,
             in_flight,
+            witness_cosigned,
+            witness_failures,
         }
+    }
+
+    /// A witness cosigned a checkpoint of `size`.
+    pub fn witness_cosigned(&self, witness: &str, size: u64) {
+        self.witness_cosigned
+            .get_or_create(&WitnessLabel {
+                witness: witness.to_owned(),
+            })
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+    }
+
+    /// A witness did not cosign in a round.
+    pub fn witness_failed(&self, witness: &str) {
+        self.witness_failures
+            .get_or_create(&WitnessLabel {
+                witness: witness.to_owned(),
+            })
+            .inc();
     }
 
     /// An entry was appended.

@@ -2,7 +2,7 @@
 //!
 //! Every call into [`Ledger`] runs under [`tokio::task::spawn_blocking`]: the ledger is sync, and
 //! a submission waits for a durable write. Concurrent submissions from many clients meet in the
-//! core's sequencer, which writes everything queued in one atomic batch and one `fdatasync`, then
+//! core's sequencer, which writes everything queued in one atomic write and one `fdatasync`, then
 //! answers all of them (group commit). No answer leaves before its entry is durable.
 
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::cosigner::Cosigner;
 use crate::metrics::Metrics;
 use crate::problem::{problem_type, problemize, ApiError, ProblemType, PROBLEM_TYPES};
 
@@ -72,6 +73,8 @@ struct Inner {
     limits: Limits,
     metrics: Metrics,
     in_flight: Arc<Semaphore>,
+    /// The witnesses the ledger's checkpoints go to, if any (`serve --witness`).
+    cosigner: Option<Arc<Cosigner>>,
 }
 
 /// What every handler shares: the ledger, the limits and the metrics.
@@ -90,6 +93,15 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State over an open ledger.
     pub fn new(ledger: Arc<Ledger>, limits: Limits) -> Self {
+        Self::with_witnesses(ledger, limits, None)
+    }
+
+    /// State over an open ledger whose checkpoints go to witnesses for cosigning.
+    pub fn with_witnesses(
+        ledger: Arc<Ledger>,
+        limits: Limits,
+        cosigner: Option<Arc<Cosigner>>,
+    ) -> Self {
         let limits = Limits {
             group_entries: limits
                 .group_entries
@@ -104,7 +116,18 @@ impl AppState {
             limits,
             metrics: Metrics::new(),
             in_flight,
+            cosigner,
         }))
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The witnesses' cosigner, if the service has witnesses.
+    pub fn cosigner(&self) -> Option<&Arc<Cosigner>> {
+        self.0.cosigner.as_ref()
     }
 
     /// The ledger.
@@ -216,6 +239,7 @@ fn table() -> Vec<Route> {
         route("GET", "/v1/pledges", get(pledges)),
         route("GET", "/v1/pledges/{id}", get(pledge)),
         route("GET", "/v1/pledges/{id}/bundle", get(pledge_bundle)),
+        route("GET", "/v1/events", get(crate::events::events)),
         route("GET", "/v1/checkpoint", get(checkpoint_note)),
         route("GET", "/v1/proofs/inclusion", get(inclusion_proof)),
         route("GET", "/v1/proofs/consistency", get(consistency_proof)),
@@ -1119,20 +1143,14 @@ struct PledgeView {
 }
 
 fn pledge_view(s: &LedgerState, pledge: &PledgeRecord) -> PledgeView {
-    let now = Timestamp::now();
-    let coverage = s.price(&pledge.price_ref).map(|reference| {
-        // The price in force now of the same basis and currency; the reference price if none.
-        let latest = s
-            .price_in_force(&reference.basis, &now)
-            .filter(|p| p.currency == pledge.currency)
-            .unwrap_or(reference);
-        CoverageView {
-            price: latest.id.clone(),
-            basis: latest.basis.clone(),
-            effective_at: latest.effective_at.to_string(),
-            coverage: LedgerState::coverage(pledge, latest.unit_price),
-        }
-    });
+    let coverage = s
+        .coverage_at(pledge, &Timestamp::now())
+        .map(|(price, coverage)| CoverageView {
+            price: price.id.clone(),
+            basis: price.basis.clone(),
+            effective_at: price.effective_at.to_string(),
+            coverage,
+        });
     PledgeView {
         pledge: pledge.clone(),
         coverage,
@@ -1144,6 +1162,8 @@ fn pledge_view(s: &LedgerState, pledge: &PledgeRecord) -> PledgeView {
 struct PledgesQuery {
     bank: Option<ParticipantId>,
     pledgor: Option<ParticipantId>,
+    /// Only active pledges whose coverage at the price in force is below this ratio.
+    coverage_below: Option<ledger_core::num::Ratio>,
     after: Option<String>,
     limit: Option<usize>,
 }
@@ -1155,9 +1175,13 @@ async fn pledges(
     let limit = state.limits().page(query.limit)?;
     state
         .read(move |s| {
+            let now = Timestamp::now();
             let matching = s.pledges().filter(|p| {
                 query.bank.as_ref().is_none_or(|b| *b == p.bank)
                     && query.pledgor.as_ref().is_none_or(|o| *o == p.pledgor)
+                    && query
+                        .coverage_below
+                        .is_none_or(|ratio| s.covered_below(p, ratio, &now))
             });
             let p = page(
                 matching,
@@ -1189,18 +1213,53 @@ async fn pledge(
         .await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleQuery {
+    /// The size of the last checkpoint the bank accepted: the bundle then carries a consistency
+    /// proof from it.
+    old_size: Option<u64>,
+}
+
 async fn pledge_bundle(
     State(state): State<AppState>,
     PathParam(id): PathParam<PledgeId>,
+    QueryParams(query): QueryParams<BundleQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    state
-        .blocking_fresh(move |ledger| {
-            if ledger.read(|s| s.pledge(&id).is_none()) {
-                return Err(unknown(Thing::Pledge, &id));
-            }
-            to_json(ledger.pledge_bundle(&id)?)
+    let known = {
+        let id = id.clone();
+        // A pledge another instance acknowledged is found after catching up, never 404.
+        state
+            .blocking_fresh(move |ledger| {
+                if ledger.read(|s| s.pledge(&id).is_some()) {
+                    Ok(true)
+                } else {
+                    Err(unknown(Thing::Pledge, &id))
+                }
+            })
+            .await
+            .is_ok()
+    };
+    if !known {
+        return Err(unknown(Thing::Pledge, &id));
+    }
+    let Some(cosigner) = state.cosigner() else {
+        return state
+            .blocking(move |ledger| to_json(ledger.pledge_bundle(&id, query.old_size)?))
+            .await;
+    };
+    // With witnesses, the bundle's checkpoint is submitted to them before it is handed out.
+    let (note, mut bundle) = cosigner
+        .round(state.ledger(), state.metrics(), move |ledger| {
+            ledger
+                .pledge_bundle(&id, query.old_size)
+                .map(|bundle| (bundle.checkpoint.clone(), bundle))
+                .map_err(|e| e.to_string())
         })
         .await
+        .map_err(|e| ApiError::internal("internal", e))?;
+    bundle.checkpoint = note;
+    to_json(bundle)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1209,6 +1268,10 @@ async fn pledge_bundle(
 
 async fn checkpoint_note(State(state): State<AppState>) -> Result<Response, ApiError> {
     let note = state.blocking(|ledger| Ok(ledger.checkpoint()?)).await?;
+    let note = match state.cosigner() {
+        Some(cosigner) => cosigner.decorate(&note),
+        None => note,
+    };
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
 }
 

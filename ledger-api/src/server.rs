@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::cosigner::{Cosigner, WitnessPeer};
 use crate::keys::{open_data_dir, DataDir, DataDirOptions, KeyError};
 use crate::routes::{app, AppState, Limits};
 
@@ -34,6 +35,9 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How often, at most, a new checkpoint goes to the witnesses unless configured otherwise.
+pub const DEFAULT_COSIGN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long a signed entry may take to reach the ledger unless configured otherwise: 24 h.
 pub const DEFAULT_ENTRY_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -49,6 +53,10 @@ pub struct ServeOptions {
     /// How long a signed entry may take to reach the ledger (see
     /// [`ledger_core::ledger::LedgerConfig::entry_max_age`]).
     pub entry_max_age: Duration,
+    /// The witnesses to submit checkpoints to, as `URL=VKEY`.
+    pub witnesses: Vec<String>,
+    /// How often, at most, a new checkpoint goes to the witnesses.
+    pub cosign_interval: Duration,
     /// Where the entries live: `None` for sled in the data folder, or the URL of a PostgreSQL
     /// database (`postgres://USER@HOST:PORT/DB`) that several instances may share.
     pub store: Option<String>,
@@ -137,7 +145,22 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     }
     let listener = TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
-    let router = app(AppState::new(ledger.clone(), options.limits.clone()));
+    let cosigner = if options.witnesses.is_empty() {
+        None
+    } else {
+        let peers = options
+            .witnesses
+            .iter()
+            .map(|spec| WitnessPeer::parse(spec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServeError::Io(std::io::Error::other(format!("--witness: {e}"))))?;
+        Some(Arc::new(Cosigner::new(peers)))
+    };
+    let state = AppState::with_witnesses(ledger.clone(), options.limits.clone(), cosigner.clone());
+    if let Some(cosigner) = &cosigner {
+        cosigner.spawn(state.clone(), options.cosign_interval);
+    }
+    let router = app(state);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)

@@ -162,8 +162,9 @@ pub enum CheckpointError {
         /// The key ID derived from the name and key, in hexadecimal.
         derived: String,
     },
-    /// A verifier key is of a signature type other than Ed25519.
-    #[error("unsupported signature type 0x{algorithm:02x}; only Ed25519 (0x01) is supported")]
+    /// A verifier key is of another signature type than the one expected (Ed25519 0x01 for a
+    /// log, Ed25519 cosignature 0x04 for a witness).
+    #[error("unsupported signature type 0x{algorithm:02x} for this key")]
     UnsupportedAlgorithm {
         /// The signature type byte found.
         algorithm: u8,
@@ -354,9 +355,15 @@ pub fn validate_key_name(name: &str) -> Result<(), CheckpointError> {
 /// SHA-256(`name` || 0x0A || 0x01 || public key).
 #[must_use]
 pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, ED25519_SIGNATURE_TYPE, key)
+}
+
+/// The key ID of a key of the given signature type: the first 4 bytes of
+/// SHA-256(name || 0x0A || type || key).
+fn typed_key_id(name: &str, signature_type: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ED25519_SIGNATURE_TYPE]);
+    h.update([b'\n', signature_type]);
     h.update(key.as_bytes());
     let digest = h.finalize();
     [digest[0], digest[1], digest[2], digest[3]]
@@ -389,6 +396,15 @@ pub fn verifier_key(name: &str, key: &VerifyingKey) -> String {
 /// [`CheckpointError::InvalidPublicKey`] for an invalid or small-order key,
 /// and [`CheckpointError::VerifierKeyIdMismatch`] if the key ID is wrong.
 pub fn parse_verifier_key(vkey: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+    parse_typed_verifier_key(vkey, ED25519_SIGNATURE_TYPE)
+}
+
+/// Parses a verifier key of the given signature type (0x01 for a log's Ed25519 key, 0x04 for a
+/// witness's Ed25519 cosignature key).
+fn parse_typed_verifier_key(
+    vkey: &str,
+    signature_type: u8,
+) -> Result<(String, VerifyingKey), CheckpointError> {
     let invalid = |reason| CheckpointError::InvalidVerifierKey { reason };
     // The name holds no '+', and the base64 key may, so split twice only.
     let mut parts = vkey.splitn(3, '+');
@@ -409,7 +425,7 @@ pub fn parse_verifier_key(vkey: &str) -> Result<(String, VerifyingKey), Checkpoi
     let Some((&algorithm, raw)) = material.split_first() else {
         return Err(invalid("the key is empty"));
     };
-    if algorithm != ED25519_SIGNATURE_TYPE {
+    if algorithm != signature_type {
         return Err(CheckpointError::UnsupportedAlgorithm { algorithm });
     }
     let raw: [u8; 32] = raw
@@ -419,7 +435,7 @@ pub fn parse_verifier_key(vkey: &str) -> Result<(String, VerifyingKey), Checkpoi
     if key.is_weak() {
         return Err(CheckpointError::InvalidPublicKey);
     }
-    let derived = key_id(name, &key);
+    let derived = typed_key_id(name, signature_type, &key);
     if derived != id {
         return Err(CheckpointError::VerifierKeyIdMismatch {
             found: id_hex.to_owned(),
@@ -487,56 +503,12 @@ pub fn open_note<'a>(
     key: &VerifyingKey,
 ) -> Result<&'a str, CheckpointError> {
     validate_key_name(key_name)?;
-    if note.len() > MAX_NOTE_SIZE {
-        return Err(CheckpointError::NoteTooLarge {
-            size: note.len(),
-            max: MAX_NOTE_SIZE,
-        });
-    }
-    check_no_controls(note, true)?;
-    if !note.ends_with('\n') {
-        return Err(CheckpointError::MissingFinalNewline);
-    }
-    // The text ends at the last blank line; the signatures follow it.
-    let Some(split) = note.rfind("\n\n") else {
-        return Err(CheckpointError::MissingSignatureSeparator);
-    };
-    let text = &note[..=split];
-    let signatures = &note[split + 2..];
-    let Some(signatures) = signatures.strip_suffix('\n') else {
-        return Err(CheckpointError::NoSignatures);
-    };
+    let (text, lines) = split_note(note)?;
     let trusted_id = key_id(key_name, key);
     let mut verified = false;
-    for (i, line) in signatures.split('\n').enumerate() {
-        if i >= MAX_SIGNATURES {
-            return Err(CheckpointError::TooManySignatures {
-                max: MAX_SIGNATURES,
-            });
-        }
-        let line_no = i + 1;
-        let malformed = |reason| CheckpointError::MalformedSignatureLine {
-            line: line_no,
-            reason,
-        };
-        let Some(rest) = line.strip_prefix(SIGNATURE_PREFIX) else {
-            return Err(malformed("does not start with an em dash and a space"));
-        };
-        let Some((name, encoded)) = rest.split_once(' ') else {
-            return Err(malformed("expected a key name and a signature"));
-        };
-        if validate_key_name(name).is_err() {
-            return Err(malformed("invalid key name"));
-        }
-        let blob = BASE64
-            .decode(encoded)
-            .map_err(|_| malformed("signature is not canonical standard base64"))?;
-        let Some((id, signature)) = blob.split_first_chunk::<4>() else {
-            return Err(malformed("signature is shorter than a key ID"));
-        };
-        if signature.is_empty() {
-            return Err(malformed("signature is empty"));
-        }
+    for (i, line) in lines.iter().enumerate() {
+        let (name, blob) = parse_signature_line(line, i + 1)?;
+        let (id, signature) = blob.split_at(4);
         if name != key_name || *id != trusted_id {
             continue;
         }
@@ -605,6 +577,208 @@ pub fn open_checkpoint(
         });
     }
     Ok(cp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cosignatures (C2SP tlog-cosignature, Ed25519 `cosignature/v1`)
+// ---------------------------------------------------------------------------------------------
+
+/// The signature type byte of Ed25519 cosignatures (C2SP tlog-cosignature).
+pub const COSIGNATURE_TYPE: u8 = 0x04;
+
+/// The key ID of a witness's Ed25519 cosignature key: the first 4 bytes of
+/// SHA-256(name || 0x0A || 0x04 || key).
+#[must_use]
+pub fn cosigner_key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, COSIGNATURE_TYPE, key)
+}
+
+/// The verifier key that publishes a witness's cosignature key:
+/// `<name>+<key ID>+<base64 of 0x04 || public key>`.
+#[must_use]
+pub fn cosigner_verifier_key(name: &str, key: &VerifyingKey) -> String {
+    let mut material = Vec::with_capacity(33);
+    material.push(COSIGNATURE_TYPE);
+    material.extend_from_slice(key.as_bytes());
+    format!(
+        "{name}+{}+{}",
+        hex::encode(cosigner_key_id(name, key)),
+        BASE64.encode(material)
+    )
+}
+
+/// Parses a witness's verifier key (signature type 0x04) into its name and key.
+///
+/// # Errors
+///
+/// As [`parse_verifier_key`], for the cosignature type.
+pub fn parse_cosigner_key(vkey: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+    parse_typed_verifier_key(vkey, COSIGNATURE_TYPE)
+}
+
+/// The message an Ed25519 cosignature signs: `cosignature/v1`, `time <timestamp>`, then the
+/// checkpoint's note text (its body, extension lines included).
+#[must_use]
+pub fn cosigned_message(checkpoint_text: &str, timestamp: u64) -> String {
+    format!("cosignature/v1\ntime {timestamp}\n{checkpoint_text}")
+}
+
+/// A witness's cosignature line over a checkpoint's note text, made at `timestamp` (POSIX
+/// seconds): `— <name> base64(key ID || timestamp (8 bytes, big-endian) || signature)`.
+///
+/// # Errors
+///
+/// [`CheckpointError::InvalidKeyName`] for a bad name.
+pub fn cosign(
+    checkpoint_text: &str,
+    name: &str,
+    key: &SigningKey,
+    timestamp: u64,
+) -> Result<String, CheckpointError> {
+    validate_key_name(name)?;
+    let signature = key.sign(cosigned_message(checkpoint_text, timestamp).as_bytes());
+    let mut blob = Vec::with_capacity(4 + 8 + Signature::BYTE_SIZE);
+    blob.extend_from_slice(&cosigner_key_id(name, &key.verifying_key()));
+    blob.extend_from_slice(&timestamp.to_be_bytes());
+    blob.extend_from_slice(&signature.to_bytes());
+    Ok(format!(
+        "{SIGNATURE_PREFIX}{name} {}\n",
+        BASE64.encode(blob)
+    ))
+}
+
+/// The key name and timestamp of a cosignature line (`— <name> base64(key ID || timestamp ||
+/// signature)`), read without verifying it.
+///
+/// # Errors
+///
+/// [`CheckpointError::MalformedSignatureLine`] for a line that is not a cosignature line.
+pub fn cosignature_timestamp(line: &str) -> Result<(String, u64), CheckpointError> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let (name, blob) = parse_signature_line(line, 1)?;
+    if blob.len() != 4 + 8 + Signature::BYTE_SIZE {
+        return Err(CheckpointError::MalformedSignatureLine {
+            line: 1,
+            reason: "an Ed25519 cosignature is 76 bytes",
+        });
+    }
+    let mut timestamp = [0u8; 8];
+    timestamp.copy_from_slice(&blob[4..12]);
+    Ok((name.to_owned(), u64::from_be_bytes(timestamp)))
+}
+
+/// A verified cosignature: who made it, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cosignature {
+    /// The witness's key name.
+    pub name: String,
+    /// When it cosigned (POSIX seconds).
+    pub timestamp: u64,
+}
+
+/// The cosignatures of the trusted witnesses on a note (at most one counted per witness).
+/// Lines of unknown keys are ignored; a line of a trusted witness whose signature fails makes the
+/// note malformed, as the signed-note format says.
+///
+/// # Errors
+///
+/// The errors of [`open_note`]'s form checks, and [`CheckpointError::InvalidSignature`] for a
+/// failing cosignature of a trusted witness.
+pub fn verify_cosignatures(
+    note: &str,
+    witnesses: &[(String, VerifyingKey)],
+) -> Result<Vec<Cosignature>, CheckpointError> {
+    let (text, lines) = split_note(note)?;
+    let mut found: Vec<Cosignature> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let (name, blob) = parse_signature_line(line, i + 1)?;
+        for (witness, key) in witnesses {
+            if name != witness.as_str()
+                || blob.len() < 4
+                || blob[..4] != cosigner_key_id(witness, key)
+            {
+                continue;
+            }
+            let rejected = || CheckpointError::InvalidSignature {
+                key_name: witness.clone(),
+            };
+            let (timestamp, signature) = blob[4..].split_at_checked(8).ok_or_else(rejected)?;
+            let timestamp = u64::from_be_bytes(timestamp.try_into().map_err(|_| rejected())?);
+            let signature = Signature::from_slice(signature).map_err(|_| rejected())?;
+            key.verify_strict(cosigned_message(text, timestamp).as_bytes(), &signature)
+                .map_err(|_| rejected())?;
+            if !found.iter().any(|c| c.name == *witness) {
+                found.push(Cosignature {
+                    name: witness.clone(),
+                    timestamp,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A note's text and its signature lines, after the form checks of [`open_note`].
+fn split_note(note: &str) -> Result<(&str, Vec<&str>), CheckpointError> {
+    if note.len() > MAX_NOTE_SIZE {
+        return Err(CheckpointError::NoteTooLarge {
+            size: note.len(),
+            max: MAX_NOTE_SIZE,
+        });
+    }
+    check_no_controls(note, true)?;
+    if !note.ends_with('\n') {
+        return Err(CheckpointError::MissingFinalNewline);
+    }
+    let Some(split) = note.rfind("\n\n") else {
+        return Err(CheckpointError::MissingSignatureSeparator);
+    };
+    let text = &note[..=split];
+    let Some(signatures) = note[split + 2..].strip_suffix('\n') else {
+        return Err(CheckpointError::NoSignatures);
+    };
+    let lines: Vec<&str> = signatures.split('\n').collect();
+    if lines.len() > MAX_SIGNATURES {
+        return Err(CheckpointError::TooManySignatures {
+            max: MAX_SIGNATURES,
+        });
+    }
+    Ok((text, lines))
+}
+
+/// A signature line's key name and decoded blob (key ID || signature).
+fn parse_signature_line(line: &str, line_no: usize) -> Result<(&str, Vec<u8>), CheckpointError> {
+    let malformed = |reason| CheckpointError::MalformedSignatureLine {
+        line: line_no,
+        reason,
+    };
+    let Some(rest) = line.strip_prefix(SIGNATURE_PREFIX) else {
+        return Err(malformed("does not start with an em dash and a space"));
+    };
+    let Some((name, encoded)) = rest.split_once(' ') else {
+        return Err(malformed("expected a key name and a signature"));
+    };
+    if validate_key_name(name).is_err() {
+        return Err(malformed("invalid key name"));
+    }
+    let blob = BASE64
+        .decode(encoded)
+        .map_err(|_| malformed("signature is not canonical standard base64"))?;
+    if blob.len() <= 4 {
+        return Err(malformed("signature is shorter than a key ID"));
+    }
+    Ok((name, blob))
+}
+
+/// The signature lines of a note (each with its final newline), to carry them to another copy
+/// of the same checkpoint.
+///
+/// # Errors
+///
+/// The form errors of [`open_note`].
+pub fn signature_lines(note: &str) -> Result<Vec<String>, CheckpointError> {
+    let (_, lines) = split_note(note)?;
+    Ok(lines.iter().map(|l| format!("{l}\n")).collect())
 }
 
 #[cfg(test)]

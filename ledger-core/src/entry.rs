@@ -13,7 +13,7 @@ use crate::ids::{
     Basis, BatchId, Date, EntryId, MethodologyId, Origin, ParticipantId, PledgeId, PriceId,
     ProjectId, PublicKey, ReportId, Role, Sha256Hex, SignatureBytes, Text, Timestamp,
 };
-use crate::num::{Amount, Currency, Hectares, Quantity, Rate, UnitPrice};
+use crate::num::{Amount, Currency, Hectares, Quantity, Rate, Ratio, UnitPrice};
 
 /// A signed submission: `{"body": {...}, "signatures": [{"signer", "sig"}]}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -320,6 +320,10 @@ pub struct Pledge {
     /// When the facility matures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maturity: Option<Date>,
+    /// Format v2: the coverage (collateral value at the price in force ÷ outstanding) below
+    /// which the bank wants to hear of it, such as `1.25`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_threshold: Option<Ratio>,
 }
 
 /// `drawdown` (signed by bank and pledgor) and `repay` (signed by the bank).

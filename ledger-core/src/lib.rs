@@ -30,6 +30,8 @@
 //! - [`ledger`]: the ledger a program embeds: open, the sequencer, proofs, full audit, restore.
 //! - [`verify`]: checks that need no storage: an export against a checkpoint, a bank's pledge
 //!   bundle.
+//! - [`witness`]: a validating witness (C2SP tlog-witness and cosignature/v1) that replays every
+//!   entry before it cosigns.
 //! - [`reference`](mod@reference): the reference case of 2022 (Xiazhu Lake wetland) as signed entries; [`load`]:
 //!   synthetic markets for benchmarks.
 //!
@@ -66,6 +68,7 @@ pub mod state;
 pub mod store;
 pub mod verify;
 pub mod wire;
+pub mod witness;
 
 /// The Ed25519 implementation the ledger signs and verifies with, so that embedding programs use
 /// the very same version.

@@ -234,6 +234,12 @@ decimal_newtype!(
     check = |d| d < Decimal::ONE, range = "at least 0 and less than 1"
 );
 decimal_newtype!(
+    /// A ratio such as a pledge's margin threshold (collateral value ÷ loan): positive, at most
+    /// 4 places, below 1,000.
+    Ratio, "ratio", "1.25", places = 4, int_digits = 3,
+    check = |d| d > Decimal::ZERO, range = "greater than 0"
+);
+decimal_newtype!(
     /// An area in hectares (1 ha = 15 mu): positive, at most 4 places.
     Hectares, "area", "593.3", places = 4, int_digits = 9,
     check = |d| d > Decimal::ZERO, range = "greater than 0 ha"

@@ -4,7 +4,7 @@
 //! **Only this module names sled.** A store keeps four kinds of rows: leaves (the envelopes, by
 //! sequence number), the hashes of perfect Merkle subtrees, the state tables, and one metadata row
 //! (tree size, the right edge of the tree, the last leaf hash, the last signed checkpoint). A group
-//! of entries is written with all of these in one atomic batch, and made durable before
+//! of entries is written with all of these in one atomic write, and made durable before
 //! [`Store::append`] returns.
 
 use std::collections::{BTreeMap, HashMap};

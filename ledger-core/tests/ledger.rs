@@ -141,7 +141,7 @@ fn reference_case_with_proofs_export_and_bundle() {
 
         // The bank's bundle proves the pledge from proofs alone.
         let bundle = ledger
-            .pledge_bundle(&"PL-2022-001".parse().unwrap())
+            .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
             .unwrap();
         let finding = verify_pledge_bundle(&bundle, &ledger.operator_key()).unwrap();
         assert_eq!(finding.bank, "deqing-rural-bank");
@@ -168,7 +168,7 @@ fn a_tampered_bundle_is_refused() {
         let ledger = store.open(config()).unwrap();
         populate(&ledger);
         let bundle = ledger
-            .pledge_bundle(&"PL-2022-001".parse().unwrap())
+            .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
             .unwrap();
         let key = ledger.operator_key();
 
@@ -726,4 +726,102 @@ fn a_resubmission_is_recognised_by_its_signatures_not_just_its_body() {
             .unwrap_err();
         assert_eq!(err.kind(), "bad-signature", "{err}");
     }
+}
+
+/// A store written in layout 1 (trades and certificates keyed by entry id, a table of latest
+/// prices) is rewritten once into layout 2 when opened: lookups by id, pages and a full
+/// verification (which compares every stored row with a replay) all agree.
+#[test]
+fn a_layout_1_store_is_migrated_on_open() {
+    use ledger_core::state::{PageRequest, StateChange};
+    use ledger_core::store::{Append, RowRange, Store};
+    let memory = Arc::new(MemoryStore::new());
+    let ledger = Ledger::open(Box::new(Arc::clone(&memory)), config()).unwrap();
+    populate(&ledger);
+    submit(
+        &ledger,
+        "CERT-M",
+        json!({"type": "retire", "holder": "two-mountains-bank", "batch": "XZH-2021",
+               "quantity": "1", "beneficiary": "B", "purpose": "p"}),
+        &["two-mountains-bank"],
+    );
+    drop(ledger);
+
+    // Rewrite the history rows as layout 1 kept them.
+    let mut changes = Vec::new();
+    for (table, index_tables) in [
+        (
+            "trades",
+            &["trades_by_party", "trades_by_batch", "trades_by_kind"][..],
+        ),
+        ("certificates", &["certificates_by_holder"][..]),
+    ] {
+        memory
+            .scan_state(Some(table), RowRange::default(), &mut |_, key, value| {
+                let row: serde_json::Value = serde_json::from_slice(value).unwrap();
+                let id = serde_json::to_vec(&row["id"]).unwrap();
+                changes.push(StateChange {
+                    table,
+                    key: key.to_vec(),
+                    value: None,
+                });
+                changes.push(StateChange {
+                    table,
+                    key: id,
+                    value: Some(value.to_vec()),
+                });
+                Ok(true)
+            })
+            .unwrap();
+        for index in index_tables {
+            memory
+                .scan_state(Some(index), RowRange::default(), &mut |_, key, _| {
+                    changes.push(StateChange {
+                        table: index,
+                        key: key.to_vec(),
+                        value: None,
+                    });
+                    Ok(true)
+                })
+                .unwrap();
+        }
+    }
+    changes.push(StateChange {
+        table: "latest_prices",
+        key: b"\"benchmark\"".to_vec(),
+        value: Some(b"\"BM-2022-06\"".to_vec()),
+    });
+    let mut meta = memory.meta().unwrap().unwrap();
+    meta.layout = 1;
+    memory
+        .append(Append {
+            first_seq: meta.size,
+            leaves: &[],
+            nodes: &[],
+            state: &changes,
+            meta: Some(&meta),
+        })
+        .unwrap();
+    let reopened = Ledger::open(Box::new(Arc::clone(&memory)), config()).unwrap();
+    assert_eq!(
+        memory.meta().unwrap().unwrap().layout,
+        ledger_core::store::LAYOUT
+    );
+    let trade = reopened
+        .read(|s| s.trade(&"T-2022-0001".parse().unwrap()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(trade.amount, Some("588300.00".parse().unwrap()));
+    let page = reopened
+        .certificate_page(
+            &Default::default(),
+            PageRequest {
+                after: None,
+                limit: 10,
+                newest_first: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    reopened.verify_full().unwrap();
 }

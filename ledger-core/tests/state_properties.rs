@@ -1,4 +1,4 @@
-//! Property tests of the state machine against the invariants of DESIGN §3.
+//! Property tests of the state machine against the invariants of the market (docs/rules.md).
 //!
 //! Every case opens a small market with random figures (buffer rate, issued quantities, reference
 //! price), then applies 1 to 59 random entries, valid and invalid alike: trades of the three
@@ -75,7 +75,7 @@ fn kg() -> Decimal {
     Decimal::new(1, 3)
 }
 
-/// Money to the fen, half away from zero (四舍五入), as DESIGN §3 "Numbers" says.
+/// Money to the fen, half away from zero (四舍五入), as docs/ledger-format.md says.
 fn to_fen(value: Decimal) -> Decimal {
     value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
@@ -139,7 +139,7 @@ fn open(setup: &Setup) -> (Market, Model) {
             m.ok(body(&id, fields), &signers);
             model.used_ids.push(id);
         }
-        // DESIGN §3: buffer = round(quantity × buffer_rate, 3); the rest goes to the proponent.
+        // docs/rules.md: buffer = round(quantity × buffer_rate, 3); the rest goes to the proponent.
         let buffer = (issued * setup.buffer_rate)
             .round_dp_with_strategy(3, RoundingStrategy::MidpointAwayFromZero);
         model.buffer[b] = buffer;
@@ -790,7 +790,7 @@ impl Model {
                 let pledgor = self.who(pledgor, batch);
                 let have = self.available(pledgor, batch);
                 let quantity = resolve_qty(qty, have);
-                // DESIGN §3: limit = round(quantity × price × (1 − haircut), 2).
+                // docs/rules.md: limit = round(quantity × price × (1 − haircut), 2).
                 let computed = to_fen(quantity * self.price * (Decimal::ONE - haircut));
                 let mut stated = if right_limit {
                     computed
@@ -1177,7 +1177,7 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Invariants 1–3 of DESIGN §3 hold after every entry, accepted or refused:
+    /// The invariants of the market hold after every entry, accepted or refused:
     /// `State::check_invariants` (every batch adds up, no negative balance, outstanding ≤ limit,
     /// pledged balances equal active pledges) is Ok at every step, and so is the same check made
     /// here from the public queries alone, against the quantities issued at setup.
@@ -1330,7 +1330,7 @@ fn generated_scenarios_reach_every_rule() {
     );
 }
 
-/// The model's arithmetic on the reference case (DESIGN §2), so that a wrong model cannot agree
+/// The model's arithmetic on the reference case (Xiazhu Lake, 2022), so that a wrong model cannot agree
 /// with a wrong ledger: 17,000 t at a 10 % buffer leaves 15,300 t with the proponent, and 4,000 t
 /// at 58.83 with a 30 % haircut gives a facility limit of 164,724.00.
 #[test]

@@ -171,6 +171,8 @@ pub async fn start(dir: &Path, origin: Option<&str>, limits: Limits) -> Running 
         listen: ([127, 0, 0, 1], 0).into(),
         limits,
         entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
+        witnesses: Vec::new(),
+        cosign_interval: server::DEFAULT_COSIGN_INTERVAL,
         store: None,
     })
     .await

@@ -155,6 +155,7 @@ impl Ledger {
         let prepared = Prepared::new(envelope.entry).map_err(|e| wrong(e.to_string()))?;
         let verified = sign::verify_signatures(&head.state, &prepared)
             .map_err(|e| wrong(format!("its signatures do not verify: {e}")))?;
+        head.last_accepted_at = Some(envelope.accepted_at.clone());
         let ctx = Context {
             seq,
             accepted_at: envelope.accepted_at,

@@ -40,8 +40,11 @@ mod audit;
 mod catch_up;
 mod migrate;
 mod proofs;
+mod replica;
 mod restore;
 mod sequencer;
+
+pub use replica::Replica;
 
 /// Most entries in one atomic group.
 pub const MAX_GROUP: usize = 1024;
@@ -286,7 +289,19 @@ struct Head {
     state: State,
     tree: CompactTree,
     last_leaf_hash: Hash,
+    /// When the ledger accepted its last entry: the time the state is committed at (the prices
+    /// in force).
+    last_accepted_at: Option<Timestamp>,
     meta: Meta,
+}
+
+/// Where the log ends: its tree, its last leaf's hash and when that leaf was accepted. The
+/// sequencer keeps one to go back to when a group or a write fails.
+#[derive(Clone)]
+struct LogEnd {
+    tree: CompactTree,
+    last_leaf_hash: Hash,
+    last_accepted_at: Option<Timestamp>,
 }
 
 /// An open ledger. `Send + Sync`: share it behind an `Arc` between threads.
@@ -381,14 +396,23 @@ impl History for StoreHistory {
 impl Head {
     /// A new ledger's head, before its genesis entry.
     fn empty(config: &LedgerConfig) -> Self {
+        Self::empty_for(
+            &config.origin,
+            &PublicKey::from(config.operator_key.verifying_key()),
+        )
+    }
+
+    /// The head of an empty store of the ledger `origin` run with the key `operator`.
+    fn empty_for(origin: &Origin, operator: &PublicKey) -> Self {
         Head {
             state: State::new(),
             tree: CompactTree::new(),
             last_leaf_hash: [0; 32],
+            last_accepted_at: None,
             meta: Meta {
                 layout: LAYOUT,
-                origin: config.origin.to_string(),
-                operator_key: PublicKey::from(config.operator_key.verifying_key()).to_string(),
+                origin: origin.to_string(),
+                operator_key: operator.to_string(),
                 size: 0,
                 peaks: Vec::new(),
                 last_leaf_hash: GENESIS_PREV.to_owned(),
@@ -430,6 +454,7 @@ impl Head {
         let tree = CompactTree::from_parts(meta.size, peaks)?;
         let last_leaf_hash = unhex32(&meta.last_leaf_hash, "last leaf hash")?;
         let nodes = StoreNodes(store.as_ref());
+        let mut last_accepted_at = None;
         if tree.size() > 0 {
             if merkle::root_at(tree.size(), &nodes)? != tree.root() {
                 return Err(LedgerError::Integrity(
@@ -445,6 +470,10 @@ impl Head {
                     tree.size() - 1
                 )));
             }
+            let envelope = Envelope::from_leaf(&last).map_err(|e| {
+                LedgerError::Integrity(format!("the last leaf cannot be read: {e}"))
+            })?;
+            last_accepted_at = Some(envelope.accepted_at);
         }
         // The market's current state is read back; its history (entries, trades, certificates)
         // stays in the store and is read from there when asked for.
@@ -469,8 +498,33 @@ impl Head {
             state,
             tree,
             last_leaf_hash,
+            last_accepted_at,
             meta,
         })
+    }
+
+    /// Where the log ends now.
+    fn log_end(&self) -> LogEnd {
+        LogEnd {
+            tree: self.tree.clone(),
+            last_leaf_hash: self.last_leaf_hash,
+            last_accepted_at: self.last_accepted_at.clone(),
+        }
+    }
+
+    /// Goes back to where the log ended before.
+    fn rewind(&mut self, end: LogEnd) {
+        self.tree = end.tree;
+        self.last_leaf_hash = end.last_leaf_hash;
+        self.last_accepted_at = end.last_accepted_at;
+    }
+
+    /// The time the state is committed at: the acceptance of the log's last entry (it decides
+    /// the prices in force).
+    fn commitment_time(&self) -> Timestamp {
+        self.last_accepted_at
+            .clone()
+            .unwrap_or_else(|| Timestamp::from_instant(time::OffsetDateTime::UNIX_EPOCH))
     }
 
     /// Every participant's current key.

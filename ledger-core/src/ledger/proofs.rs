@@ -6,8 +6,10 @@ use std::collections::BTreeSet;
 use crate::checkpoint::{self, Checkpoint};
 use crate::ids::PledgeId;
 use crate::merkle::{self, CompactTree, Hash, NodeId, NodeSource};
+use crate::state::commitment::PRICES_IN_FORCE;
+use crate::state::{RowProof, StateCommitment, StateRow};
 use crate::store::{Store, StoreError};
-use crate::verify::{PledgeBundle, ProvedEntry};
+use crate::verify::{BundleConsistency, BundleState, PledgeBundle, ProvedEntry};
 
 use super::{hex32, ConsistencyProof, InclusionProof, Ledger, LedgerError, StoreNodes};
 
@@ -85,9 +87,11 @@ impl Ledger {
         Ok(merkle::root_at(tree_size, nodes)?)
     }
 
-    /// The latest checkpoint, signed by the operator key, as a C2SP signed note. A new one is
-    /// signed (when the ledger has grown) only after checking that it extends the last one
-    /// signed. Signing holds neither the sequencer nor the state: submissions go on meanwhile.
+    /// The latest checkpoint, signed by the operator key, as a C2SP signed note. Its extension
+    /// line `state/v1 <rows> <root>` commits to the market's state at that size (see
+    /// [`crate::state::commitment`]). A new one is signed (when the ledger has grown) only after
+    /// checking that it extends the last one signed. The tree head and the state are read
+    /// together under the head's shared lock; signing holds neither the sequencer nor the state.
     ///
     /// On a store shared by several instances the last checkpoint signed is the one the store
     /// keeps, whichever instance signed it: this instance first catches up to it, and keeps its
@@ -95,6 +99,15 @@ impl Ledger {
     /// instance won, it reads theirs back. So no instance ever answers a checkpoint older than
     /// one any instance has answered.
     pub fn checkpoint(&self) -> Result<String, LedgerError> {
+        Ok(self.checkpoint_proving(&[])?.0)
+    }
+
+    /// [`Ledger::checkpoint`], with proofs, under its state line, of the state rows named by
+    /// their sort keys (present or absent), read at the same moment as the tree head.
+    pub fn checkpoint_proving(
+        &self,
+        sort_keys: &[Vec<u8>],
+    ) -> Result<(String, Vec<RowProof>), LedgerError> {
         const ATTEMPTS: usize = 8;
         let mut last = self
             .last_checkpoint
@@ -105,23 +118,44 @@ impl Ledger {
             if self.store.shared() {
                 self.adopt_stored_checkpoint(&mut last)?;
             }
-            let current = {
+            let (current, proofs) = {
                 let head = self.read_head();
+                let last_size = last.as_ref().and_then(|note| checkpoint_size(note));
                 if let Some(note) = last.as_ref() {
-                    if checkpoint_size(note).is_some_and(|size| size >= head.tree.size()) {
-                        return Ok(note.clone());
+                    if last_size == Some(head.tree.size()) && sort_keys.is_empty() {
+                        let previous =
+                            checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
+                        if StateCommitment::from_checkpoint(&previous)
+                            .ok()
+                            .flatten()
+                            .is_some()
+                        {
+                            return Ok((note.clone(), Vec::new()));
+                        }
                     }
                     let previous = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
                     check_extends(self.store.as_ref(), &head.tree, &previous)?;
                 }
-                Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root())
+                let at = head.commitment_time();
+                let (commitment, proofs) = if sort_keys.is_empty() {
+                    (head.state.state_commitment(&at)?, Vec::new())
+                } else {
+                    head.state.prove_state_rows(&at, sort_keys)?
+                };
+                let mut current =
+                    Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root());
+                current.extensions.push(commitment.line());
+                (current, proofs)
             };
             let note =
                 checkpoint::sign_checkpoint(&current, self.origin.as_str(), &self.operator_key)?;
+            if last.as_deref() == Some(note.as_str()) {
+                return Ok((note, proofs));
+            }
             match self.store.put_checkpoint(&note) {
                 Ok(()) => {
                     *last = Some(note.clone());
-                    return Ok(note);
+                    return Ok((note, proofs));
                 }
                 // Another instance kept one at least as large meanwhile: read it back.
                 Err(StoreError::CheckpointSuperseded { .. }) => continue,
@@ -157,12 +191,17 @@ impl Ledger {
         Ok(())
     }
 
-    /// [`crate::verify::verify_pledge_bundle`]), proved under the latest checkpoint.
-    pub fn pledge_bundle(&self, id: &PledgeId) -> Result<PledgeBundle, LedgerError> {
-        let note = self.checkpoint()?;
-        let size = checkpoint_size(&note)
-            .ok_or_else(|| LedgerError::Integrity("the checkpoint has no size line".to_owned()))?;
-        let seqs = self.read(|state| -> Result<BTreeSet<u64>, LedgerError> {
+    /// Everything a bank needs to check pledge `id` offline (see
+    /// [`crate::verify::verify_pledge_bundle`]), proved under the latest checkpoint: the entries
+    /// behind the pledge with their inclusion proofs, and the state rows of the pledge, the
+    /// pledgor's balance, the batch and the price in force with their proofs under the
+    /// checkpoint's state line. With `old_size`, a consistency proof from that size too.
+    pub fn pledge_bundle(
+        &self,
+        id: &PledgeId,
+        old_size: Option<u64>,
+    ) -> Result<PledgeBundle, LedgerError> {
+        let (seqs, sort_keys) = self.read(|state| -> Result<_, LedgerError> {
             let missing = |what: String| LedgerError::NotFound(what);
             let pledge = state
                 .pledge(id)
@@ -173,7 +212,10 @@ impl Ledger {
             let report = state
                 .report(&batch.report)
                 .ok_or_else(|| missing(format!("there is no report \"{}\"", batch.report)))?;
-            let mut seqs: BTreeSet<u64> = [pledge.seq, batch.seq, report.seq].into();
+            let price = state
+                .price(&pledge.price_ref)
+                .ok_or_else(|| missing(format!("there is no price \"{}\"", pledge.price_ref)))?;
+            let mut seqs: BTreeSet<u64> = [pledge.seq, batch.seq, report.seq, price.seq].into();
             let signers = [
                 state.operator(),
                 Some(&pledge.pledgor),
@@ -187,8 +229,18 @@ impl Ledger {
                 }
             }
             // Keys of the operator and the signers only matter up to the pledge.
-            Ok(seqs.into_iter().filter(|s| *s <= pledge.seq).collect())
+            let seqs: BTreeSet<u64> = seqs.into_iter().filter(|s| *s <= pledge.seq).collect();
+            let sort_keys = vec![
+                StateRow::sort_key_of("pledges", &pledge.id)?,
+                StateRow::sort_key_of("balances", &(&pledge.pledgor, &pledge.batch))?,
+                StateRow::sort_key_of("batches", &pledge.batch)?,
+                StateRow::sort_key_of(PRICES_IN_FORCE, &price.basis)?,
+            ];
+            Ok((seqs, sort_keys))
         })?;
+        let (note, mut proofs) = self.checkpoint_proving(&sort_keys)?;
+        let size = checkpoint_size(&note)
+            .ok_or_else(|| LedgerError::Integrity("the checkpoint has no size line".to_owned()))?;
         let nodes = StoreNodes(self.store.as_ref());
         let mut entries = Vec::with_capacity(seqs.len());
         for seq in seqs {
@@ -200,11 +252,29 @@ impl Ledger {
                 proof: proof.iter().map(hex32).collect(),
             });
         }
+        let consistency = old_size
+            .map(|old| -> Result<BundleConsistency, LedgerError> {
+                let proof = self.consistency_proof(old, Some(size))?;
+                Ok(BundleConsistency {
+                    old_size: old,
+                    proof: proof.proof,
+                })
+            })
+            .transpose()?;
+        let mut take = || proofs.remove(0);
+        let state = BundleState {
+            pledge: take(),
+            balance: take(),
+            batch: take(),
+            price: take(),
+        };
         Ok(PledgeBundle {
-            version: 1,
+            version: 2,
             pledge: id.to_string(),
             checkpoint: note,
             entries,
+            state: Some(state),
+            consistency,
         })
     }
 }

@@ -382,8 +382,7 @@ impl Ledger {
         head: &mut Head,
         units: &[Unit],
     ) -> (Vec<UnitResult>, Option<u64>, bool) {
-        let tree_before = head.tree.clone();
-        let chain_before = head.last_leaf_hash;
+        let end_before = head.log_end();
         let mut group = GroupWrite::default();
         let halted = self.halted();
         let mut results: Vec<UnitResult> = units
@@ -399,7 +398,7 @@ impl Ledger {
         let outcome = if group.leaves.is_empty() {
             Ok(())
         } else {
-            self.write(head, &group, tree_before.size())
+            self.write(head, &group, end_before.tree.size())
         };
         let mut behind = None;
         let appended = outcome.is_ok() && !group.leaves.is_empty();
@@ -418,8 +417,7 @@ impl Ledger {
             }
             Err(error) => {
                 head.state.revert();
-                head.tree = tree_before;
-                head.last_leaf_hash = chain_before;
+                head.rewind(end_before);
                 if let LedgerError::Store(StoreError::Behind { durable }) = error {
                     behind = Some(durable);
                 }
@@ -493,8 +491,7 @@ impl Ledger {
         entries: &[(Prepared, Verified)],
     ) -> UnitResult {
         let savepoint = head.state.savepoint();
-        let tree_before = head.tree.clone();
-        let chain_before = head.last_leaf_hash;
+        let end_before = head.log_end();
         let group_before = group.lengths();
         let mut receipts = Vec::with_capacity(entries.len());
         for (index, (prepared, verified)) in entries.iter().enumerate() {
@@ -502,8 +499,7 @@ impl Ledger {
                 Ok(receipt) => receipts.push(receipt),
                 Err(error) => {
                     head.state.rollback_to(savepoint);
-                    head.tree = tree_before;
-                    head.last_leaf_hash = chain_before;
+                    head.rewind(end_before);
                     group.truncate(group_before);
                     return Err(LedgerError::Group {
                         index,
@@ -576,6 +572,7 @@ impl Ledger {
         group.nodes.extend(head.tree.append(leaf_hash)?);
         group.leaves.push(leaf);
         head.last_leaf_hash = leaf_hash;
+        head.last_accepted_at = Some(accepted_at.clone());
         Ok(Receipt {
             seq,
             id: body.id.to_string(),

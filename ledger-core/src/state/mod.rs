@@ -33,11 +33,16 @@ use crate::ids::{
 use crate::num::Currency;
 use crate::store::StoreError;
 
+pub mod commitment;
 pub mod queries;
 pub mod records;
 mod rules;
 pub mod table;
 
+pub use commitment::{
+    verify_proved_row, verify_row_proof, ProvedRow, RowProof, RowProofError, StateCommitment,
+    StateRow,
+};
 pub use queries::{
     certificate_page, trade_page, CertificateFilter, HistoryPage, PageRequest, TradeFilter,
 };

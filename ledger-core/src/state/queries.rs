@@ -14,7 +14,7 @@ use crate::ids::{
     Basis, BatchId, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId, ReportId,
     Timestamp,
 };
-use crate::num::UnitPrice;
+use crate::num::{Ratio, UnitPrice};
 use crate::store::{RowRange, StoreError};
 
 use super::table::{decode, key_bytes, SEQ_KEY_TAIL};
@@ -391,13 +391,40 @@ impl State {
     /// value ÷ the outstanding loan.
     pub fn coverage(pledge: &PledgeRecord, unit_price: UnitPrice) -> Coverage {
         let collateral_value = pledge.quantity.tonnes().at(unit_price);
+        let coverage_ratio = collateral_value.ratio_to(pledge.outstanding);
         Coverage {
             unit_price,
             collateral_value,
             outstanding: pledge.outstanding,
             limit: pledge.limit,
-            coverage_ratio: collateral_value.ratio_to(pledge.outstanding),
+            below_threshold: match (coverage_ratio, pledge.margin_threshold) {
+                (Some(ratio), Some(threshold)) => ratio < threshold.value(),
+                _ => false,
+            },
+            coverage_ratio,
+            margin_threshold: pledge.margin_threshold,
         }
+    }
+
+    /// A pledge's coverage at the price in force at `at` of its reference price's basis (and
+    /// currency) — the reference price itself if none of them is in force — with that price.
+    pub fn coverage_at(&self, pledge: &PledgeRecord, at: &Timestamp) -> Option<(&Price, Coverage)> {
+        let reference = self.price(&pledge.price_ref)?;
+        let price = self
+            .price_in_force(&reference.basis, at)
+            .filter(|p| p.currency == pledge.currency)
+            .unwrap_or(reference);
+        Some((price, Self::coverage(pledge, price.unit_price)))
+    }
+
+    /// Whether a pledge is active and its coverage at `at` is below `ratio` (a pledge with
+    /// nothing outstanding has no coverage ratio, and is not).
+    pub fn covered_below(&self, pledge: &PledgeRecord, ratio: Ratio, at: &Timestamp) -> bool {
+        pledge.status == super::PledgeStatus::Active
+            && self
+                .coverage_at(pledge, at)
+                .and_then(|(_, c)| c.coverage_ratio)
+                .is_some_and(|r| r < ratio.value())
     }
 
     /// What each project has raised for its restoration, by project and currency.

@@ -13,7 +13,7 @@ use crate::ids::{
     Basis, BatchId, Date, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId,
     PublicKey, ReportId, Role, Sha256Hex, Text, Timestamp,
 };
-use crate::num::{Currency, Hectares, Money, Quantity, Rate, Tonnes, UnitPrice};
+use crate::num::{Currency, Hectares, Money, Quantity, Rate, Ratio, Tonnes, UnitPrice};
 
 /// A registered participant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -299,6 +299,9 @@ pub struct PledgeRecord {
     /// took it (the outstanding is 0.00 after).
     #[serde(default)]
     pub settled: Option<Money>,
+    /// The coverage below which the bank wants to hear of it (format v2).
+    #[serde(default)]
+    pub margin_threshold: Option<Ratio>,
 }
 
 impl PledgeRecord {
@@ -326,6 +329,10 @@ pub struct Coverage {
     pub limit: Money,
     /// Collateral value ÷ outstanding, to 4 places; none when nothing is outstanding.
     pub coverage_ratio: Option<Decimal>,
+    /// The pledge's margin threshold, if it has one.
+    pub margin_threshold: Option<Ratio>,
+    /// Whether the coverage is below the margin threshold.
+    pub below_threshold: bool,
 }
 
 /// What a project's acquisition and eco-compensation trades have raised for its restoration

@@ -291,6 +291,7 @@ macro_rules! tables {
         pub struct State {
             $($field: Table<$key, $value>,)*
             history: HistoryHandle,
+            commitment: commitment::SharedCache,
         }
 
         /// A point among the pending writes (see [`State::savepoint`]).
@@ -341,6 +342,7 @@ macro_rules! tables {
 
             /// Forgets what the writes since the last settle replaced: they are durable now.
             pub fn settle(&mut self) {
+                self.mark_committed_rows();
                 $(self.$field.settle();)*
             }
 

@@ -11,11 +11,17 @@ use std::collections::BTreeMap;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
+use serde_json::{json, Value};
+
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::entry::{self, Body, EntryKind, Submission};
-use crate::ids::{ParticipantId, PublicKey, Role};
+use crate::ids::{Date, ParticipantId, PublicKey, Role, Timestamp};
 use crate::merkle::{self, Hash, ProofError};
-use crate::num::{Money, Rate, Tonnes};
+use crate::num::{Money, Rate, Tonnes, UnitPrice};
+use crate::state::{
+    verify_row_proof, Balance, Batch, PledgeRecord, PledgeStatus, Price, RowProof, State,
+    StateCommitment,
+};
 use crate::wire::{self, Envelope};
 
 /// One entry of a bundle: its leaf bytes and its inclusion proof under the bundle's checkpoint.
@@ -42,6 +48,89 @@ pub struct PledgeBundle {
     pub checkpoint: String,
     /// The entries, in ledger order.
     pub entries: Vec<ProvedEntry>,
+    /// Version 2: the pledge's, the pledgor's balance's, the batch's and the price in force's
+    /// rows of the state the checkpoint's state line commits to, each with its proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<BundleState>,
+    /// Version 2: a consistency proof from an earlier checkpoint the bank holds (asked for with
+    /// `?old_size=`), so that the bank can check that this checkpoint extends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<BundleConsistency>,
+}
+
+/// The state rows of a bundle, each proved under the checkpoint's state line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleState {
+    /// The pledge's row (`pledges`, keyed by the pledge id).
+    pub pledge: RowProof,
+    /// The pledgor's balance of the batch (`balances`, keyed by `[pledgor, batch]`).
+    pub balance: RowProof,
+    /// The batch's row (`batches`).
+    pub batch: RowProof,
+    /// The price in force of the reference price's basis (`prices_in_force`, keyed by basis).
+    pub price: RowProof,
+}
+
+/// A consistency proof from an earlier checkpoint to the bundle's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleConsistency {
+    /// The earlier checkpoint's size.
+    pub old_size: u64,
+    /// Hex hashes, RFC 9162 order.
+    pub proof: Vec<String>,
+}
+
+/// What a bank requires of a bundle beyond the operator's signature.
+#[derive(Clone, Debug, Default)]
+pub struct BankPolicy {
+    /// The witnesses whose cosignatures count: name and cosignature key (from their verifier
+    /// keys, C2SP vkeys of type 0x04).
+    pub witnesses: Vec<(String, VerifyingKey)>,
+    /// How many of them must have cosigned the checkpoint.
+    pub quorum: usize,
+    /// The last checkpoint the bank accepted: the bundle's must extend it.
+    pub accepted: Option<Checkpoint>,
+}
+
+/// What the state rows of a version-2 bundle prove, at the checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFinding {
+    /// The pledge as the state holds it now.
+    pub status: PledgeStatus,
+    /// Drawn and not repaid.
+    pub outstanding: Money,
+    /// Facility limit.
+    pub limit: Money,
+    /// Maturity, if any.
+    pub maturity: Option<Date>,
+    /// What enforcement settled, if enforced.
+    pub settled: Option<Money>,
+    /// The pledgor's balance of the batch: pledged (locked) and available.
+    pub pledgor_pledged: Tonnes,
+    /// The pledgor's available balance of the batch.
+    pub pledgor_available: Tonnes,
+    /// The batch as it stands: issued, retired, reversed.
+    pub batch_issued: Tonnes,
+    /// Retired from the batch.
+    pub batch_retired: Tonnes,
+    /// Reversed from the batch's buffer.
+    pub batch_reversed: Tonnes,
+    /// The price in force of the reference price's basis.
+    pub price: String,
+    /// Its unit price.
+    pub unit_price: UnitPrice,
+    /// From when it applies.
+    pub price_effective_at: Timestamp,
+    /// Locked tonnes × the price in force.
+    pub collateral_value: Money,
+    /// Collateral value ÷ outstanding, to 4 places; none when nothing is outstanding.
+    pub coverage_ratio: Option<rust_decimal::Decimal>,
+    /// Rows in the committed state, and the state root (hex).
+    pub state_rows: u64,
+    /// The state root the checkpoint commits to (hex).
+    pub state_root: String,
 }
 
 /// What a verified pledge bundle proves.
@@ -83,6 +172,10 @@ pub struct PledgeFinding {
     pub checkpoint_size: u64,
     /// Checkpoint root (hex).
     pub checkpoint_root: String,
+    /// The witnesses of the bank's policy that cosigned the checkpoint.
+    pub cosigned_by: Vec<String>,
+    /// What the state rows prove (version-2 bundles).
+    pub state: Option<StateFinding>,
 }
 
 /// Why a pledge bundle does not verify.
@@ -151,6 +244,42 @@ pub enum BundleError {
         "the pledge bundle does not verify: report {0} is not signed by a registered verifier"
     )]
     ReportUnsigned(String),
+    /// Fewer trusted witnesses cosigned the checkpoint than the bank requires.
+    #[error("the pledge bundle does not verify: its checkpoint carries {found} valid cosignature(s) of the witnesses given, {needed} are required")]
+    Quorum {
+        /// Cosignatures required.
+        needed: usize,
+        /// Valid cosignatures of trusted witnesses found.
+        found: usize,
+    },
+    /// A cosignature of a trusted witness does not verify: the note was altered.
+    #[error("the pledge bundle does not verify: a witness's cosignature fails: {0}")]
+    Cosignature(CheckpointError),
+    /// The bundle's checkpoint is older than the one the bank accepted.
+    #[error("the pledge bundle does not verify: its checkpoint (size {bundle}) is older than the one the bank accepted (size {accepted})")]
+    Older {
+        /// The size the bank accepted.
+        accepted: u64,
+        /// The bundle's size.
+        bundle: u64,
+    },
+    /// The bundle's checkpoint does not extend the one the bank accepted: a forked history.
+    #[error("the pledge bundle does not verify: its checkpoint does not extend the one the bank accepted: {0}")]
+    NotExtending(String),
+    /// A version-2 bundle whose checkpoint has no state line, or whose state rows are missing.
+    #[error("the pledge bundle does not verify: {0}")]
+    NoState(String),
+    /// A state row does not verify under the checkpoint's state line.
+    #[error("the pledge bundle does not verify: the {what} row: {reason}")]
+    StateRow {
+        /// Which row.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The state rows contradict the entries, or each other.
+    #[error("the pledge bundle does not verify: {0}")]
+    StateContradicts(String),
     /// The monitoring report does not back the issuance.
     #[error("the pledge bundle does not verify: report {report} does not back the issuance of batch {batch}")]
     ReportUnbacked {
@@ -179,6 +308,13 @@ impl BundleError {
             BundleError::ExceedsIssuance => "exceeds-issuance",
             BundleError::ReportUnsigned(_) => "report-unsigned",
             BundleError::ReportUnbacked { .. } => "report-unbacked",
+            BundleError::Quorum { .. } => "quorum",
+            BundleError::Cosignature(_) => "bad-cosignature",
+            BundleError::Older { .. } => "older-checkpoint",
+            BundleError::NotExtending(_) => "not-extending",
+            BundleError::NoState(_) => "no-state",
+            BundleError::StateRow { .. } => "bad-state-row",
+            BundleError::StateContradicts(_) => "state-contradicts",
         }
     }
 }
@@ -309,7 +445,7 @@ pub fn open_bundle_checkpoint(
     bundle: &PledgeBundle,
     operator_key: &VerifyingKey,
 ) -> Result<Checkpoint, BundleError> {
-    if bundle.version != 1 {
+    if !(1..=2).contains(&bundle.version) {
         return Err(BundleError::Version(bundle.version));
     }
     let origin_line = bundle.checkpoint.lines().next().unwrap_or_default();
@@ -492,14 +628,29 @@ impl Facts<'_> {
 /// It proves that, in the ledger the checkpoint commits to: the pledge was signed by the pledgor
 /// and the bank with their then-current keys; its batch was issued by the operator from a
 /// monitoring report signed by a registered verifier, which verified at least the batch's
-/// quantity; and the pledge locks no more than was issued. The bank alone can release or enforce
-/// a pledge in default, and only with its own signature, so a bank that has signed neither knows
-/// the pledge is still active.
+/// quantity; and the pledge locks no more than was issued. A version-2 bundle also proves, from
+/// the state the checkpoint's state line commits to, where the pledge stands now (status,
+/// outstanding, limit, maturity), that the pledgor's pledged balance covers it, the batch as it
+/// stands and the price in force — see [`verify_pledge_bundle_with`] for the witnesses' quorum.
 pub fn verify_pledge_bundle(
     bundle: &PledgeBundle,
     operator_key: &VerifyingKey,
 ) -> Result<PledgeFinding, BundleError> {
+    verify_pledge_bundle_with(bundle, operator_key, &BankPolicy::default())
+}
+
+/// [`verify_pledge_bundle`] under a bank's policy: at least `quorum` of the bank's witnesses
+/// cosigned the checkpoint (so the operator cannot show the bank a history the witnesses did not
+/// see, and — for validating witnesses — every entry obeys the rules and the state line is
+/// true), and the checkpoint extends the last one the bank accepted.
+pub fn verify_pledge_bundle_with(
+    bundle: &PledgeBundle,
+    operator_key: &VerifyingKey,
+    policy: &BankPolicy,
+) -> Result<PledgeFinding, BundleError> {
     let checkpoint = open_bundle_checkpoint(bundle, operator_key)?;
+    let cosigned_by = check_quorum(&bundle.checkpoint, policy)?;
+    check_extends_accepted(bundle, &checkpoint, policy.accepted.as_ref())?;
     let entries = proved_entries(&bundle.entries, &checkpoint)?;
     let facts = Facts {
         book: KeyBook::rebuild(&entries, operator_key)?,
@@ -508,6 +659,15 @@ pub fn verify_pledge_bundle(
     let (pledge_seq, pledge) = facts.pledge(&bundle.pledge)?;
     let (issue_seq, issue) = facts.issuance(pledge_seq, pledge)?;
     let (report, verifier) = facts.report(issue_seq, issue)?;
+    let state = match (&bundle.state, bundle.version) {
+        (Some(state), _) => Some(facts.state(state, &checkpoint, pledge)?),
+        (None, 2) => {
+            return Err(BundleError::NoState(
+                "a version-2 bundle carries state rows".to_owned(),
+            ))
+        }
+        (None, _) => None,
+    };
     Ok(PledgeFinding {
         pledge: pledge.pledge.to_string(),
         pledge_seq,
@@ -527,5 +687,192 @@ pub fn verify_pledge_bundle(
         verifier: verifier.to_string(),
         checkpoint_size: checkpoint.size,
         checkpoint_root: hex::encode(checkpoint.root),
+        cosigned_by,
+        state,
     })
+}
+
+/// The bank's witnesses that cosigned the note; at least the quorum.
+fn check_quorum(note: &str, policy: &BankPolicy) -> Result<Vec<String>, BundleError> {
+    let cosignatures = checkpoint::verify_cosignatures(note, &policy.witnesses)
+        .map_err(BundleError::Cosignature)?;
+    if cosignatures.len() < policy.quorum {
+        return Err(BundleError::Quorum {
+            needed: policy.quorum,
+            found: cosignatures.len(),
+        });
+    }
+    Ok(cosignatures.into_iter().map(|c| c.name).collect())
+}
+
+/// The bundle's checkpoint extends the one the bank accepted: same, or proved consistent.
+fn check_extends_accepted(
+    bundle: &PledgeBundle,
+    checkpoint: &Checkpoint,
+    accepted: Option<&Checkpoint>,
+) -> Result<(), BundleError> {
+    let Some(accepted) = accepted else {
+        return Ok(());
+    };
+    if checkpoint.size < accepted.size {
+        return Err(BundleError::Older {
+            accepted: accepted.size,
+            bundle: checkpoint.size,
+        });
+    }
+    if checkpoint.size == accepted.size {
+        return if checkpoint.root == accepted.root {
+            Ok(())
+        } else {
+            Err(BundleError::NotExtending(format!(
+                "another root at the same size {}",
+                accepted.size
+            )))
+        };
+    }
+    let Some(consistency) = &bundle.consistency else {
+        return Err(BundleError::NotExtending(format!(
+            "the bundle carries no consistency proof; fetch it with ?old_size={}",
+            accepted.size
+        )));
+    };
+    if consistency.old_size != accepted.size {
+        return Err(BundleError::NotExtending(format!(
+            "its consistency proof starts at size {}, not at the accepted size {}",
+            consistency.old_size, accepted.size
+        )));
+    }
+    let proof = consistency
+        .proof
+        .iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h, &mut out).map(|()| out)
+        })
+        .collect::<Result<Vec<Hash>, _>>()
+        .map_err(|_| BundleError::NotExtending("a proof hash is not hex".to_owned()))?;
+    merkle::verify_consistency(
+        accepted.size,
+        checkpoint.size,
+        &accepted.root,
+        &checkpoint.root,
+        &proof,
+    )
+    .map_err(|e| BundleError::NotExtending(e.to_string()))
+}
+
+impl Facts<'_> {
+    /// Phase 6 (version 2): the state rows, proved under the checkpoint's state line, agree with
+    /// the pledge entry; the pledgor's pledged balance covers an active pledge; coverage at the
+    /// price in force.
+    fn state(
+        &self,
+        state: &BundleState,
+        checkpoint: &Checkpoint,
+        pledge: &entry::Pledge,
+    ) -> Result<StateFinding, BundleError> {
+        let commitment = StateCommitment::from_checkpoint(checkpoint)
+            .map_err(|e| BundleError::NoState(e.to_string()))?
+            .ok_or_else(|| BundleError::NoState("the checkpoint has no state line".to_owned()))?;
+        let row = |what: &'static str, proof: &RowProof, table: &str, key: Value| {
+            verify_row_proof(proof, table, &key, &commitment)
+                .map_err(|e| BundleError::StateRow {
+                    what,
+                    reason: e.to_string(),
+                })?
+                .ok_or_else(|| BundleError::StateRow {
+                    what,
+                    reason: "the state proves it absent".to_owned(),
+                })
+        };
+        fn decode<T: serde::de::DeserializeOwned>(
+            what: &'static str,
+            value: Value,
+        ) -> Result<T, BundleError> {
+            serde_json::from_value(value).map_err(|e| BundleError::StateRow {
+                what,
+                reason: e.to_string(),
+            })
+        }
+        let record: PledgeRecord = decode(
+            "pledge",
+            row("pledge", &state.pledge, "pledges", json!(pledge.pledge))?,
+        )?;
+        if record.pledgor != pledge.pledgor
+            || record.bank != pledge.bank
+            || record.batch != pledge.batch
+            || record.quantity != pledge.quantity
+            || record.price_ref != pledge.price_ref
+        {
+            return Err(BundleError::StateContradicts(
+                "the pledge's state row is not the pledge the entry made".to_owned(),
+            ));
+        }
+        let balance: Balance = decode(
+            "balance",
+            row(
+                "balance",
+                &state.balance,
+                "balances",
+                json!([pledge.pledgor, pledge.batch]),
+            )?,
+        )?;
+        if record.status == PledgeStatus::Active && balance.pledged < pledge.quantity.tonnes() {
+            return Err(BundleError::StateContradicts(format!(
+                "{} has {} t of {} pledged, less than the {} t this pledge locks",
+                pledge.pledgor, balance.pledged, pledge.batch, pledge.quantity
+            )));
+        }
+        let batch: Batch = decode(
+            "batch",
+            row("batch", &state.batch, "batches", json!(pledge.batch))?,
+        )?;
+        let basis = self.basis_of(&pledge.price_ref)?;
+        let price: Price = decode(
+            "price",
+            row("price", &state.price, "prices_in_force", json!(basis))?,
+        )?;
+        if price.currency != pledge.currency {
+            return Err(BundleError::StateContradicts(format!(
+                "the price in force of {basis} is in {}, the pledge in {}",
+                price.currency, pledge.currency
+            )));
+        }
+        let coverage = State::coverage(&record, price.unit_price);
+        Ok(StateFinding {
+            status: record.status,
+            outstanding: record.outstanding,
+            limit: record.limit,
+            maturity: record.maturity,
+            settled: record.settled,
+            pledgor_pledged: balance.pledged,
+            pledgor_available: balance.available,
+            batch_issued: batch.issued,
+            batch_retired: batch.retired,
+            batch_reversed: batch.reversed,
+            price: price.id.to_string(),
+            unit_price: price.unit_price,
+            price_effective_at: price.effective_at,
+            collateral_value: coverage.collateral_value,
+            coverage_ratio: coverage.coverage_ratio,
+            state_rows: commitment.rows,
+            state_root: hex::encode(commitment.root),
+        })
+    }
+
+    /// The basis of a reference price, from its publication among the bundle's entries.
+    fn basis_of(&self, price: &crate::ids::PriceId) -> Result<crate::ids::Basis, BundleError> {
+        match self.find(&|b| matches!(&b.kind, EntryKind::PublishPrice(p) if p.price == *price)) {
+            Some((
+                _,
+                Body {
+                    kind: EntryKind::PublishPrice(p),
+                    ..
+                },
+            )) => Ok(p.basis.clone()),
+            _ => Err(BundleError::Missing(format!(
+                "publication of price {price}"
+            ))),
+        }
+    }
 }

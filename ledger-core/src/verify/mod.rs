@@ -8,7 +8,11 @@
 pub mod bundle;
 pub mod replay;
 
-pub use bundle::{verify_pledge_bundle, BundleError, PledgeBundle, PledgeFinding, ProvedEntry};
+pub use bundle::{
+    verify_pledge_bundle, verify_pledge_bundle_with, BankPolicy, BundleConsistency, BundleError,
+    BundleState, PledgeBundle, PledgeFinding, ProvedEntry, StateFinding,
+};
 pub use replay::{
-    replay_export, verify_export, ExportReport, LeafSink, ReplayError, ReplayFault, Replayer,
+    replay_export, replay_leaf, verify_export, ExportReport, LeafSink, ReplayError, ReplayFault,
+    Replayed, Replayer,
 };

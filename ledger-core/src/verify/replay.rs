@@ -5,11 +5,12 @@ use std::io::BufRead;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, CheckpointError};
-use crate::ids::Origin;
+use crate::checkpoint::{self, Checkpoint, CheckpointError};
+use crate::ids::{Origin, Timestamp};
 use crate::merkle::{self, CompactTree, Hash, NodeId, ProofError};
 use crate::sign::{self, SignatureError};
-use crate::state::{ApplyError, Context, State};
+use crate::state::{ApplyError, Context, State, StateCommitment};
+use crate::store::StoreError;
 use crate::wire::{Envelope, Prepared};
 
 /// What is wrong with a replayed export or stored history.
@@ -58,6 +59,12 @@ pub enum ReplayFault {
     /// The leaves do not lead to the checkpoint's root: history was rewritten.
     #[error("the export's root at the checkpoint's size differs from the checkpoint's root: history was rewritten")]
     RootMismatch,
+    /// The checkpoint's state line is not well formed.
+    #[error("{0}")]
+    StateLine(String),
+    /// The checkpoint's state line is not the commitment to the state the replay reaches.
+    #[error("the checkpoint's state line does not commit to the state the entries produce: the operator's statement of the market is wrong")]
+    StateMismatch,
     /// Fewer leaves than the checkpoint counts.
     #[error("the export holds {entries} entries, fewer than the checkpoint's {checkpoint}")]
     TooShort {
@@ -89,6 +96,8 @@ impl ReplayFault {
             ReplayFault::Tree(_) => "tree",
             ReplayFault::Operator => "wrong-operator",
             ReplayFault::RootMismatch => "root-mismatch",
+            ReplayFault::StateMismatch => "state-mismatch",
+            ReplayFault::StateLine(_) => "bad-state-line",
             ReplayFault::TooShort { .. } => "too-short",
             ReplayFault::Sink(_) => "storage",
         }
@@ -121,7 +130,71 @@ pub struct Replayer {
     state: State,
     tree: CompactTree,
     prev: Hash,
+    last_accepted_at: Option<Timestamp>,
     signatures: u64,
+}
+
+/// One leaf checked and applied: the Merkle nodes it completed and when it was accepted.
+#[derive(Debug)]
+pub struct Replayed {
+    /// Perfect nodes completed by the leaf, the leaf itself first.
+    pub nodes: Vec<(NodeId, Hash)>,
+    /// When the ledger accepted it.
+    pub accepted_at: Timestamp,
+    /// Signatures it carries (all checked).
+    pub signatures: u64,
+}
+
+/// Checks the leaf at position `tree.size()` of the ledger `origin` and applies it: its envelope
+/// (position, chain link to `prev`, origin), its signatures against the keys current in `state`,
+/// the market's rules; then appends it to `tree` and moves `prev` on. The state's changes stay
+/// pending (the caller settles them, or writes them first).
+pub fn replay_leaf(
+    origin: &Origin,
+    state: &mut State,
+    tree: &mut CompactTree,
+    prev: &mut Hash,
+    leaf: &[u8],
+) -> Result<Replayed, ReplayError> {
+    let seq = tree.size();
+    let fail = |fault: ReplayFault| ReplayError { seq, fault };
+    let envelope = Envelope::from_leaf(leaf).map_err(|e| fail(ReplayFault::Leaf(e.to_string())))?;
+    if envelope.seq != seq {
+        return Err(fail(ReplayFault::Position {
+            found: envelope.seq,
+        }));
+    }
+    if envelope.prev != hex::encode(*prev) {
+        return Err(fail(ReplayFault::Chain));
+    }
+    let body = &envelope.entry.body;
+    if body.ledger != *origin {
+        return Err(fail(ReplayFault::Ledger(body.ledger.to_string())));
+    }
+    let signatures = envelope.entry.signatures.len() as u64;
+    let prepared =
+        Prepared::new(envelope.entry).map_err(|e| fail(ReplayFault::Encoding(e.to_string())))?;
+    let verified =
+        sign::verify_signatures(&*state, &prepared).map_err(|e| fail(ReplayFault::Signature(e)))?;
+    let ctx = Context {
+        seq,
+        accepted_at: envelope.accepted_at.clone(),
+        signers: verified.signers,
+        body_digest: prepared.body_digest,
+    };
+    state
+        .apply(&ctx, prepared.body())
+        .map_err(|e| fail(ReplayFault::Rule(e)))?;
+    let leaf_hash = merkle::leaf_hash(leaf);
+    let nodes = tree
+        .append(leaf_hash)
+        .map_err(|e| fail(ReplayFault::Tree(e)))?;
+    *prev = leaf_hash;
+    Ok(Replayed {
+        nodes,
+        accepted_at: envelope.accepted_at,
+        signatures,
+    })
 }
 
 impl Replayer {
@@ -132,49 +205,24 @@ impl Replayer {
             state: State::new(),
             tree: CompactTree::new(),
             prev: [0; 32],
+            last_accepted_at: None,
             signatures: 0,
         }
     }
 
     /// Replays the next leaf; returns the Merkle nodes it completed.
     pub fn push(&mut self, leaf: &[u8]) -> Result<Vec<(NodeId, Hash)>, ReplayError> {
-        let seq = self.tree.size();
-        let fail = |fault: ReplayFault| ReplayError { seq, fault };
-        let envelope =
-            Envelope::from_leaf(leaf).map_err(|e| fail(ReplayFault::Leaf(e.to_string())))?;
-        if envelope.seq != seq {
-            return Err(fail(ReplayFault::Position {
-                found: envelope.seq,
-            }));
-        }
-        if envelope.prev != hex::encode(self.prev) {
-            return Err(fail(ReplayFault::Chain));
-        }
-        let body = &envelope.entry.body;
-        if body.ledger != self.origin {
-            return Err(fail(ReplayFault::Ledger(body.ledger.to_string())));
-        }
-        let signature_count = envelope.entry.signatures.len() as u64;
-        let prepared = Prepared::new(envelope.entry)
-            .map_err(|e| fail(ReplayFault::Encoding(e.to_string())))?;
-        let verified = sign::verify_signatures(&self.state, &prepared)
-            .map_err(|e| fail(ReplayFault::Signature(e)))?;
-        let ctx = Context {
-            seq,
-            accepted_at: envelope.accepted_at,
-            signers: verified.signers,
-            body_digest: prepared.body_digest,
-        };
-        self.state
-            .apply(&ctx, prepared.body())
-            .map_err(|e| fail(ReplayFault::Rule(e)))?;
+        let replayed = replay_leaf(
+            &self.origin,
+            &mut self.state,
+            &mut self.tree,
+            &mut self.prev,
+            leaf,
+        )?;
         self.state.settle();
-        self.signatures += signature_count;
-        let leaf_hash = merkle::leaf_hash(leaf);
-        self.prev = leaf_hash;
-        self.tree
-            .append(leaf_hash)
-            .map_err(|e| fail(ReplayFault::Tree(e)))
+        self.signatures += replayed.signatures;
+        self.last_accepted_at = Some(replayed.accepted_at);
+        Ok(replayed.nodes)
     }
 
     /// Entries replayed.
@@ -200,6 +248,39 @@ impl Replayer {
     /// The tree's right edge and the hash of the last leaf.
     pub fn head(&self) -> (&CompactTree, Hash) {
         (&self.tree, self.prev)
+    }
+
+    /// The commitment to the state replayed so far, at the time of the last entry (the state
+    /// line a checkpoint of this size must carry).
+    pub fn state_commitment(&self) -> Result<StateCommitment, StoreError> {
+        let at = self
+            .last_accepted_at
+            .clone()
+            .unwrap_or_else(|| Timestamp::from_instant(time::OffsetDateTime::UNIX_EPOCH));
+        self.state.state_commitment(&at)
+    }
+}
+
+/// Checks the checkpoint's state line, if it has one, against the state replayed to its size.
+fn check_state_line(checkpoint: &Checkpoint, replayer: &Replayer) -> Result<(), ReplayError> {
+    let at = |fault| ReplayError {
+        seq: checkpoint.size.saturating_sub(1),
+        fault,
+    };
+    let claimed = StateCommitment::from_checkpoint(checkpoint)
+        .map_err(|e| at(ReplayFault::StateLine(e.to_string())))?;
+    match claimed {
+        Some(claimed) => {
+            let replayed = replayer
+                .state_commitment()
+                .map_err(|e| at(ReplayFault::Sink(e.to_string())))?;
+            if claimed == replayed {
+                Ok(())
+            } else {
+                Err(at(ReplayFault::StateMismatch))
+            }
+        }
+        None => Ok(()),
     }
 }
 
@@ -269,6 +350,7 @@ pub fn replay_export(
         }
         if replayer.size() == checkpoint.size {
             root_at_checkpoint = Some(replayer.root());
+            check_state_line(&checkpoint, &replayer)?;
         }
     }
     match root_at_checkpoint {

@@ -90,6 +90,7 @@ impl State {
                 status: PledgeStatus::Active,
                 closed_seq: None,
                 settled: None,
+                margin_threshold: r.margin_threshold,
             },
         );
         Ok(())

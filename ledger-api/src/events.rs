@@ -1,0 +1,177 @@
+//! `GET /v1/events?from=SEQ`: the ledger's entries as server-sent events, from `SEQ` on, then
+//! each new one as it is accepted — so that a bank's system follows the ledger, and the coverage
+//! of the pledges it lends against, without polling.
+//!
+//! Each event is one `data:` line of JSON, with the entry's seq as the event id:
+//!
+//! ```json
+//! {"seq": 23, "type": "publish_price", "id": "price-7", "accepted_at": "…",
+//!  "coverage": [{"pledge": "PL-2022-001", "price": "BM-2022-09", "coverage_ratio": "1.2142",
+//!                "margin_threshold": "1.25", "below_threshold": true}],
+//!  "below_threshold": ["PL-2022-001"]}
+//! ```
+//!
+//! `coverage` lists the pledges whose coverage the entry changed: a new price of their reference
+//! basis, or a pledge, drawdown, repayment, release or enforcement of theirs. Their figures are
+//! those of the state when the event is sent — for an event sent as its entry is accepted, the
+//! coverage right after it. `below_threshold` names those now under their margin threshold.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use ledger_core::entry::EntryKind;
+use ledger_core::ids::{PledgeId, Timestamp};
+use ledger_core::ledger::Ledger;
+use ledger_core::state::{PledgeStatus, State as LedgerState};
+use ledger_core::wire::Envelope;
+use serde::{Deserialize, Serialize};
+
+use crate::problem::ApiError;
+use crate::routes::{AppState, QueryParams};
+
+/// How often the stream looks for new entries once it has sent every one.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Entries read at a time.
+const CHUNK: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    from: Option<u64>,
+}
+
+/// A pledge's coverage in an event.
+#[derive(Debug, Serialize)]
+struct PledgeCoverage {
+    pledge: PledgeId,
+    status: PledgeStatus,
+    price: Option<String>,
+    coverage_ratio: Option<rust_decimal::Decimal>,
+    margin_threshold: Option<ledger_core::num::Ratio>,
+    below_threshold: bool,
+}
+
+/// One event.
+#[derive(Debug, Serialize)]
+struct LedgerEvent {
+    seq: u64,
+    #[serde(rename = "type")]
+    entry_type: String,
+    id: String,
+    accepted_at: String,
+    coverage: Vec<PledgeCoverage>,
+    below_threshold: Vec<PledgeId>,
+}
+
+/// The pledges whose coverage an entry changes.
+fn affected(state: &LedgerState, kind: &EntryKind) -> Vec<PledgeId> {
+    match kind {
+        EntryKind::PublishPrice(price) => state
+            .pledges()
+            .filter(|p| {
+                p.status == PledgeStatus::Active
+                    && state
+                        .price(&p.price_ref)
+                        .is_some_and(|r| r.basis == price.basis && r.currency == price.currency)
+            })
+            .map(|p| p.id.clone())
+            .collect(),
+        EntryKind::Pledge(p) => vec![p.pledge.clone()],
+        EntryKind::Drawdown(m) | EntryKind::Repay(m) => vec![m.pledge.clone()],
+        EntryKind::ReleasePledge(a) | EntryKind::EnforcePledge(a) => vec![a.pledge.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The event of one leaf, with coverage figures from the state now.
+fn event_of(state: &LedgerState, seq: u64, leaf: &[u8], now: &Timestamp) -> Option<LedgerEvent> {
+    let envelope = Envelope::from_leaf(leaf).ok()?;
+    let body = &envelope.entry.body;
+    let coverage: Vec<PledgeCoverage> = affected(state, &body.kind)
+        .into_iter()
+        .filter_map(|id| {
+            let pledge = state.pledge(&id)?;
+            let found = state.coverage_at(pledge, now);
+            Some(PledgeCoverage {
+                pledge: id,
+                status: pledge.status,
+                price: found.as_ref().map(|(p, _)| p.id.to_string()),
+                coverage_ratio: found.as_ref().and_then(|(_, c)| c.coverage_ratio),
+                margin_threshold: pledge.margin_threshold,
+                below_threshold: found.is_some_and(|(_, c)| c.below_threshold),
+            })
+        })
+        .collect();
+    Some(LedgerEvent {
+        seq,
+        entry_type: body.type_name().to_owned(),
+        id: body.id.to_string(),
+        accepted_at: envelope.accepted_at.to_string(),
+        below_threshold: coverage
+            .iter()
+            .filter(|c| c.below_threshold)
+            .map(|c| c.pledge.clone())
+            .collect(),
+        coverage,
+    })
+}
+
+/// The events of entries `[from, from + CHUNK)` that exist.
+fn read_events(ledger: &Ledger, from: u64) -> Result<Vec<(u64, String)>, String> {
+    let leaves = ledger.leaves(from, CHUNK).map_err(|e| e.to_string())?;
+    let now = Timestamp::now();
+    ledger.read(|state| {
+        leaves
+            .iter()
+            .map(|(seq, leaf)| {
+                let event = event_of(state, *seq, leaf, &now)
+                    .ok_or_else(|| format!("leaf {seq} cannot be read"))?;
+                serde_json::to_string(&event)
+                    .map(|json| (*seq, json))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    })
+}
+
+/// `GET /v1/events?from=SEQ`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let from = query.from.unwrap_or(0);
+    let ledger = state.ledger().clone();
+    let events = stream::unfold(
+        (ledger, from, std::collections::VecDeque::new()),
+        |(ledger, mut next, mut queue)| async move {
+            loop {
+                if let Some((seq, json)) = queue.pop_front() {
+                    let event = Event::default().id(format!("{seq}")).data(json);
+                    return Some((Ok(event), (ledger, next, queue)));
+                }
+                let reader = ledger.clone();
+                let read = tokio::task::spawn_blocking(move || read_events(&reader, next)).await;
+                match read {
+                    Ok(Ok(batch)) if !batch.is_empty() => {
+                        next = batch.last().map_or(next, |(seq, _)| seq + 1);
+                        queue.extend(batch);
+                    }
+                    Ok(Ok(_)) => tokio::time::sleep(POLL).await,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "the event stream stopped");
+                        return None;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the event stream stopped");
+                        return None;
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
