@@ -17,12 +17,14 @@ use crate::ids::{ParticipantId, PublicKey};
 use crate::merkle;
 use crate::sign;
 use crate::state::Context;
+use crate::store::StoreError;
 use crate::wire::{Envelope, Prepared};
 
 use super::{hex32, Head, Ledger, LedgerError};
 
-/// Entries replayed between two settles of the state while catching up: bounds the undo log.
-const SETTLE_EVERY: u64 = 1024;
+/// Beyond this many missed entries an instance reads its head back from the store (O(state))
+/// rather than replay them (O(entries), with every change held for undo until the end).
+const REPLAY_AT_MOST: u64 = 50_000;
 
 impl Ledger {
     /// Catches up with the entries other instances appended to a shared store, and returns the
@@ -50,13 +52,15 @@ impl Ledger {
         self.store.shared()
     }
 
-    /// Applies the entries the store holds beyond the head. If one of them cannot be applied
-    /// (the store contradicts itself or holds an entry this program refuses), the head is read
-    /// back from the store as a whole and the error returned.
+    /// Applies the entries the store holds beyond the head, all or none: if the store cannot
+    /// be read meanwhile, or holds an entry this program refuses, the head is as it was and the
+    /// error is returned.
     pub(super) fn catch_up(&self, head: &mut Head) -> Result<(), LedgerError> {
+        let before = head.log_end();
         let result = self.replay_missed(head);
         if result.is_err() {
-            self.reload(head);
+            head.state.revert();
+            head.rewind(before);
         }
         result
     }
@@ -74,6 +78,22 @@ impl Ledger {
         }
         let from = head.tree.size();
         if meta.size <= from {
+            return Ok(());
+        }
+        if meta.size - from > REPLAY_AT_MOST {
+            // Far behind (a long disconnection): the state as stored, without the history. It
+            // stands only if no other instance appended while it was read.
+            let operator = PublicKey::from(self.operator_key.verifying_key());
+            let fresh = Head::load(&self.store, meta.clone(), &self.origin, &operator)?;
+            if self.store.meta()?.map(|m| m.size) != Some(meta.size) {
+                return Err(StoreError::Unavailable(
+                    "other instances appended while this one read the store's state; retry"
+                        .to_owned(),
+                )
+                .into());
+            }
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh.keys();
+            *head = fresh;
             return Ok(());
         }
         let mut new_keys: Vec<(ParticipantId, PublicKey)> = Vec::new();
@@ -98,9 +118,6 @@ impl Ledger {
                 }
             }
             next += 1;
-            if (next - from) % SETTLE_EVERY == 0 {
-                head.state.settle();
-            }
             Ok(true)
         })?;
         if let Some(error) = failure {
