@@ -743,3 +743,47 @@ async fn reads_on_one_instance_never_contradict_a_receipt_from_the_other() {
     eprintln!("cross-instance reads: {reads} reads after writes on the other instance, none contradicted a receipt");
     drop((a, b));
 }
+
+#[test]
+fn bench_measures_postgres_with_one_instance_and_two_on_scratch_databases() {
+    let Some(cluster) = TestCluster::shared("bench_measures_postgres") else {
+        return;
+    };
+    let url = cluster.url("postgres");
+    let out = run_ok(&[
+        "bench",
+        "--entries",
+        "60",
+        "--clients",
+        "4",
+        "--holders",
+        "10",
+        "--ceiling-seconds",
+        "0.05",
+        "--mode",
+        "http",
+        "--store",
+        &url,
+    ]);
+    for run in [
+        "postgres http: 60 durable trades",
+        "postgres http ×2: 60 durable trades",
+    ] {
+        assert!(out.contains(run), "no \"{run}\" in:\n{out}");
+    }
+    assert!(out.contains("of the sled rate in the same mode"), "{out}");
+    // The scratch databases are gone.
+    let left = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'carbon_ledger_scratch%'",
+                &[],
+            )
+            .unwrap()
+            .len()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(left, 0, "scratch databases left behind");
+}
