@@ -363,7 +363,7 @@ impl From<LedgerError> for ApiError {
                 | ProofError::SizeUnavailable { .. } => {
                     ApiError::new("bad-proof-request", error.to_string())
                 }
-                _ => ApiError::internal("integrity", &error),
+                _ => ApiError::internal(error.kind(), &error),
             },
             _ => ApiError::new(error.kind(), error.to_string()),
         };

@@ -685,3 +685,16 @@ impl Store for MemoryStore {
         Ok(self.lock()?.state.get(&state_key(table, key)).cloned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    /// The core recognises an unavailable store by this text once a proof's node source has
+    /// turned the error into a string (`LedgerError::kind`): keep the two in step.
+    #[test]
+    fn an_unavailable_store_reads_as_the_core_expects() {
+        let text = StoreError::Unavailable("db error".to_owned()).to_string();
+        assert!(text.starts_with("the store cannot be reached"), "{text}");
+    }
+}

@@ -16,7 +16,7 @@ use crate::entry::EntryKind;
 use crate::ids::{ParticipantId, PublicKey};
 use crate::merkle;
 use crate::sign;
-use crate::state::Context;
+use crate::state::{ApplyError, Context};
 use crate::store::StoreError;
 use crate::wire::{Envelope, Prepared};
 
@@ -180,9 +180,12 @@ impl Ledger {
             body_digest: prepared.body_digest,
         };
         let body = prepared.body();
-        head.state
-            .apply(&ctx, body)
-            .map_err(|e| wrong(format!("the state machine refuses it: {e}")))?;
+        head.state.apply(&ctx, body).map_err(|e| match e {
+            // The store's history could not be read (the database went away): not a fault of
+            // the entry, and worth another try.
+            ApplyError::Store(store) => LedgerError::Store(store),
+            refused => wrong(format!("the state machine refuses it: {refused}")),
+        })?;
         let leaf_hash = merkle::leaf_hash(leaf);
         head.tree.append(leaf_hash)?;
         head.last_leaf_hash = leaf_hash;

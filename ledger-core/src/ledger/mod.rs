@@ -118,6 +118,12 @@ impl LedgerError {
             LedgerError::Group { error, .. } => error.kind(),
             LedgerError::GroupSize(_) => "group-size",
             LedgerError::NotFound(_) => "not-found",
+            // A proof's nodes could not be read because the store is away: retry, not damage.
+            LedgerError::Proof(ProofError::Source(reason))
+                if reason.starts_with(STORE_UNAVAILABLE_PREFIX) =>
+            {
+                "store-unavailable"
+            }
             LedgerError::Proof(ProofError::MissingNode(_) | ProofError::Source(_)) => "integrity",
             LedgerError::Proof(_) => "bad-proof-request",
             LedgerError::Checkpoint(_) => "checkpoint",
@@ -130,6 +136,9 @@ impl LedgerError {
         }
     }
 }
+
+/// How [`StoreError::Unavailable`] reads once it has become text (a proof's node source).
+const STORE_UNAVAILABLE_PREFIX: &str = "the store cannot be reached";
 
 impl From<ApplyError> for LedgerError {
     fn from(e: ApplyError) -> Self {
