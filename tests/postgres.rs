@@ -195,7 +195,7 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
     let rounds: usize = std::env::var("PG_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(8);
     eprintln!("two-instance crash test: seed {seed}, {rounds} rounds");
     let mut rng = Rng::new(seed);
     let root = tempfile::tempdir().unwrap();
@@ -205,7 +205,7 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
     let origin = market.case.origin.clone();
     let key = market.key(&market.case.operator).verifying_key();
     let pool: Arc<Vec<(String, Vec<u8>)>> = Arc::new(tokio::task::block_in_place(|| {
-        transfers(&market, &enterprises, "PG", 1500)
+        transfers(&market, &enterprises, "PG", 3000)
     }));
     let mut services = [Some(a), Some(b)];
     let mut acked: BTreeMap<String, Receipt> = BTreeMap::new();
@@ -628,10 +628,38 @@ async fn reads_on_one_instance_never_contradict_a_receipt_from_the_other() {
     };
     let url = cluster.database();
     let root = tempfile::tempdir().unwrap();
-    let enterprises: Vec<String> = (0..4).map(|i| format!("ent-{i:02}")).collect();
+    let enterprises: Vec<String> = (0..8).map(|i| format!("ent-{i:02}")).collect();
     let (a, b, market, _) = two_instances(root.path(), &url, &enterprises).await;
     let market = Arc::new(market);
     let urls = [a.url.clone(), b.url.clone()];
+    // Background load on both instances: the wetland's sink to enterprises 4–7, so that the
+    // instance read from is mostly behind the one written to.
+    let background = Arc::new(tokio::task::block_in_place(|| {
+        (0..2000)
+            .map(|i| {
+                let id = format!("BG-{i:05}");
+                let buyer = format!("ent-{:02}", 4 + i % 4);
+                serde_json::to_vec(&market.transfer(&id, demo::WETLAND, &buyer, "1")).unwrap()
+            })
+            .collect::<Vec<_>>()
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for c in 0..4 {
+        let client = Client::new(&urls[c % 2]).unwrap();
+        let (background, stop, next) = (background.clone(), stop.clone(), next.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(bytes) = background.get(i) else {
+                    return;
+                };
+                let answer = client.post("/v1/entries", bytes.clone()).await.unwrap();
+                assert_eq!(answer.status.as_u16(), 201, "{}", answer.text());
+            }
+        }));
+    }
     let origin = market.case.origin.clone();
     let key = market.key(&market.case.operator).verifying_key();
     // Four writers, two on each instance, each moving sink to its own enterprise (so that it
@@ -671,7 +699,7 @@ async fn reads_on_one_instance_never_contradict_a_receipt_from_the_other() {
                 shown.text()
             );
             assert_eq!(shown.json::<Value>().unwrap()["limit"], "411.81");
-            for i in 0..20 {
+            for i in 0..30 {
                 let id = format!("RW-{w}-{i:03}");
                 let transfer = market.transfer(&id, demo::PLATFORM, &buyer, "1");
                 let answer = write
@@ -740,7 +768,14 @@ async fn reads_on_one_instance_never_contradict_a_receipt_from_the_other() {
     for writer in writers {
         reads += writer.await.unwrap();
     }
-    eprintln!("cross-instance reads: {reads} reads after writes on the other instance, none contradicted a receipt");
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    eprintln!(
+        "cross-instance reads: {reads} reads after writes on the other instance, beside {} background entries; none contradicted a receipt",
+        next.load(Ordering::Relaxed).min(background.len())
+    );
     drop((a, b));
 }
 
