@@ -219,3 +219,34 @@ fn concurrent_submitters_on_two_instances_keep_seq_gap_free() {
     assert_eq!(c.root(), a.root());
     assert_eq!(c.read(|s| s.clone()), a.read(|s| s.clone()));
 }
+
+/// Several instances started at once on an empty database: one creates the ledger (its
+/// genesis entry), the others find it created and open it; the schema is migrated once.
+#[test]
+fn instances_started_at_once_on_an_empty_database_create_one_ledger() {
+    let Some(cluster) = ledger_postgres::testing::TestCluster::shared("instances_started_at_once")
+    else {
+        return;
+    };
+    let url = cluster.database();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let store = ledger_postgres::PgStore::connect(&url)?;
+                ledger_core::ledger::Ledger::open(Box::new(store), config())
+                    .map_err(|e| ledger_core::store::StoreError::Io(e.to_string()))
+            })
+        })
+        .collect();
+    let ledgers: Vec<_> = starts
+        .into_iter()
+        .map(|s| s.join().unwrap().unwrap())
+        .collect();
+    for ledger in &ledgers {
+        assert_eq!(ledger.refresh().unwrap(), 1, "one genesis entry");
+        assert_eq!(ledger.root(), ledgers[0].root());
+    }
+}
