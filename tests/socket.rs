@@ -322,6 +322,7 @@ async fn a_restart_keeps_entries_balances_root_and_checkpoint() {
         entry_max_age: ledger_api::server::DEFAULT_ENTRY_MAX_AGE,
         witnesses: Vec::new(),
         cosign_interval: ledger_api::server::DEFAULT_COSIGN_INTERVAL,
+        store: None,
     })
     .await;
     assert!(refused.is_err());

@@ -33,12 +33,17 @@ pub struct BenchOptions {
     pub in_process: bool,
     /// Drive the HTTP service over loopback.
     pub http: bool,
+    /// Also run on PostgreSQL (a URL whose user may create databases): in process, over HTTP
+    /// with one instance, and over HTTP with two instances sharing the database, each on a
+    /// scratch database created beside the named one and dropped after.
+    pub store: Option<String>,
 }
 
 /// One mode's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct Run {
-    /// "in-process" or "http".
+    /// "in-process" or "http" (sled), or the same on PostgreSQL ("postgres in-process",
+    /// "postgres http", "postgres http ×2" for two instances).
     pub mode: &'static str,
     /// Trades acknowledged (each durable).
     pub entries: usize,
@@ -164,35 +169,57 @@ fn run_in_process(
     ))
 }
 
-/// C clients over loopback, each on one kept-alive connection.
+/// C clients over loopback, each on one kept-alive connection, spread over one service per
+/// ledger (several ledgers are instances sharing one store).
 async fn run_http(
-    ledger: Arc<Ledger>,
+    mode: &'static str,
+    ledgers: Vec<Arc<Ledger>>,
     trades: Arc<Vec<Vec<u8>>>,
     clients: usize,
 ) -> Result<Run, BenchError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(fail)?;
-    let url = format!("http://{}", listener.local_addr().map_err(fail)?);
-    let limits = Limits {
-        in_flight: clients * 4 + 16,
-        ..Limits::default()
-    };
-    let router = app(AppState::new(Arc::clone(&ledger), limits));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
+    let mut urls = Vec::new();
+    let mut servers = Vec::new();
+    for ledger in &ledgers {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-    });
-    let client = Client::new(&url).map_err(fail)?;
+            .map_err(fail)?;
+        urls.push(format!("http://{}", listener.local_addr().map_err(fail)?));
+        let limits = Limits {
+            in_flight: clients * 4 + 16,
+            ..Limits::default()
+        };
+        let router = app(AppState::new(Arc::clone(ledger), limits));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        servers.push((stop, server));
+    }
+    let stats = |ledgers: &[Arc<Ledger>]| {
+        ledgers.iter().fold(
+            WriteStats {
+                durable_writes: 0,
+                entries: 0,
+            },
+            |sum, l| {
+                let w = l.write_stats();
+                WriteStats {
+                    durable_writes: sum.durable_writes + w.durable_writes,
+                    entries: sum.entries + w.entries,
+                }
+            },
+        )
+    };
     let next = Arc::new(AtomicUsize::new(0));
-    let before = ledger.write_stats();
+    let before = stats(&ledgers);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for c in 0..clients {
+        let client = Client::new(&urls[c % urls.len()]).map_err(fail)?;
         let mut connection = client.connect().await.map_err(fail)?;
         let (next, trades) = (Arc::clone(&next), Arc::clone(&trades));
         tasks.push(tokio::spawn(async move {
@@ -223,10 +250,33 @@ async fn run_http(
         latencies.extend(task.await.map_err(fail)??);
     }
     let wall = start.elapsed();
-    let writes = since(before, ledger.write_stats());
-    let _ = stop.send(());
-    let _ = server.await;
-    Ok(summarize("http", latencies, wall, writes))
+    let writes = since(before, stats(&ledgers));
+    for (stop, server) in servers {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
+    Ok(summarize(mode, latencies, wall, writes))
+}
+
+/// A fresh ledger on a scratch PostgreSQL database beside `url`, set up for the trades; and a
+/// second instance on it when `instances` is 2.
+fn postgres_ledgers(
+    market: &Market,
+    scratch: &ledger_postgres::scratch::ScratchDatabase,
+    instances: usize,
+) -> Result<Vec<Arc<Ledger>>, BenchError> {
+    let mut ledgers = Vec::new();
+    for i in 0..instances {
+        let store = scratch
+            .store(ledger_postgres::DEFAULT_MAX_CONNECTIONS)
+            .map_err(fail)?;
+        let ledger = Ledger::open(Box::new(store), market.config()?).map_err(fail)?;
+        if i == 0 {
+            market.setup(&ledger)?;
+        }
+        ledgers.push(Arc::new(ledger));
+    }
+    Ok(ledgers)
 }
 
 /// Runs the bench and writes a readable report to `out`.
@@ -273,12 +323,68 @@ pub fn run(options: &BenchOptions, out: &mut dyn std::io::Write) -> Result<Repor
             .enable_all()
             .build()
             .map_err(fail)?;
-        let run = runtime.block_on(run_http(ledger, Arc::clone(&trades), options.clients))?;
+        let run = runtime.block_on(run_http(
+            "http",
+            vec![ledger],
+            Arc::clone(&trades),
+            options.clients,
+        ))?;
         let in_process = runs.first().map(|r| r.per_second);
         say(out, describe(&run, &ceiling, in_process));
         runs.push(run);
     }
+    if let Some(url) = &options.store {
+        let sled_rate = |mode: &str| runs.iter().find(|r| r.mode == mode).map(|r| r.per_second);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(fail)?;
+        let mut postgres_runs = Vec::new();
+        if options.in_process {
+            let scratch = ledger_postgres::scratch::ScratchDatabase::create(url).map_err(fail)?;
+            let ledger = postgres_ledgers(&market, &scratch, 1)?.remove(0);
+            let run = run_in_process(&ledger, &trades, options.clients)?;
+            drop(ledger);
+            let run = Run {
+                mode: "postgres in-process",
+                ..run
+            };
+            say(out, describe_store_run(&run, sled_rate("in-process")));
+            postgres_runs.push(run);
+        }
+        if options.http {
+            for (instances, mode) in [(1, "postgres http"), (2, "postgres http ×2")] {
+                let scratch =
+                    ledger_postgres::scratch::ScratchDatabase::create(url).map_err(fail)?;
+                let ledgers = postgres_ledgers(&market, &scratch, instances)?;
+                let run = runtime.block_on(run_http(
+                    mode,
+                    ledgers,
+                    Arc::clone(&trades),
+                    options.clients,
+                ))?;
+                say(out, describe_store_run(&run, sled_rate("http")));
+                postgres_runs.push(run);
+            }
+        }
+        runs.extend(postgres_runs);
+    }
     Ok(Report { ceiling, runs })
+}
+
+fn describe_store_run(run: &Run, sled: Option<f64>) -> String {
+    let mut text = format!(
+        "{}: {} durable trades in {:.2} s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.1} entries per durable write",
+        run.mode, run.entries, run.seconds, run.per_second, run.p50_ms, run.p99_ms, run.max_ms,
+        run.mean_group
+    );
+    if let Some(sled) = sled {
+        text.push_str(&format!(
+            "; {:.1} % of the sled rate in the same mode",
+            100.0 * run.per_second / sled
+        ));
+    }
+    text
 }
 
 fn describe(run: &Run, ceiling: &Ceiling, in_process: Option<f64>) -> String {

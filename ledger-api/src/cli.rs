@@ -339,17 +339,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     std::fs::rename(&temporary, path).map_err(io)
 }
 
-/// `check --data DIR`: re-verifies a stopped ledger from its own store — every signature, the
+/// `check --data DIR [--store URL]`: re-verifies a stopped ledger from its own store — every signature, the
 /// chain, the tree and the state — and names the first bad entry.
-pub fn check(dir: &Path) -> Result<String, CliError> {
+pub fn check(dir: &Path, store: Option<&str>) -> Result<String, CliError> {
     let data = existing_data_dir(dir)?;
+    let config = data.config.clone();
     let ledger =
-        ledger_core::ledger::Ledger::open_dir(&data.store_path, data.config).map_err(|e| {
-            CliError(format!(
-                "the ledger in {} does not open: {e}",
-                dir.display()
-            ))
-        })?;
+        crate::server::open_ledger(&data, config, store).map_err(|e| CliError(format!("{e}")))?;
     let report = ledger.verify_full().map_err(|e| {
         CliError(format!(
             "the ledger in {} does NOT verify: {e}",
@@ -382,12 +378,14 @@ fn existing_data_dir(dir: &Path) -> Result<keys::DataDir, CliError> {
 }
 
 /// `restore`: builds a new data folder from a backup (an export and its checkpoint) and the
-/// operator's key file. Every entry is verified as it is written; the folder must not exist yet.
+/// operator's key file, with the entries on sled in the folder or, with `store`, in an empty
+/// PostgreSQL database. Every entry is verified as it is written; the folder must not exist yet.
 pub fn restore(
     dir: &Path,
     export: &Path,
     checkpoint_file: &Path,
     operator_key_file: &Path,
+    store: Option<&str>,
 ) -> Result<String, CliError> {
     if dir.exists()
         && std::fs::read_dir(dir)
@@ -425,11 +423,20 @@ pub fn restore(
         operator: operator.participant.to_string(),
         operator_name: operator.name.to_string(),
     })?;
-    let store = ledger_core::store::SledStore::open(&data.store_path)
-        .map_err(|e| CliError(e.to_string()))?;
+    let store: Box<dyn ledger_core::store::Store> = match store {
+        None => Box::new(
+            ledger_core::store::SledStore::open(&data.store_path)
+                .map_err(|e| CliError(e.to_string()))?,
+        ),
+        Some(url) => Box::new(
+            ledger_postgres::PgStore::connect(url)
+                .map_err(|e| CliError(format!("{}: {e}", crate::server::describe_store(url))))?
+                .with_witness(&data.dir),
+        ),
+    };
     let whole = std::io::Read::chain(std::io::Cursor::new(first.into_bytes()), lines);
     let ledger = ledger_core::ledger::Ledger::restore(
-        Box::new(store),
+        store,
         data.config,
         std::io::BufReader::new(whole),
         &note,

@@ -212,6 +212,7 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
                 entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
                 witnesses: Vec::new(),
                 cosign_interval: server::DEFAULT_COSIGN_INTERVAL,
+                store: None,
             })
             .await
             .map_err(|e| ClientError(format!("cannot start a service: {e}")))?;

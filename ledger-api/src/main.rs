@@ -1,7 +1,7 @@
 //! `carbon-ledger`: the service (`serve`) and the tools around it.
 //!
 //! ```text
-//! carbon-ledger serve  [--data DIR] [--listen ADDR] [--origin ORIGIN] [limits...]
+//! carbon-ledger serve  [--data DIR] [--store postgres://USER@HOST:PORT/DB] [--listen ADDR] [--origin ORIGIN] [limits...]
 //! carbon-ledger keygen --out FILE
 //! carbon-ledger sign   --key FILE --signer ID [--key FILE --signer ID ...] [--ledger ORIGIN] BODY.json
 //! carbon-ledger submit --url URL [--ca-cert PEM] FILE.json
@@ -34,8 +34,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the HTTP service on the embedded store (sled) in DIR; creates the operator key and
-    /// the ledger's origin on first start and reuses them after.
+    /// Runs the HTTP service on the embedded store (sled) in DIR, or on PostgreSQL with --store;
+    /// creates the operator key and the ledger's origin on first start and reuses them after.
     Serve(Serve),
     /// Writes a new secret key file (mode 0600) and prints its public key (base64).
     Keygen {
@@ -130,6 +130,9 @@ enum Command {
         /// The data folder.
         #[arg(long, env = "CARBON_LEDGER_DATA", default_value = "./data")]
         data: PathBuf,
+        /// The PostgreSQL database the entries live in, if not sled in the data folder.
+        #[arg(long, env = "CARBON_LEDGER_STORE")]
+        store: Option<String>,
     },
     /// Restores a ledger into a new data folder from a backup: an export, its checkpoint, and the
     /// operator's key file.
@@ -146,6 +149,10 @@ enum Command {
         /// The operator's secret key file (the old DIR/operator.key).
         #[arg(long)]
         operator_key_file: PathBuf,
+        /// Restore into this PostgreSQL database (empty) instead of sled in the data folder:
+        /// postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// A bounded load test on this machine: the signature-verification ceiling, then pre-signed
     /// trades through the library and over HTTP on loopback, each on a fresh temporary ledger.
@@ -168,6 +175,10 @@ enum Command {
         /// Also print the figures as JSON.
         #[arg(long)]
         json: bool,
+        /// Also run on PostgreSQL, one instance and two sharing a database:
+        /// postgres://USER@HOST:PORT/DB (a scratch database is created beside it, then dropped).
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Replays the reference case (Xiazhu Lake wetland, 2022) and prints a readable report.
     Demo {
@@ -185,9 +196,14 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct Serve {
-    /// The data folder: operator key, origin and store.
+    /// The data folder: operator key, origin and (without --store) the sled store.
     #[arg(long, env = "CARBON_LEDGER_DATA", default_value = "./data")]
     data: PathBuf,
+    /// Keep the entries in PostgreSQL instead of sled in the data folder:
+    /// postgres://USER@HOST:PORT/DB. Several instances, each with a copy of the data folder's
+    /// operator.key and ledger.json, may serve one database at once.
+    #[arg(long, env = "CARBON_LEDGER_STORE")]
+    store: Option<String>,
     /// The address to listen on.
     #[arg(long, env = "CARBON_LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -269,6 +285,7 @@ impl Serve {
             entry_max_age: Duration::from_secs(self.entry_max_age_secs),
             witnesses: self.witnesses,
             cosign_interval: Duration::from_millis(self.cosign_interval_ms),
+            store: self.store,
         }
     }
 }
@@ -383,8 +400,8 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                     .map_err(|e| cli::CliError(e.to_string()))
             })
         }
-        Command::Check { data } => {
-            print!("{}", cli::check(&data)?);
+        Command::Check { data, store } => {
+            print!("{}", cli::check(&data, store.as_deref())?);
             Ok(())
         }
         Command::Restore {
@@ -392,10 +409,17 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             export,
             checkpoint,
             operator_key_file,
+            store,
         } => {
             print!(
                 "{}",
-                cli::restore(&data, &export, &checkpoint, &operator_key_file)?
+                cli::restore(
+                    &data,
+                    &export,
+                    &checkpoint,
+                    &operator_key_file,
+                    store.as_deref()
+                )?
             );
             Ok(())
         }
@@ -406,6 +430,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             ceiling_seconds,
             mode,
             json,
+            store,
         } => {
             init_logging("warn");
             let options = ledger_api::bench::BenchOptions {
@@ -415,6 +440,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 ceiling_seconds,
                 in_process: mode != "http",
                 http: mode != "in-process",
+                store,
             };
             let report = ledger_api::bench::run(&options, &mut std::io::stdout())
                 .map_err(|e| cli::CliError(e.to_string()))?;

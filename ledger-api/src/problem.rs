@@ -234,6 +234,16 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
     p("storage", 500, "The store failed"),
     p("integrity", 500, "The stored ledger contradicts itself"),
     p("checkpoint", 500, "The checkpoint could not be made"),
+    p(
+        "store-unavailable",
+        503,
+        "The store cannot be reached; nothing was acknowledged",
+    ),
+    p(
+        "not-caught-up",
+        503,
+        "This instance has not applied the entries asked for yet",
+    ),
     p("overloaded", 503, "Too many requests in flight"),
     p("timeout", 503, "The request took longer than the limit"),
 ];
@@ -353,7 +363,7 @@ impl From<LedgerError> for ApiError {
                 | ProofError::SizeUnavailable { .. } => {
                     ApiError::new("bad-proof-request", error.to_string())
                 }
-                _ => ApiError::internal("integrity", &error),
+                _ => ApiError::internal(error.kind(), &error),
             },
             _ => ApiError::new(error.kind(), error.to_string()),
         };

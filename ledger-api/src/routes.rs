@@ -158,6 +158,33 @@ impl AppState {
     ) -> Result<R, ApiError> {
         self.blocking(move |ledger| ledger.read(f)).await
     }
+
+    /// [`AppState::blocking`] for a read that names something (an entry by seq or id, a pledge,
+    /// a participant...): if it is not found, the ledger first catches up with what other
+    /// instances sharing its store appended, and the read runs again. So an instance never
+    /// answers 404 for something any instance has acknowledged.
+    async fn blocking_fresh<R: Send + 'static>(
+        &self,
+        f: impl Fn(&Ledger) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.blocking(move |ledger| match f(ledger) {
+            Err(error) if error.status() == StatusCode::NOT_FOUND && ledger.shared_store() => {
+                ledger.refresh()?;
+                f(ledger)
+            }
+            other => other,
+        })
+        .await
+    }
+
+    /// [`AppState::read`] that catches up before it answers "not found" (see
+    /// [`AppState::blocking_fresh`]).
+    async fn read_fresh<R: Send + 'static>(
+        &self,
+        f: impl Fn(&LedgerState) -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        self.blocking_fresh(move |ledger| ledger.read(&f)).await
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,6 +280,7 @@ pub fn app(state: AppState) -> Router {
         }
     }
     let limited = limited
+        .layer(middleware::from_fn_with_state(state.clone(), consistency))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), admit))
         .layer(DefaultBodyLimit::max(limits.body_bytes));
@@ -305,6 +333,111 @@ async fn timeout(State(state): State<AppState>, request: Request, next: Next) ->
         )
         .into_response(),
     }
+}
+
+/// The header on every answer of a `/v1` route that says how many entries the answer reflects
+/// at least: every entry below that sequence number is in it.
+pub const LEDGER_SIZE_HEADER: &str = "x-ledger-size";
+
+/// What a request asks to have been applied before it is answered: `?min_seq=N` (the entry `N`,
+/// a receipt's `seq`) or `?min_size=S` (`S` entries, a checkpoint's or `X-Ledger-Size`'s size).
+/// Both are taken off the query before the route's own parameters are read.
+fn minimum_size(request: &mut Request) -> Result<Option<u64>, ApiError> {
+    let Some(query) = request.uri().query() else {
+        return Ok(None);
+    };
+    let mut wanted: Option<u64> = None;
+    let mut kept: Vec<&str> = Vec::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let size = match name {
+            "min_seq" => value.parse::<u64>().ok().and_then(|seq| seq.checked_add(1)),
+            "min_size" => value.parse::<u64>().ok(),
+            _ => {
+                kept.push(pair);
+                continue;
+            }
+        };
+        let size = size.ok_or_else(|| {
+            ApiError::malformed_request(format!(
+                "{name} must be a sequence number or a size, not \"{value}\""
+            ))
+        })?;
+        wanted = Some(wanted.map_or(size, |w| w.max(size)));
+    }
+    if wanted.is_some() {
+        let path = request.uri().path();
+        let uri = if kept.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{}", kept.join("&"))
+        };
+        *request.uri_mut() = uri
+            .parse()
+            .map_err(|_| ApiError::malformed_request("the query cannot be read"))?;
+    }
+    Ok(wanted)
+}
+
+/// Read-your-writes across instances: a request with `?min_seq=N` (or `?min_size=S`) is answered
+/// only once this instance has applied entry `N` (holds `S` entries), catching up with what
+/// other instances sharing its store appended; if it cannot within the request timeout, it
+/// answers 503 `not-caught-up` with `Retry-After`. Every answer says, in `X-Ledger-Size`, how
+/// many entries it reflects at least.
+async fn consistency(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let wanted = match minimum_size(&mut request) {
+        Ok(wanted) => wanted,
+        Err(error) => return error.into_response(),
+    };
+    // Answer before the request timeout does, with a problem that says what happened.
+    let limit = state.limits().request_timeout;
+    let deadline = Instant::now() + limit - (limit / 10).min(Duration::from_secs(1));
+    let mut pause = Duration::from_millis(2);
+    let mut waited = false;
+    let size = loop {
+        let wanted_now = wanted;
+        let size = state
+            .blocking(move |ledger| {
+                let size = ledger.size();
+                if wanted_now.is_some_and(|w| size < w) {
+                    Ok(ledger.refresh()?)
+                } else {
+                    Ok(size)
+                }
+            })
+            .await;
+        let size = match size {
+            Ok(size) => size,
+            Err(error) => return error.into_response(),
+        };
+        match wanted {
+            Some(w) if size < w => {}
+            _ => break size,
+        }
+        // It waits at least once: a store that is about to answer gets its chance.
+        if waited && Instant::now() + pause > deadline {
+            return ApiError::new(
+                "not-caught-up",
+                format!(
+                    "this instance holds {size} entries and did not reach {} within {} ms; retry, here or on another instance",
+                    wanted.unwrap_or_default(),
+                    limit.as_millis()
+                ),
+            )
+            .into_response();
+        }
+        tokio::time::sleep(pause).await;
+        waited = true;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    };
+    let is_read = request.method() == axum::http::Method::GET;
+    let mut response = next.run(request).await;
+    if is_read && !response.headers().contains_key(LEDGER_SIZE_HEADER) {
+        response
+            .headers_mut()
+            .insert(LEDGER_SIZE_HEADER, HeaderValue::from(size));
+    }
+    response
 }
 
 /// Latency by route, and requests in flight.
@@ -377,7 +510,11 @@ fn receipt_response(receipt: Receipt) -> Response {
         StatusCode::CREATED
     };
     let location = format!("/v1/entries/{}", receipt.seq);
+    let size = receipt.seq + 1;
     let mut response = (status, Json(receipt)).into_response();
+    response
+        .headers_mut()
+        .insert(LEDGER_SIZE_HEADER, HeaderValue::from(size));
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -486,7 +623,12 @@ async fn submit_group(State(state): State<AppState>, body: Result<RawBody, ApiEr
             } else {
                 StatusCode::CREATED
             };
-            (status, Json(GroupReceipts { receipts })).into_response()
+            let size = receipts.iter().map(|r| r.seq + 1).max().unwrap_or(0);
+            let mut response = (status, Json(GroupReceipts { receipts })).into_response();
+            response
+                .headers_mut()
+                .insert(LEDGER_SIZE_HEADER, HeaderValue::from(size));
+            response
         }
         Err(error) => error.into_response(),
     }
@@ -577,7 +719,13 @@ async fn entries(
     let from = query.from.unwrap_or(0);
     let page = state
         .blocking(move |ledger| {
-            let size = ledger.size();
+            // A page that starts past what this instance holds may start in what another
+            // instance sharing its store appended.
+            let size = if from >= ledger.size() {
+                ledger.refresh()?
+            } else {
+                ledger.size()
+            };
             let entries = ledger
                 .leaves(from, limit)?
                 .into_iter()
@@ -602,7 +750,7 @@ async fn entry(
     PathParam(seq): PathParam<u64>,
 ) -> Result<Response, ApiError> {
     let view = state
-        .blocking(move |ledger| entry_view(seq, ledger.leaf(seq)?))
+        .blocking_fresh(move |ledger| entry_view(seq, ledger.leaf(seq)?))
         .await?;
     Ok(Json(view).into_response())
 }
@@ -767,7 +915,7 @@ macro_rules! one_by_id {
             PathParam(id): PathParam<$id_type>,
         ) -> Result<Json<Value>, ApiError> {
             state
-                .read(move |s| match s.$getter(&id).found()? {
+                .read_fresh(move |s| match s.$getter(&id).found()? {
                     Some(row) => to_json(row),
                     None => Err(unknown($thing, &id)),
                 })
@@ -812,7 +960,7 @@ async fn balances(
     PathParam(id): PathParam<ParticipantId>,
 ) -> Result<Json<Value>, ApiError> {
     state
-        .read(move |s| {
+        .read_fresh(move |s| {
             if s.participant(&id).is_none() {
                 return Err(unknown(Thing::Participant, &id));
             }
@@ -833,7 +981,7 @@ async fn balances(
             to_json(Balances {
                 total_available: balances.iter().map(|b| b.available).sum(),
                 total_pledged: balances.iter().map(|b| b.pledged).sum(),
-                holder: id,
+                holder: id.clone(),
                 balances,
             })
         })
@@ -859,7 +1007,7 @@ async fn project_proceeds(
     PathParam(id): PathParam<ProjectId>,
 ) -> Result<Json<Value>, ApiError> {
     state
-        .read(move |s| {
+        .read_fresh(move |s| {
             if s.project(&id).is_none() {
                 return Err(unknown(Thing::Project, &id));
             }
@@ -1086,7 +1234,7 @@ async fn pledge(
     PathParam(id): PathParam<PledgeId>,
 ) -> Result<Json<Value>, ApiError> {
     state
-        .read(move |s| match s.pledge(&id) {
+        .read_fresh(move |s| match s.pledge(&id) {
             Some(p) => to_json(pledge_view(s, p)),
             None => Err(unknown(Thing::Pledge, &id)),
         })
@@ -1108,9 +1256,17 @@ async fn pledge_bundle(
 ) -> Result<Json<Value>, ApiError> {
     let known = {
         let id = id.clone();
+        // A pledge another instance acknowledged is found after catching up, never 404.
         state
-            .blocking(move |ledger| Ok(ledger.read(|s| s.pledge(&id).is_some())))
-            .await?
+            .blocking_fresh(move |ledger| {
+                if ledger.read(|s| s.pledge(&id).is_some()) {
+                    Ok(true)
+                } else {
+                    Err(unknown(Thing::Pledge, &id))
+                }
+            })
+            .await
+            .is_ok()
     };
     if !known {
         return Err(unknown(Thing::Pledge, &id));
@@ -1160,7 +1316,7 @@ async fn inclusion_proof(
     QueryParams(query): QueryParams<InclusionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     state
-        .blocking(move |ledger| {
+        .blocking_fresh(move |ledger| {
             let seq = match (query.seq, &query.id) {
                 (Some(seq), None) => seq,
                 (None, Some(id)) => ledger
@@ -1192,7 +1348,9 @@ async fn consistency_proof(
     QueryParams(query): QueryParams<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     state
-        .blocking(move |ledger| to_json(ledger.consistency_proof(query.old_size, query.new_size)?))
+        .blocking_fresh(move |ledger| {
+            to_json(ledger.consistency_proof(query.old_size, query.new_size)?)
+        })
         .await
 }
 
@@ -1234,7 +1392,13 @@ async fn export(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    let current = state.blocking(|ledger| Ok(ledger.size())).await?;
+    let asked = query.size;
+    let current = state
+        .blocking(move |ledger| match asked {
+            Some(size) if size > ledger.size() => Ok(ledger.refresh()?),
+            _ => Ok(ledger.size()),
+        })
+        .await?;
     let size = match query.size {
         Some(size) if size > current => {
             return Err(ApiError::new(

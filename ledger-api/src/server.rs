@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::cosigner::{Cosigner, WitnessPeer};
-use crate::keys::{open_data_dir, DataDirOptions, KeyError};
+use crate::keys::{open_data_dir, DataDir, DataDirOptions, KeyError};
 use crate::routes::{app, AppState, Limits};
 
 /// Why the service could not start or stop cleanly.
@@ -57,6 +57,9 @@ pub struct ServeOptions {
     pub witnesses: Vec<String>,
     /// How often, at most, a new checkpoint goes to the witnesses.
     pub cosign_interval: Duration,
+    /// Where the entries live: `None` for sled in the data folder, or the URL of a PostgreSQL
+    /// database (`postgres://USER@HOST:PORT/DB`) that several instances may share.
+    pub store: Option<String>,
 }
 
 /// A service running on this process's runtime.
@@ -75,21 +78,63 @@ pub struct Running {
     task: JoinHandle<std::io::Result<()>>,
 }
 
+/// Opens the ledger of a data folder: on sled in `DIR/store`, or in the PostgreSQL database at
+/// `store` (the last signed checkpoint is then also kept in `DIR/last-checkpoint`).
+pub fn open_ledger(
+    dir: &DataDir,
+    config: ledger_core::ledger::LedgerConfig,
+    store: Option<&str>,
+) -> Result<Ledger, ServeError> {
+    let failed = |path: String| {
+        move |source: LedgerError| ServeError::Ledger {
+            path: PathBuf::from(path),
+            source: Box::new(source),
+        }
+    };
+    match store {
+        None => Ledger::open_dir(&dir.store_path, config)
+            .map_err(failed(dir.store_path.display().to_string())),
+        Some(url) => {
+            let target = describe_store(url);
+            let store = ledger_postgres::PgStore::connect(url)
+                .map_err(|e| failed(target.clone())(LedgerError::Store(e)))?
+                .with_witness(&dir.dir);
+            Ledger::open(Box::new(store), config).map_err(failed(target))
+        }
+    }
+}
+
+/// A store URL as it may be logged: without a password.
+pub fn describe_store(url: &str) -> String {
+    match url.parse::<ledger_postgres::postgres::Config>() {
+        Ok(config) => {
+            let host = match config.get_hosts().first() {
+                Some(ledger_postgres::postgres::config::Host::Tcp(name)) => name.clone(),
+                _ => "localhost".to_owned(),
+            };
+            format!(
+                "postgres://{}@{host}:{}/{}",
+                config.get_user().unwrap_or(""),
+                config.get_ports().first().copied().unwrap_or(5432),
+                config.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "an invalid store URL".to_owned(),
+    }
+}
+
 /// Opens the data folder (creating key and origin on first start), opens the ledger, binds and
 /// starts serving in the background.
 pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     let data = options.data.clone();
     let entry_max_age = options.entry_max_age;
+    let store = options.store.clone();
     let (dir, ledger) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let dir = open_data_dir(&data)?;
         let mut config = dir.config.clone();
         config.entry_max_age =
             time::Duration::try_from(entry_max_age).unwrap_or(time::Duration::MAX);
-        let ledger =
-            Ledger::open_dir(&dir.store_path, config).map_err(|source| ServeError::Ledger {
-                path: dir.store_path.clone(),
-                source: Box::new(source),
-            })?;
+        let ledger = open_ledger(&dir, config, store.as_deref())?;
         Ok((dir, ledger))
     })
     .await
@@ -130,6 +175,9 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         dir.config.origin,
         ledger.size()
     );
+    if let Some(url) = &options.store {
+        tracing::info!(store = %describe_store(url), "the entries live in PostgreSQL");
+    }
     Ok(Running {
         addr,
         data_dir: dir.dir.clone(),

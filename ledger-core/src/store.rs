@@ -38,6 +38,27 @@ pub enum StoreError {
     /// A row could not be encoded for storage (a programming error: every row type encodes).
     #[error("a row could not be encoded for storage: {0}")]
     Encode(String),
+    /// The store cannot be reached now (a database restarting, a connection dropped); nothing
+    /// was written, or a write's outcome is in doubt until the store answers again. Retry.
+    #[error("the store cannot be reached: {0}")]
+    Unavailable(String),
+    /// A store shared by several instances holds more entries than the group's first sequence
+    /// number: another instance appended meanwhile. Nothing was written; the caller catches up
+    /// with the `durable` entries the store holds and sequences its group again. An embedded
+    /// store (sled, memory) never returns it.
+    #[error("the store holds {durable} entries: another instance appended meanwhile")]
+    Behind {
+        /// Entries the store holds.
+        durable: u64,
+    },
+    /// A shared store already keeps a checkpoint at least as large as the one offered, signed
+    /// by another instance meanwhile; nothing was written. Read it back with
+    /// [`Store::checkpoint`].
+    #[error("the store keeps a checkpoint of {stored_size} entries, at least as large")]
+    CheckpointSuperseded {
+        /// The size of the checkpoint the store keeps.
+        stored_size: u64,
+    },
 }
 
 impl From<sled::Error> for StoreError {
@@ -143,6 +164,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// One state row's value.
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Whether other processes may append to this store (a database shared by several service
+    /// instances). A shared store's [`Store::append`] may return [`StoreError::Behind`], and its
+    /// [`Store::put_checkpoint`] [`StoreError::CheckpointSuperseded`]. Embedded stores are not.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// For a shared store: locks the head so that no other instance appends until this
+    /// instance's next [`Store::append`] (which commits and unlocks) or [`Store::unlock_head`],
+    /// and returns the number of entries the store holds. A sequencer that found itself behind
+    /// takes it before it catches up and sequences again, so that it cannot be overtaken twice.
+    /// Embedded stores have no other writer: `Ok(None)`.
+    fn lock_head(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Releases the lock of [`Store::lock_head`] if this instance still holds it (a pass that
+    /// ended with nothing to append). Does nothing otherwise.
+    fn unlock_head(&self) {}
 }
 
 /// A shared store is a store (so that a caller can keep a handle on the store it gave a ledger).
@@ -181,6 +222,15 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).state_row(table, key)
+    }
+    fn shared(&self) -> bool {
+        (**self).shared()
+    }
+    fn lock_head(&self) -> Result<Option<u64>, StoreError> {
+        (**self).lock_head()
+    }
+    fn unlock_head(&self) {
+        (**self).unlock_head()
     }
 }
 
@@ -633,5 +683,18 @@ impl Store for MemoryStore {
 
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock()?.state.get(&state_key(table, key)).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    /// The core recognises an unavailable store by this text once a proof's node source has
+    /// turned the error into a string (`LedgerError::kind`): keep the two in step.
+    #[test]
+    fn an_unavailable_store_reads_as_the_core_expects() {
+        let text = StoreError::Unavailable("db error".to_owned()).to_string();
+        assert!(text.starts_with("the store cannot be reached"), "{text}");
     }
 }

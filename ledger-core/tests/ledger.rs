@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{body, pid, signing_key, HookedStore, LEDGER, REFERENCE_PARTICIPANTS};
+use common::{body, pid, signing_key, stores, HookedStore, LEDGER, REFERENCE_PARTICIPANTS};
 use ledger_core::entry::{Body, Submission};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Receipt};
 use ledger_core::merkle;
@@ -92,59 +92,67 @@ fn available(ledger: &Ledger, holder: &str) -> Decimal {
 
 #[test]
 fn genesis_registers_the_operator_and_checkpoints_verify() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    assert_eq!(ledger.size(), 1);
-    assert_eq!(ledger.read(|s| s.operator().cloned()), Some(pid(OPERATOR)));
-    let note = ledger.checkpoint().unwrap();
-    let cp =
-        ledger_core::checkpoint::open_checkpoint(&note, LEDGER, &ledger.operator_key()).unwrap();
-    assert_eq!((cp.size, cp.root), (1, ledger.root()));
+    for store in stores::each_store("genesis_registers_the_operator_and_checkpoints_verify") {
+        eprintln!("genesis_registers_the_operator_and_checkpoints_verify: {store}");
+        let ledger = store.open(config()).unwrap();
+        assert_eq!(ledger.size(), 1);
+        assert_eq!(ledger.read(|s| s.operator().cloned()), Some(pid(OPERATOR)));
+        let note = ledger.checkpoint().unwrap();
+        let cp = ledger_core::checkpoint::open_checkpoint(&note, LEDGER, &ledger.operator_key())
+            .unwrap();
+        assert_eq!((cp.size, cp.root), (1, ledger.root()));
+    }
 }
 
 #[test]
 fn reference_case_with_proofs_export_and_bundle() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    assert_eq!(
-        available(&ledger, "two-mountains-bank"),
-        "6000".parse().unwrap()
-    );
+    for store in stores::each_store("reference_case_with_proofs_export_and_bundle") {
+        eprintln!("reference_case_with_proofs_export_and_bundle: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        assert_eq!(
+            available(&ledger, "two-mountains-bank"),
+            "6000".parse().unwrap()
+        );
 
-    // Inclusion and consistency proofs verify against the checkpoint's root.
-    let note = ledger.checkpoint().unwrap();
-    let cp =
-        ledger_core::checkpoint::open_checkpoint(&note, LEDGER, &ledger.operator_key()).unwrap();
-    let size = ledger.size();
-    assert_eq!(cp.size, size);
-    for seq in 0..size {
-        let proof = ledger.inclusion_proof(seq, None).unwrap();
-        let path: Vec<merkle::Hash> = proof.proof.iter().map(|h| hex_hash(h)).collect();
-        let leaf = ledger.leaf(seq).unwrap();
-        merkle::verify_inclusion(&merkle::leaf_hash(&leaf), seq, size, &path, &cp.root).unwrap();
+        // Inclusion and consistency proofs verify against the checkpoint's root.
+        let note = ledger.checkpoint().unwrap();
+        let cp = ledger_core::checkpoint::open_checkpoint(&note, LEDGER, &ledger.operator_key())
+            .unwrap();
+        let size = ledger.size();
+        assert_eq!(cp.size, size);
+        for seq in 0..size {
+            let proof = ledger.inclusion_proof(seq, None).unwrap();
+            let path: Vec<merkle::Hash> = proof.proof.iter().map(|h| hex_hash(h)).collect();
+            let leaf = ledger.leaf(seq).unwrap();
+            merkle::verify_inclusion(&merkle::leaf_hash(&leaf), seq, size, &path, &cp.root)
+                .unwrap();
+        }
+        let consistency = ledger.consistency_proof(3, None).unwrap();
+        let path: Vec<merkle::Hash> = consistency.proof.iter().map(|h| hex_hash(h)).collect();
+        merkle::verify_consistency(3, size, &hex_hash(&consistency.old_root), &cp.root, &path)
+            .unwrap();
+
+        // The export replays to the checkpoint, offline.
+        let mut export = Vec::new();
+        assert_eq!(ledger.export(&mut export, None).unwrap(), size);
+        let report = verify_export(export.as_slice(), &note, &ledger.operator_key()).unwrap();
+        assert_eq!((report.entries, report.checkpoint_size), (size, size));
+
+        // The bank's bundle proves the pledge from proofs alone.
+        let bundle = ledger
+            .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
+            .unwrap();
+        let finding = verify_pledge_bundle(&bundle, &ledger.operator_key()).unwrap();
+        assert_eq!(finding.bank, "deqing-rural-bank");
+        assert_eq!(finding.pledgor, "two-mountains-bank");
+        assert_eq!(finding.quantity, "4000".parse().unwrap());
+        assert_eq!(finding.limit, "164724.00".parse().unwrap());
+        assert_eq!(finding.report_verified, "17000".parse().unwrap());
+
+        let full = ledger.verify_full().unwrap();
+        assert_eq!(full.entries, size);
     }
-    let consistency = ledger.consistency_proof(3, None).unwrap();
-    let path: Vec<merkle::Hash> = consistency.proof.iter().map(|h| hex_hash(h)).collect();
-    merkle::verify_consistency(3, size, &hex_hash(&consistency.old_root), &cp.root, &path).unwrap();
-
-    // The export replays to the checkpoint, offline.
-    let mut export = Vec::new();
-    assert_eq!(ledger.export(&mut export, None).unwrap(), size);
-    let report = verify_export(export.as_slice(), &note, &ledger.operator_key()).unwrap();
-    assert_eq!((report.entries, report.checkpoint_size), (size, size));
-
-    // The bank's bundle proves the pledge from proofs alone.
-    let bundle = ledger
-        .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
-        .unwrap();
-    let finding = verify_pledge_bundle(&bundle, &ledger.operator_key()).unwrap();
-    assert_eq!(finding.bank, "deqing-rural-bank");
-    assert_eq!(finding.pledgor, "two-mountains-bank");
-    assert_eq!(finding.quantity, "4000".parse().unwrap());
-    assert_eq!(finding.limit, "164724.00".parse().unwrap());
-    assert_eq!(finding.report_verified, "17000".parse().unwrap());
-
-    let full = ledger.verify_full().unwrap();
-    assert_eq!(full.entries, size);
 }
 
 fn hex_hash(text: &str) -> merkle::Hash {
@@ -155,252 +163,285 @@ fn hex_hash(text: &str) -> merkle::Hash {
 
 #[test]
 fn a_tampered_bundle_is_refused() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let bundle = ledger
-        .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
-        .unwrap();
-    let key = ledger.operator_key();
+    for store in stores::each_store("a_tampered_bundle_is_refused") {
+        eprintln!("a_tampered_bundle_is_refused: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let bundle = ledger
+            .pledge_bundle(&"PL-2022-001".parse().unwrap(), None)
+            .unwrap();
+        let key = ledger.operator_key();
 
-    // modified-pledge-quantity: the pledge leaf says 40000 t instead of 4000 t.
-    let mut forged = bundle.clone();
-    let pledge = forged
-        .entries
-        .iter_mut()
-        .find(|e| e.leaf.contains("\"pledge\":\"PL-2022-001\""))
-        .unwrap();
-    pledge.leaf = pledge
-        .leaf
-        .replace("\"quantity\":\"4000\"", "\"quantity\":\"40000\"");
-    assert!(verify_pledge_bundle(&forged, &key).is_err());
+        // modified-pledge-quantity: the pledge leaf says 40000 t instead of 4000 t.
+        let mut forged = bundle.clone();
+        let pledge = forged
+            .entries
+            .iter_mut()
+            .find(|e| e.leaf.contains("\"pledge\":\"PL-2022-001\""))
+            .unwrap();
+        pledge.leaf = pledge
+            .leaf
+            .replace("\"quantity\":\"4000\"", "\"quantity\":\"40000\"");
+        assert!(verify_pledge_bundle(&forged, &key).is_err());
 
-    // missing-report: without the monitoring report the issuance is unbacked.
-    let mut forged = bundle.clone();
-    forged
-        .entries
-        .retain(|e| !e.leaf.contains("record_monitoring"));
-    let err = verify_pledge_bundle(&forged, &key).unwrap_err();
-    assert!(err.to_string().contains("monitoring report"), "{err}");
+        // missing-report: without the monitoring report the issuance is unbacked.
+        let mut forged = bundle.clone();
+        forged
+            .entries
+            .retain(|e| !e.leaf.contains("record_monitoring"));
+        let err = verify_pledge_bundle(&forged, &key).unwrap_err();
+        assert!(err.to_string().contains("monitoring report"), "{err}");
 
-    // wrong-operator-key: a bundle is only as good as the key it is checked with.
-    let err = verify_pledge_bundle(&bundle, &signing_key("impostor").verifying_key()).unwrap_err();
-    assert!(err.to_string().contains("checkpoint"), "{err}");
+        // wrong-operator-key: a bundle is only as good as the key it is checked with.
+        let err =
+            verify_pledge_bundle(&bundle, &signing_key("impostor").verifying_key()).unwrap_err();
+        assert!(err.to_string().contains("checkpoint"), "{err}");
 
-    // modified-proof[0].
-    let mut forged = bundle;
-    let first = &mut forged.entries[1].proof[0];
-    *first = first.replacen(
-        &first[..2],
-        if &first[..2] == "00" { "01" } else { "00" },
-        1,
-    );
-    assert!(verify_pledge_bundle(&forged, &key).is_err());
+        // modified-proof[0].
+        let mut forged = bundle;
+        let first = &mut forged.entries[1].proof[0];
+        *first = first.replacen(
+            &first[..2],
+            if &first[..2] == "00" { "01" } else { "00" },
+            1,
+        );
+        assert!(verify_pledge_bundle(&forged, &key).is_err());
+    }
 }
 
 #[test]
 fn forgeries_are_refused_and_change_nothing() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let size = ledger.size();
-    let root = ledger.root();
-    let trade = || body("T-forged", transfer("100"));
+    for store in stores::each_store("forgeries_are_refused_and_change_nothing") {
+        eprintln!("forgeries_are_refused_and_change_nothing: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let size = ledger.size();
+        let root = ledger.root();
+        let trade = || body("T-forged", transfer("100"));
 
-    // Signed by the buyer alone.
-    let err = ledger
-        .submit(signed(trade(), &["enterprise-a"]))
-        .unwrap_err();
-    assert_eq!(err.kind(), "wrong-signers");
-    // Signed by the operator instead of the seller.
-    let err = ledger
-        .submit(signed(trade(), &[OPERATOR, "enterprise-a"]))
-        .unwrap_err();
-    assert_eq!(err.kind(), "wrong-signers");
-    // The seller's name on a signature made with someone else's key.
-    let mut forged = signed(trade(), &["two-mountains-bank", "enterprise-a"]);
-    forged.signatures[0].sig = signed(trade(), &[OPERATOR]).signatures[0].sig;
-    assert_eq!(ledger.submit(forged).unwrap_err().kind(), "bad-signature");
-    // A signature over another body (the quantity changed after signing).
-    let mut altered = signed(trade(), &["two-mountains-bank", "enterprise-a"]);
-    altered.body = body("T-forged", transfer("1000"));
-    assert_eq!(ledger.submit(altered).unwrap_err().kind(), "bad-signature");
-    // Made for another ledger.
-    let mut elsewhere = trade();
-    elsewhere.ledger = "another.example/ledger".parse().unwrap();
-    let err = ledger
-        .submit(signed(elsewhere, &["two-mountains-bank", "enterprise-a"]))
-        .unwrap_err();
-    assert!(matches!(err, LedgerError::WrongLedger { .. }), "{err}");
-    // Unsigned.
-    let err = ledger
-        .submit(Submission {
-            body: trade(),
-            signatures: vec![],
-        })
-        .unwrap_err();
-    assert_eq!(err.kind(), "unsigned");
+        // Signed by the buyer alone.
+        let err = ledger
+            .submit(signed(trade(), &["enterprise-a"]))
+            .unwrap_err();
+        assert_eq!(err.kind(), "wrong-signers");
+        // Signed by the operator instead of the seller.
+        let err = ledger
+            .submit(signed(trade(), &[OPERATOR, "enterprise-a"]))
+            .unwrap_err();
+        assert_eq!(err.kind(), "wrong-signers");
+        // The seller's name on a signature made with someone else's key.
+        let mut forged = signed(trade(), &["two-mountains-bank", "enterprise-a"]);
+        forged.signatures[0].sig = signed(trade(), &[OPERATOR]).signatures[0].sig;
+        assert_eq!(ledger.submit(forged).unwrap_err().kind(), "bad-signature");
+        // A signature over another body (the quantity changed after signing).
+        let mut altered = signed(trade(), &["two-mountains-bank", "enterprise-a"]);
+        altered.body = body("T-forged", transfer("1000"));
+        assert_eq!(ledger.submit(altered).unwrap_err().kind(), "bad-signature");
+        // Made for another ledger.
+        let mut elsewhere = trade();
+        elsewhere.ledger = "another.example/ledger".parse().unwrap();
+        let err = ledger
+            .submit(signed(elsewhere, &["two-mountains-bank", "enterprise-a"]))
+            .unwrap_err();
+        assert!(matches!(err, LedgerError::WrongLedger { .. }), "{err}");
+        // Unsigned.
+        let err = ledger
+            .submit(Submission {
+                body: trade(),
+                signatures: vec![],
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), "unsigned");
 
-    assert_eq!((ledger.size(), ledger.root()), (size, root));
-    assert_eq!(available(&ledger, "enterprise-a"), Decimal::ZERO);
+        assert_eq!((ledger.size(), ledger.root()), (size, root));
+        assert_eq!(available(&ledger, "enterprise-a"), Decimal::ZERO);
+    }
 }
 
 #[test]
 fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let new_key = signing_key("two-mountains-bank/2023");
-    let rotation = body(
-        "rot-1",
-        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+    for store in
+        stores::each_store("a_rotated_out_key_signs_nothing_new_and_history_still_verifies")
+    {
+        eprintln!("a_rotated_out_key_signs_nothing_new_and_history_still_verifies: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let new_key = signing_key("two-mountains-bank/2023");
+        let rotation = body(
+            "rot-1",
+            json!({"type": "rotate_key", "participant": "two-mountains-bank",
             "new_public_key": common::encode_key(&new_key.verifying_key())}),
-    );
-    let platform = pid("two-mountains-bank");
-    let submission = sign_body(
-        rotation,
-        &[
-            (&platform, &signing_key("two-mountains-bank")),
-            (&platform, &new_key),
-        ],
-    )
-    .unwrap();
-    ledger.submit(submission).unwrap();
+        );
+        let platform = pid("two-mountains-bank");
+        let submission = sign_body(
+            rotation,
+            &[
+                (&platform, &signing_key("two-mountains-bank")),
+                (&platform, &new_key),
+            ],
+        )
+        .unwrap();
+        ledger.submit(submission).unwrap();
 
-    // The old key no longer signs.
-    let err = ledger
-        .submit(signed(
-            body("T-old", transfer("1")),
-            &["two-mountains-bank", "enterprise-a"],
-        ))
-        .unwrap_err();
-    assert_eq!(err.kind(), "bad-signature");
-    // The new key does.
-    let enterprise = pid("enterprise-a");
-    let submission = sign_body(
-        body("T-new", transfer("1")),
-        &[
-            (&platform, &new_key),
-            (&enterprise, &signing_key("enterprise-a")),
-        ],
-    )
-    .unwrap();
-    ledger.submit(submission).unwrap();
-    // Everything signed before the rotation still verifies on replay.
-    ledger.verify_full().unwrap();
+        // The old key no longer signs.
+        let err = ledger
+            .submit(signed(
+                body("T-old", transfer("1")),
+                &["two-mountains-bank", "enterprise-a"],
+            ))
+            .unwrap_err();
+        assert_eq!(err.kind(), "bad-signature");
+        // The new key does.
+        let enterprise = pid("enterprise-a");
+        let submission = sign_body(
+            body("T-new", transfer("1")),
+            &[
+                (&platform, &new_key),
+                (&enterprise, &signing_key("enterprise-a")),
+            ],
+        )
+        .unwrap();
+        ledger.submit(submission).unwrap();
+        // Everything signed before the rotation still verifies on replay.
+        ledger.verify_full().unwrap();
+    }
 }
 
 #[test]
 fn resubmission_returns_the_first_receipt_and_a_used_id_conflicts() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let submission = signed(
-        body("T-once", transfer("10")),
-        &["two-mountains-bank", "enterprise-a"],
-    );
-    let first = ledger.submit(submission.clone()).unwrap();
-    let again = ledger.submit(submission).unwrap();
-    assert!(!first.duplicate && again.duplicate);
-    assert_eq!((first.seq, &first.leaf_hash), (again.seq, &again.leaf_hash));
-    assert_eq!(available(&ledger, "enterprise-a"), "10".parse().unwrap());
+    for store in
+        stores::each_store("resubmission_returns_the_first_receipt_and_a_used_id_conflicts")
+    {
+        eprintln!("resubmission_returns_the_first_receipt_and_a_used_id_conflicts: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let submission = signed(
+            body("T-once", transfer("10")),
+            &["two-mountains-bank", "enterprise-a"],
+        );
+        let first = ledger.submit(submission.clone()).unwrap();
+        let again = ledger.submit(submission).unwrap();
+        assert!(!first.duplicate && again.duplicate);
+        assert_eq!((first.seq, &first.leaf_hash), (again.seq, &again.leaf_hash));
+        assert_eq!(available(&ledger, "enterprise-a"), "10".parse().unwrap());
 
-    let other = signed(
-        body("T-once", transfer("11")),
-        &["two-mountains-bank", "enterprise-a"],
-    );
-    assert_eq!(
-        ledger.submit(other).unwrap_err().kind(),
-        "entry-id-conflict"
-    );
+        let other = signed(
+            body("T-once", transfer("11")),
+            &["two-mountains-bank", "enterprise-a"],
+        );
+        assert_eq!(
+            ledger.submit(other).unwrap_err().kind(),
+            "entry-id-conflict"
+        );
+    }
 }
 
 #[test]
 fn an_atomic_group_is_all_or_nothing() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let size = ledger.size();
-    let group = |second_quantity: &str| {
-        vec![
-            Prepared::new(signed(
-                body("G-1", transfer("100")),
-                &["two-mountains-bank", "enterprise-a"],
-            ))
-            .unwrap(),
-            Prepared::new(signed(
-                body("G-2", transfer(second_quantity)),
-                &["two-mountains-bank", "enterprise-a"],
-            ))
-            .unwrap(),
-        ]
-    };
-    // 100 t then 5,901 t: the second exceeds the 6,000 t available after the first.
-    let err = ledger.submit_group(group("5901")).unwrap_err();
-    assert!(matches!(err, LedgerError::Group { index: 1, .. }), "{err}");
-    assert_eq!(err.kind(), "insufficient-sink");
-    assert_eq!(ledger.size(), size);
-    assert_eq!(available(&ledger, "enterprise-a"), Decimal::ZERO);
+    for store in stores::each_store("an_atomic_group_is_all_or_nothing") {
+        eprintln!("an_atomic_group_is_all_or_nothing: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let size = ledger.size();
+        let group = |second_quantity: &str| {
+            vec![
+                Prepared::new(signed(
+                    body("G-1", transfer("100")),
+                    &["two-mountains-bank", "enterprise-a"],
+                ))
+                .unwrap(),
+                Prepared::new(signed(
+                    body("G-2", transfer(second_quantity)),
+                    &["two-mountains-bank", "enterprise-a"],
+                ))
+                .unwrap(),
+            ]
+        };
+        // 100 t then 5,901 t: the second exceeds the 6,000 t available after the first.
+        let err = ledger.submit_group(group("5901")).unwrap_err();
+        assert!(matches!(err, LedgerError::Group { index: 1, .. }), "{err}");
+        assert_eq!(err.kind(), "insufficient-sink");
+        assert_eq!(ledger.size(), size);
+        assert_eq!(available(&ledger, "enterprise-a"), Decimal::ZERO);
 
-    let receipts = ledger.submit_group(group("5900")).unwrap();
-    assert_eq!(
-        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
-        vec![size, size + 1]
-    );
-    assert_eq!(available(&ledger, "enterprise-a"), "6000".parse().unwrap());
+        let receipts = ledger.submit_group(group("5900")).unwrap();
+        assert_eq!(
+            receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![size, size + 1]
+        );
+        assert_eq!(available(&ledger, "enterprise-a"), "6000".parse().unwrap());
+    }
 }
 
 #[test]
 fn a_group_may_register_a_participant_and_use_it() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let newcomer = common::registration("enterprise-c", "Enterprise C", &["enterprise"]);
-    let group = vec![
-        Prepared::new(signed(newcomer, &[OPERATOR, "enterprise-c"])).unwrap(),
-        Prepared::new(signed(
-            body(
-                "G-c",
-                json!({"type": "trade", "kind": "transfer", "seller": "two-mountains-bank",
+    for store in stores::each_store("a_group_may_register_a_participant_and_use_it") {
+        eprintln!("a_group_may_register_a_participant_and_use_it: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let newcomer = common::registration("enterprise-c", "Enterprise C", &["enterprise"]);
+        let group = vec![
+            Prepared::new(signed(newcomer, &[OPERATOR, "enterprise-c"])).unwrap(),
+            Prepared::new(signed(
+                body(
+                    "G-c",
+                    json!({"type": "trade", "kind": "transfer", "seller": "two-mountains-bank",
                 "buyer": "enterprise-c", "batch": "XZH-2021", "quantity": "1"}),
-            ),
-            &["two-mountains-bank", "enterprise-c"],
-        ))
-        .unwrap(),
-    ];
-    ledger.submit_group(group).unwrap();
-    assert_eq!(available(&ledger, "enterprise-c"), Decimal::ONE);
+                ),
+                &["two-mountains-bank", "enterprise-c"],
+            ))
+            .unwrap(),
+        ];
+        ledger.submit_group(group).unwrap();
+        assert_eq!(available(&ledger, "enterprise-c"), Decimal::ONE);
+    }
 }
 
 #[test]
 fn concurrent_submitters_share_the_sequencer_and_never_oversell() {
-    let ledger = Arc::new(Ledger::in_memory(config()).unwrap());
-    populate(&ledger);
-    let size = ledger.size();
-    // Eight threads each try to move 1,000 t of the platform's 6,000 t: exactly six succeed.
-    let handles: Vec<_> = (0..8)
-        .map(|i| {
-            let ledger = Arc::clone(&ledger);
-            std::thread::spawn(move || {
-                let id = format!("T-race-{i}");
-                ledger
-                    .submit(signed(
-                        body(&id, transfer("1000")),
-                        &["two-mountains-bank", "enterprise-a"],
-                    ))
-                    .map(|r| r.seq)
+    for store in stores::each_store("concurrent_submitters_share_the_sequencer_and_never_oversell")
+    {
+        eprintln!("concurrent_submitters_share_the_sequencer_and_never_oversell: {store}");
+        let ledger = Arc::new(store.open(config()).unwrap());
+        populate(&ledger);
+        let size = ledger.size();
+        // Eight threads each try to move 1,000 t of the platform's 6,000 t: exactly six succeed.
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let ledger = Arc::clone(&ledger);
+                std::thread::spawn(move || {
+                    let id = format!("T-race-{i}");
+                    ledger
+                        .submit(signed(
+                            body(&id, transfer("1000")),
+                            &["two-mountains-bank", "enterprise-a"],
+                        ))
+                        .map(|r| r.seq)
+                })
             })
-        })
-        .collect();
-    let mut seqs: Vec<u64> = handles
-        .into_iter()
-        .filter_map(|h| h.join().unwrap().ok())
-        .collect();
-    seqs.sort_unstable();
-    assert_eq!(seqs, (size..size + 6).collect::<Vec<_>>());
-    assert_eq!(available(&ledger, "two-mountains-bank"), Decimal::ZERO);
-    ledger.verify_full().unwrap();
+            .collect();
+        let mut seqs: Vec<u64> = handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap().ok())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (size..size + 6).collect::<Vec<_>>());
+        assert_eq!(available(&ledger, "two-mountains-bank"), Decimal::ZERO);
+        ledger.verify_full().unwrap();
+    }
 }
 
 #[test]
 fn close_and_reopen_keep_everything() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in stores::each_durable_store("close_and_reopen_keep_everything") {
+        eprintln!("close_and_reopen_keep_everything: {store}");
+        close_and_reopen_on(&store);
+    }
+}
+
+fn close_and_reopen_on(store: &stores::TestStore) {
     let (size, root, note, balance) = {
-        let ledger = Ledger::open_dir(dir.path(), config()).unwrap();
+        let ledger = store.open(config()).unwrap();
         populate(&ledger);
         let note = ledger.checkpoint().unwrap();
         (
@@ -410,7 +451,7 @@ fn close_and_reopen_keep_everything() {
             available(&ledger, "two-mountains-bank"),
         )
     };
-    let ledger = Ledger::open_dir(dir.path(), config()).unwrap();
+    let ledger = store.open(config()).unwrap();
     assert_eq!((ledger.size(), ledger.root()), (size, root));
     assert_eq!(ledger.checkpoint().unwrap(), note);
     assert_eq!(available(&ledger, "two-mountains-bank"), balance);
@@ -454,20 +495,16 @@ fn close_and_reopen_keep_everything() {
 
 #[test]
 fn reopening_with_another_origin_or_key_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(Ledger::open_dir(dir.path(), config()).unwrap());
-    let mut other = config();
-    other.origin = "another.example/ledger".parse().unwrap();
-    assert_eq!(
-        Ledger::open_dir(dir.path(), other).unwrap_err().kind(),
-        "integrity"
-    );
-    let mut other = config();
-    other.operator_key = signing_key("impostor");
-    assert_eq!(
-        Ledger::open_dir(dir.path(), other).unwrap_err().kind(),
-        "integrity"
-    );
+    for store in stores::each_durable_store("reopening_with_another_origin_or_key_is_refused") {
+        eprintln!("reopening_with_another_origin_or_key_is_refused: {store}");
+        drop(store.open(config()).unwrap());
+        let mut other = config();
+        other.origin = "another.example/ledger".parse().unwrap();
+        assert_eq!(store.open(other).unwrap_err().kind(), "integrity");
+        let mut other = config();
+        other.operator_key = signing_key("impostor");
+        assert_eq!(store.open(other).unwrap_err().kind(), "integrity");
+    }
 }
 
 #[test]
@@ -497,36 +534,10 @@ fn a_backup_restores_to_the_same_ledger_and_a_damaged_one_is_refused() {
     let mut export = Vec::new();
     original.export(&mut export, None).unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let restored = Ledger::restore(
-        Box::new(ledger_core::store::SledStore::open(dir.path()).unwrap()),
-        config(),
-        export.as_slice(),
-        &note,
-    )
-    .unwrap();
-    assert_eq!(
-        (restored.size(), restored.root()),
-        (original.size(), original.root())
-    );
-    assert_eq!(restored.checkpoint().unwrap(), note);
-    assert_eq!(
-        available(&restored, "two-mountains-bank"),
-        available(&original, "two-mountains-bank")
-    );
-    assert_eq!(restored.read(|s| s.clone()), original.read(|s| s.clone()));
-    restored.verify_full().unwrap();
-    submit(
-        &restored,
-        "T-after-restore",
-        transfer("1"),
-        &["two-mountains-bank", "enterprise-a"],
-    );
-    drop(restored);
-    // It opens again like any ledger.
-    let reopened = Ledger::open_dir(dir.path(), config()).unwrap();
-    assert_eq!(reopened.size(), original.size() + 1);
-    drop(reopened);
+    for target in stores::each_durable_store("a_backup_restores_to_the_same_ledger") {
+        eprintln!("a backup restored into {target}");
+        restore_into(&original, &note, &export, &target);
+    }
 
     // A backup whose export was altered is refused, naming the entry.
     let text = String::from_utf8(export.clone())
@@ -540,14 +551,36 @@ fn a_backup_restores_to_the_same_ledger_and_a_damaged_one_is_refused() {
     )
     .unwrap_err();
     assert!(err.to_string().starts_with("entry "), "{err}");
+}
+
+/// Restores `export` into the empty store `target` and checks it is the original ledger.
+fn restore_into(original: &Ledger, note: &str, export: &[u8], target: &stores::TestStore) {
+    let restored = Ledger::restore(target.store(), config(), export, note).unwrap();
+    assert_eq!(
+        (restored.size(), restored.root()),
+        (original.size(), original.root())
+    );
+    assert_eq!(restored.checkpoint().unwrap(), note);
+    assert_eq!(
+        available(&restored, "two-mountains-bank"),
+        available(original, "two-mountains-bank")
+    );
+    assert_eq!(restored.read(|s| s.clone()), original.read(|s| s.clone()));
+    restored.verify_full().unwrap();
+    submit(
+        &restored,
+        "T-after-restore",
+        transfer("1"),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    drop(restored);
+    // It opens again like any ledger.
+    let reopened = target.open(config()).unwrap();
+    assert_eq!(reopened.size(), original.size() + 1);
+    drop(reopened);
+
     // Only into an empty store.
-    let err = Ledger::restore(
-        Box::new(ledger_core::store::SledStore::open(dir.path()).unwrap()),
-        config(),
-        export.as_slice(),
-        &note,
-    )
-    .unwrap_err();
+    let err = Ledger::restore(target.store(), config(), export, note).unwrap_err();
     assert_eq!(err.kind(), "integrity");
 }
 
@@ -555,38 +588,41 @@ fn a_backup_restores_to_the_same_ledger_and_a_damaged_one_is_refused() {
 /// before sequencing, because signatures were checked against the keys of before the group.
 #[test]
 fn a_group_may_rotate_a_key_and_sign_with_the_new_one() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let platform = pid("two-mountains-bank");
-    let enterprise = pid("enterprise-a");
-    let new_key = signing_key("two-mountains-bank/rotated");
-    let rotation = body(
-        "rot-g",
-        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+    for store in stores::each_store("a_group_may_rotate_a_key_and_sign_with_the_new_one") {
+        eprintln!("a_group_may_rotate_a_key_and_sign_with_the_new_one: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let platform = pid("two-mountains-bank");
+        let enterprise = pid("enterprise-a");
+        let new_key = signing_key("two-mountains-bank/rotated");
+        let rotation = body(
+            "rot-g",
+            json!({"type": "rotate_key", "participant": "two-mountains-bank",
             "new_public_key": common::encode_key(&new_key.verifying_key())}),
-    );
-    let rotation = sign_body(
-        rotation,
-        &[
-            (&platform, &signing_key("two-mountains-bank")),
-            (&platform, &new_key),
-        ],
-    )
-    .unwrap();
-    let trade = sign_body(
-        body("T-g", transfer("2")),
-        &[
-            (&platform, &new_key),
-            (&enterprise, &signing_key("enterprise-a")),
-        ],
-    )
-    .unwrap();
-    let group = vec![
-        Prepared::new(rotation).unwrap(),
-        Prepared::new(trade).unwrap(),
-    ];
-    ledger.submit_group(group).unwrap();
-    assert_eq!(available(&ledger, "enterprise-a"), "2".parse().unwrap());
+        );
+        let rotation = sign_body(
+            rotation,
+            &[
+                (&platform, &signing_key("two-mountains-bank")),
+                (&platform, &new_key),
+            ],
+        )
+        .unwrap();
+        let trade = sign_body(
+            body("T-g", transfer("2")),
+            &[
+                (&platform, &new_key),
+                (&enterprise, &signing_key("enterprise-a")),
+            ],
+        )
+        .unwrap();
+        let group = vec![
+            Prepared::new(rotation).unwrap(),
+            Prepared::new(trade).unwrap(),
+        ];
+        ledger.submit_group(group).unwrap();
+        assert_eq!(available(&ledger, "enterprise-a"), "2".parse().unwrap());
+    }
 }
 
 /// Group commit: while one durable write is under way, the submissions that arrive queue up and
@@ -643,48 +679,53 @@ fn concurrent_submitters_share_durable_writes() {
 /// of an accepted entry submitted in a group was answered with the first receipt.
 #[test]
 fn a_resubmission_is_recognised_by_its_signatures_not_just_its_body() {
-    let ledger = Ledger::in_memory(config()).unwrap();
-    populate(&ledger);
-    let original = signed(
-        body("T-keep", transfer("3")),
-        &["two-mountains-bank", "enterprise-a"],
-    );
-    let first = ledger.submit(original.clone()).unwrap();
+    for store in
+        stores::each_store("a_resubmission_is_recognised_by_its_signatures_not_just_its_body")
+    {
+        eprintln!("a_resubmission_is_recognised_by_its_signatures_not_just_its_body: {store}");
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let original = signed(
+            body("T-keep", transfer("3")),
+            &["two-mountains-bank", "enterprise-a"],
+        );
+        let first = ledger.submit(original.clone()).unwrap();
 
-    let platform = pid("two-mountains-bank");
-    let new_key = signing_key("two-mountains-bank/next");
-    let rotation = body(
-        "rot-keep",
-        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+        let platform = pid("two-mountains-bank");
+        let new_key = signing_key("two-mountains-bank/next");
+        let rotation = body(
+            "rot-keep",
+            json!({"type": "rotate_key", "participant": "two-mountains-bank",
             "new_public_key": common::encode_key(&new_key.verifying_key())}),
-    );
-    ledger
-        .submit(
-            sign_body(
-                rotation,
-                &[
-                    (&platform, &signing_key("two-mountains-bank")),
-                    (&platform, &new_key),
-                ],
+        );
+        ledger
+            .submit(
+                sign_body(
+                    rotation,
+                    &[
+                        (&platform, &signing_key("two-mountains-bank")),
+                        (&platform, &new_key),
+                    ],
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        )
-        .unwrap();
-    let again = ledger.submit(original.clone()).unwrap();
-    assert!(again.duplicate);
-    assert_eq!((again.seq, again.leaf_hash), (first.seq, first.leaf_hash));
+            .unwrap();
+        let again = ledger.submit(original.clone()).unwrap();
+        assert!(again.duplicate);
+        assert_eq!((again.seq, again.leaf_hash), (first.seq, first.leaf_hash));
 
-    // The same body under a forged signature is not the same signed entry, alone or in a group.
-    let mut forged = original;
-    forged.signatures[1].sig.0[0] ^= 1;
-    assert_eq!(
-        ledger.submit(forged.clone()).unwrap_err().kind(),
-        "bad-signature"
-    );
-    let err = ledger
-        .submit_group(vec![Prepared::new(forged).unwrap()])
-        .unwrap_err();
-    assert_eq!(err.kind(), "bad-signature", "{err}");
+        // The same body under a forged signature is not the same signed entry, alone or in a group.
+        let mut forged = original;
+        forged.signatures[1].sig.0[0] ^= 1;
+        assert_eq!(
+            ledger.submit(forged.clone()).unwrap_err().kind(),
+            "bad-signature"
+        );
+        let err = ledger
+            .submit_group(vec![Prepared::new(forged).unwrap()])
+            .unwrap_err();
+        assert_eq!(err.kind(), "bad-signature", "{err}");
+    }
 }
 
 /// A store written in layout 1 (trades and certificates keyed by entry id, a table of latest

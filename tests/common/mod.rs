@@ -65,6 +65,7 @@ pub fn memory_app_on(limits: Limits, clock: Clock) -> (axum::Router, AppState, R
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub headers: axum::http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -116,6 +117,7 @@ pub async fn send(app: &axum::Router, method: &str, path: &str, body: impl Into<
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
+    let headers = response.headers().clone();
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
@@ -123,6 +125,7 @@ pub async fn send(app: &axum::Router, method: &str, path: &str, body: impl Into<
     Answer {
         status,
         content_type,
+        headers,
         body,
     }
 }
@@ -177,6 +180,7 @@ pub async fn start(dir: &Path, origin: Option<&str>, limits: Limits) -> Running 
         entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
         witnesses: Vec::new(),
         cosign_interval: server::DEFAULT_COSIGN_INTERVAL,
+        store: None,
     })
     .await
     .unwrap()
@@ -231,6 +235,7 @@ pub async fn service_with_witness(dir: &Path, origin: &str) -> (Running, Running
         entry_max_age: server::DEFAULT_ENTRY_MAX_AGE,
         witnesses: vec![format!("{}={}", witness.url(), witness.verifier_key)],
         cosign_interval: Duration::from_millis(100),
+        store: None,
     })
     .await
     .unwrap();

@@ -210,6 +210,16 @@ pub struct Service {
 impl Service {
     /// Starts the service on `data` and waits for the line saying where it listens.
     pub fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// Starts the service on `data` with the entries in the PostgreSQL database at `store`.
+    pub fn start_on(data: &Path, store: &str) -> Self {
+        Self::start_with(data, &["--store", store])
+    }
+
+    /// Starts the service on `data` with more arguments of `serve`.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin())
             .args([
                 "serve",
@@ -218,6 +228,7 @@ impl Service {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -253,6 +264,11 @@ impl Service {
                 return service;
             }
         }
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     /// SIGKILL, and reap.
@@ -314,5 +330,13 @@ pub async fn populate_over_http(
             .await
             .unwrap();
         assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+}
+
+/// A second instance's data folder: the operator key and the ledger's origin of `from`, copied.
+pub fn copy_data_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in ["operator.key", "ledger.json"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
     }
 }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
@@ -37,6 +37,7 @@ use crate::verify::ReplayError;
 use crate::wire::{Envelope, WireError, GENESIS_PREV};
 
 mod audit;
+mod catch_up;
 mod migrate;
 mod proofs;
 mod replica;
@@ -117,15 +118,27 @@ impl LedgerError {
             LedgerError::Group { error, .. } => error.kind(),
             LedgerError::GroupSize(_) => "group-size",
             LedgerError::NotFound(_) => "not-found",
+            // A proof's nodes could not be read because the store is away: retry, not damage.
+            LedgerError::Proof(ProofError::Source(reason))
+                if reason.starts_with(STORE_UNAVAILABLE_PREFIX) =>
+            {
+                "store-unavailable"
+            }
             LedgerError::Proof(ProofError::MissingNode(_) | ProofError::Source(_)) => "integrity",
             LedgerError::Proof(_) => "bad-proof-request",
             LedgerError::Checkpoint(_) => "checkpoint",
+            LedgerError::Store(StoreError::Unavailable(_) | StoreError::Behind { .. }) => {
+                "store-unavailable"
+            }
             LedgerError::Store(_) | LedgerError::Halted(_) => "storage",
             LedgerError::Integrity(_) => "integrity",
             LedgerError::Replay(_) => "integrity",
         }
     }
 }
+
+/// How [`StoreError::Unavailable`] reads once it has become text (a proof's node source).
+const STORE_UNAVAILABLE_PREFIX: &str = "the store cannot be reached";
 
 impl From<ApplyError> for LedgerError {
     fn from(e: ApplyError) -> Self {
@@ -318,6 +331,9 @@ pub struct Ledger {
     turn: Condvar,
     durable_writes: AtomicU64,
     entries_written: AtomicU64,
+    /// On a shared store: passes left that lock the store's head before they sequence, because
+    /// another instance overtook a recent one.
+    contended_passes: AtomicU32,
     /// Why the ledger stopped writing, if it did: a failure after which what is durable could
     /// not be read back.
     halted: Mutex<Option<String>>,
@@ -548,26 +564,23 @@ impl Ledger {
     pub fn open(store: Box<dyn Store>, config: LedgerConfig) -> Result<Self, LedgerError> {
         let store: Arc<dyn Store> = Arc::from(store);
         let operator_public = PublicKey::from(config.operator_key.verifying_key());
+        // The checkpoints before the metadata: on a shared store other instances may append
+        // and sign meanwhile, and a checkpoint is only ever signed over what is durable.
         let witness = store.checkpoint_witness()?;
-        let (head, last_checkpoint) = match store.meta()? {
-            Some(meta) => {
-                let meta = migrate::to_current_layout(store.as_ref(), meta)?;
-                let head = Head::load(&store, meta, &config.origin, &operator_public)?;
-                let last = Self::last_signed(store.as_ref(), &head, witness, &config)?;
-                (head, last)
-            }
-            None if witness.is_some() || store.leaf(0)?.is_some() => {
-                return Err(LedgerError::Integrity(
-                    "the store has no ledger metadata, yet it holds entries or the ledger signed a checkpoint of them: its data was lost or damaged, or a restore was interrupted; restore it from a backup into an empty folder".to_owned(),
-                ))
-            }
-            None => {
-                let mut head = Head::empty(&config);
-                head.state
-                    .keep_history_in(Arc::new(StoreHistory(Arc::clone(&store))));
-                (head, None)
-            }
-        };
+        let stored_checkpoint = store.checkpoint()?;
+        // A shared store's head is locked while the state is read, so that no other instance
+        // appends between the metadata row and the last state row read.
+        let locked = store.lock_head()?.is_some();
+        let loaded = Self::load_head(
+            &store,
+            &config,
+            &operator_public,
+            [stored_checkpoint, witness],
+        );
+        if locked {
+            store.unlock_head();
+        }
+        let (head, last_checkpoint) = loaded?;
         let fresh = head.tree.size() == 0;
         let keys = head.keys();
         let ledger = Ledger {
@@ -582,13 +595,50 @@ impl Ledger {
             turn: Condvar::new(),
             durable_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
+            contended_passes: AtomicU32::new(0),
             halted: Mutex::new(None),
             last_checkpoint: Mutex::new(last_checkpoint),
         };
         if fresh {
-            ledger.write_genesis(&config)?;
+            match ledger.write_genesis(&config) {
+                Ok(()) => {}
+                // Another instance sharing the store created the ledger first: this one caught
+                // up with its genesis entry, which must register the same operator key.
+                Err(LedgerError::Rule(RuleError::EntryIdUsed { .. }))
+                    if ledger.store.shared() && ledger.genesis_is(&config) => {}
+                Err(error) => return Err(error),
+            }
         }
         Ok(ledger)
+    }
+
+    /// The head of the ledger in `store` (empty for a new store) and the last checkpoint signed,
+    /// from the checkpoints `notes` read before the metadata.
+    fn load_head(
+        store: &Arc<dyn Store>,
+        config: &LedgerConfig,
+        operator_public: &PublicKey,
+        notes: [Option<String>; 2],
+    ) -> Result<(Head, Option<String>), LedgerError> {
+        Ok(match store.meta()? {
+            Some(meta) => {
+                let meta = migrate::to_current_layout(store.as_ref(), meta)?;
+                let head = Head::load(store, meta, &config.origin, operator_public)?;
+                let last = Self::last_signed(store.as_ref(), &head, notes, config)?;
+                (head, last)
+            }
+            None if notes.iter().any(Option::is_some) || store.leaf(0)?.is_some() => {
+                return Err(LedgerError::Integrity(
+                    "the store has no ledger metadata, yet it holds entries or the ledger signed a checkpoint of them: its data was lost or damaged, or a restore was interrupted; restore it from a backup into an empty folder".to_owned(),
+                ))
+            }
+            None => {
+                let mut head = Head::empty(config);
+                head.state
+                    .keep_history_in(Arc::new(StoreHistory(Arc::clone(store))));
+                (head, None)
+            }
+        })
     }
 
     /// The last checkpoint signed, from the one kept in the main data and the one kept apart
@@ -596,12 +646,12 @@ impl Ledger {
     fn last_signed(
         store: &dyn Store,
         head: &Head,
-        witness: Option<String>,
+        notes: [Option<String>; 2],
         config: &LedgerConfig,
     ) -> Result<Option<String>, LedgerError> {
         let key = config.operator_key.verifying_key();
         let mut latest: Option<(u64, String)> = None;
-        for note in [store.checkpoint()?, witness].into_iter().flatten() {
+        for note in notes.into_iter().flatten() {
             let last = checkpoint::open_checkpoint(&note, config.origin.as_str(), &key)?;
             proofs::check_extends(store, &head.tree, &last)?;
             if latest.as_ref().is_none_or(|(size, _)| last.size > *size) {
@@ -629,6 +679,17 @@ impl Ledger {
             .map_err(WireError::from)?;
         self.submit(submission)?;
         Ok(())
+    }
+
+    /// Whether the ledger's operator is the one `config` names, with its key.
+    fn genesis_is(&self, config: &LedgerConfig) -> bool {
+        let key = PublicKey::from(config.operator_key.verifying_key());
+        self.read(|state| {
+            state.operator() == Some(&config.operator)
+                && state
+                    .participant(&config.operator)
+                    .is_some_and(|p| p.public_key == key)
+        })
     }
 
     fn read_head(&self) -> RwLockReadGuard<'_, Head> {

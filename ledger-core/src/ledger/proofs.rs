@@ -8,7 +8,7 @@ use crate::ids::PledgeId;
 use crate::merkle::{self, CompactTree, Hash, NodeId, NodeSource};
 use crate::state::commitment::PRICES_IN_FORCE;
 use crate::state::{RowProof, StateCommitment, StateRow};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::verify::{BundleConsistency, BundleState, PledgeBundle, ProvedEntry};
 
 use super::{hex32, ConsistencyProof, InclusionProof, Ledger, LedgerError, StoreNodes};
@@ -92,6 +92,12 @@ impl Ledger {
     /// [`crate::state::commitment`]). A new one is signed (when the ledger has grown) only after
     /// checking that it extends the last one signed. The tree head and the state are read
     /// together under the head's shared lock; signing holds neither the sequencer nor the state.
+    ///
+    /// On a store shared by several instances the last checkpoint signed is the one the store
+    /// keeps, whichever instance signed it: this instance first catches up to it, and keeps its
+    /// own only if the store holds none as large (a compare-and-set on the size); when another
+    /// instance won, it reads theirs back. So no instance ever answers a checkpoint older than
+    /// one any instance has answered.
     pub fn checkpoint(&self) -> Result<String, LedgerError> {
         Ok(self.checkpoint_proving(&[])?.0)
     }
@@ -102,45 +108,87 @@ impl Ledger {
         &self,
         sort_keys: &[Vec<u8>],
     ) -> Result<(String, Vec<RowProof>), LedgerError> {
+        const ATTEMPTS: usize = 8;
         let mut last = self
             .last_checkpoint
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let key = self.operator_key.verifying_key();
-        let (current, proofs) = {
-            let head = self.read_head();
-            let last_size = last.as_ref().and_then(|note| checkpoint_size(note));
-            if let Some(note) = last.as_ref() {
-                if last_size == Some(head.tree.size()) && sort_keys.is_empty() {
-                    let previous = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
-                    if StateCommitment::from_checkpoint(&previous)
-                        .ok()
-                        .flatten()
-                        .is_some()
-                    {
-                        return Ok((note.clone(), Vec::new()));
-                    }
-                }
-                let previous = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
-                check_extends(self.store.as_ref(), &head.tree, &previous)?;
+        for _ in 0..ATTEMPTS {
+            if self.store.shared() {
+                self.adopt_stored_checkpoint(&mut last)?;
             }
-            let at = head.commitment_time();
-            let (commitment, proofs) = if sort_keys.is_empty() {
-                (head.state.state_commitment(&at)?, Vec::new())
-            } else {
-                head.state.prove_state_rows(&at, sort_keys)?
+            let (current, proofs) = {
+                let head = self.read_head();
+                let last_size = last.as_ref().and_then(|note| checkpoint_size(note));
+                if let Some(note) = last.as_ref() {
+                    if last_size == Some(head.tree.size()) && sort_keys.is_empty() {
+                        let previous =
+                            checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
+                        if StateCommitment::from_checkpoint(&previous)
+                            .ok()
+                            .flatten()
+                            .is_some()
+                        {
+                            return Ok((note.clone(), Vec::new()));
+                        }
+                    }
+                    let previous = checkpoint::open_checkpoint(note, self.origin.as_str(), &key)?;
+                    check_extends(self.store.as_ref(), &head.tree, &previous)?;
+                }
+                let at = head.commitment_time();
+                let (commitment, proofs) = if sort_keys.is_empty() {
+                    (head.state.state_commitment(&at)?, Vec::new())
+                } else {
+                    head.state.prove_state_rows(&at, sort_keys)?
+                };
+                let mut current =
+                    Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root());
+                current.extensions.push(commitment.line());
+                (current, proofs)
             };
-            let mut current =
-                Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root());
-            current.extensions.push(commitment.line());
-            (current, proofs)
-        };
-        let note = checkpoint::sign_checkpoint(&current, self.origin.as_str(), &self.operator_key)?;
-        if last.as_deref() != Some(note.as_str()) {
-            self.store.put_checkpoint(&note)?;
-            *last = Some(note.clone());
+            let note =
+                checkpoint::sign_checkpoint(&current, self.origin.as_str(), &self.operator_key)?;
+            if last.as_deref() == Some(note.as_str()) {
+                return Ok((note, proofs));
+            }
+            match self.store.put_checkpoint(&note) {
+                Ok(()) => {
+                    *last = Some(note.clone());
+                    return Ok((note, proofs));
+                }
+                // Another instance kept one at least as large meanwhile: read it back.
+                Err(StoreError::CheckpointSuperseded { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
         }
-        Ok((note, proofs))
+        Err(StoreError::Unavailable(
+            "other instances kept signing checkpoints while this one tried".to_owned(),
+        )
+        .into())
+    }
+
+    /// On a shared store: takes the checkpoint the store keeps as the last one signed if it is
+    /// later than this instance's, after checking its signature, and catches up to its size.
+    fn adopt_stored_checkpoint(&self, last: &mut Option<String>) -> Result<(), LedgerError> {
+        let Some(stored) = self.store.checkpoint()? else {
+            return Ok(());
+        };
+        let key = self.operator_key.verifying_key();
+        let opened = checkpoint::open_checkpoint(&stored, self.origin.as_str(), &key)?;
+        let known = last.as_deref().and_then(checkpoint_size);
+        if known.is_some_and(|size| size >= opened.size) {
+            return Ok(());
+        }
+        if self.refresh()? < opened.size {
+            return Err(LedgerError::Integrity(format!(
+                "the store keeps a checkpoint of {} entries but holds fewer",
+                opened.size
+            )));
+        }
+        check_extends(self.store.as_ref(), &self.read_head().tree, &opened)?;
+        *last = Some(stored);
+        Ok(())
     }
 
     /// Everything a bank needs to check pledge `id` offline (see

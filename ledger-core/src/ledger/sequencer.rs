@@ -16,11 +16,11 @@ use std::sync::{mpsc, RwLockWriteGuard};
 
 use crate::entry::{EntryKind, SignatureLine, Submission};
 use crate::error::RuleError;
-use crate::ids::{ParticipantId, PublicKey};
+use crate::ids::{EntryId, ParticipantId, PublicKey};
 use crate::merkle::{self, NodeId};
 use crate::sign::{self, Verified};
 use crate::state::Context;
-use crate::store::Append;
+use crate::store::{Append, StoreError};
 use crate::wire::{self, Envelope, Prepared, WireError};
 
 use super::{hex32, Head, Ledger, LedgerError, Receipt, MAX_GROUP};
@@ -80,6 +80,23 @@ impl Drop for Pass<'_> {
     }
 }
 
+/// Most attempts of one pass on a shared store: the first, optimistic; the next under the
+/// store's head lock, which no other instance can overtake (more only if the store misbehaves).
+const MAX_ATTEMPTS: usize = 3;
+
+/// How many passes after one that was overtaken take the head lock before they sequence.
+const CONTENDED_PASSES: u32 = 32;
+
+/// Releases the store's head lock when a pass that took it ends (an append commits and releases
+/// it first; this covers a pass left with nothing to append, an error, a panic).
+struct HeadLock<'a>(&'a Ledger);
+
+impl Drop for HeadLock<'_> {
+    fn drop(&mut self) {
+        self.0.store.unlock_head();
+    }
+}
+
 /// What one group commit writes, as the pass builds it.
 #[derive(Default)]
 struct GroupWrite {
@@ -127,16 +144,36 @@ impl Ledger {
     /// Submits one decoded entry.
     pub fn submit_prepared(&self, prepared: Prepared) -> Result<Receipt, LedgerError> {
         // The same signed entry again gets its first receipt, even if a signer's key has
-        // rotated since: it was verified when it was accepted.
-        {
-            let head = self.read_head();
+        // rotated since: it was verified when it was accepted. Looked for here only when the
+        // sequencer is not writing (its pass holds the head): a submitter that waited for the
+        // head would join the next group late. The sequencer looks again anyway, and a
+        // resubmission whose signatures no longer verify is looked for below.
+        if let Ok(head) = self.head.try_read() {
             if let Some(receipt) =
                 self.same_entry_again(&head, &GroupWrite::default(), &prepared)?
             {
                 return Ok(receipt);
             }
         }
-        let verified = self.verify(&prepared)?;
+        let verified = match self.verify(&prepared) {
+            Err(LedgerError::Signature(error)) => {
+                // A signer registered, or a key rotated, by another instance sharing the store:
+                // catch up and check again before refusing.
+                if self.store.shared() {
+                    self.refresh()?;
+                }
+                let again = {
+                    let head = self.read_head();
+                    self.same_entry_again(&head, &GroupWrite::default(), &prepared)?
+                };
+                match again {
+                    Some(receipt) => return Ok(receipt),
+                    None if self.store.shared() => self.verify(&prepared)?,
+                    None => return Err(LedgerError::Signature(error)),
+                }
+            }
+            other => other?,
+        };
         let mut receipts = self.run(Unit::Single(Box::new((prepared, verified))))?;
         receipts
             .pop()
@@ -261,18 +298,101 @@ impl Ledger {
         }
     }
 
+    /// Sequences the units, writes them and answers. On a shared store another instance may
+    /// have appended since this one last did ([`StoreError::Behind`]): the pass locks the store's
+    /// head, catches up with what it missed and sequences the same units again, so that it
+    /// cannot be overtaken twice.
     fn sequence_units(&self, head: &mut Head, units: Vec<Unit>) -> Vec<UnitResult> {
+        let mut _locked = None;
+        // Under contention (another instance appended before one of the last passes), a pass
+        // takes the head lock first: an optimistic attempt would most likely be overtaken.
+        let contended = self.store.shared()
+            && self
+                .contended_passes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        if contended {
+            // Catch up with what is durable before taking the lock, so that the lock is held
+            // for the few entries appended meanwhile rather than for all of them.
+            if let Ok(Some(meta)) = self.store.meta() {
+                if meta.size > head.tree.size() {
+                    let _ = self.behind(head, meta.size);
+                }
+            }
+            let lock = HeadLock(self);
+            let caught_up = self
+                .store
+                .lock_head()
+                .map_err(LedgerError::from)
+                .and_then(|locked| self.behind(head, locked.unwrap_or(0)));
+            if let Err(error) = caught_up {
+                return units.iter().map(|_| Err(error.clone())).collect();
+            }
+            _locked = Some(lock);
+        }
+        let mut attempt = 1;
+        loop {
+            let (results, mut behind, appended) = self.sequence_attempt(head, &units);
+            if behind.is_none() && !appended && self.store.shared() && attempt < MAX_ATTEMPTS {
+                behind = self.refusals_stale(head, &results);
+            }
+            let Some(durable) = behind.filter(|_| attempt < MAX_ATTEMPTS) else {
+                return results;
+            };
+            self.contended_passes
+                .store(CONTENDED_PASSES, Ordering::Relaxed);
+            attempt += 1;
+            let lock = HeadLock(self);
+            let caught_up = self
+                .store
+                .lock_head()
+                .map_err(LedgerError::from)
+                .and_then(|locked| self.behind(head, locked.unwrap_or(durable).max(durable)));
+            if let Err(error) = caught_up {
+                return units.iter().map(|_| Err(error.clone())).collect();
+            }
+            _locked = Some(lock);
+        }
+    }
+
+    /// On a shared store, a pass that refused something without appending anything made its
+    /// decisions on this instance's state, which another instance's appends may have left
+    /// behind (a signer registered, sink received elsewhere). A pass that appended needs no
+    /// check: its append found the store's head where the pass built on, so every decision of
+    /// the pass was made on the latest state. Returns the store's size if it is ahead: the pass
+    /// then catches up and decides again.
+    fn refusals_stale(&self, head: &Head, results: &[UnitResult]) -> Option<u64> {
+        let refused = results.iter().any(|r| {
+            r.as_ref()
+                .err()
+                .is_some_and(|e| !matches!(e, LedgerError::Store(_) | LedgerError::Halted(_)))
+        });
+        if !refused {
+            return None;
+        }
+        let durable = self.store.meta().ok().flatten().map(|meta| meta.size)?;
+        (durable > head.tree.size()).then_some(durable)
+    }
+
+    /// One attempt of a pass: every unit sequenced, the group written. Returns the answers, the
+    /// store's size if the write found that another instance appended meanwhile (memory is then
+    /// as before the attempt), and whether it appended.
+    fn sequence_attempt(
+        &self,
+        head: &mut Head,
+        units: &[Unit],
+    ) -> (Vec<UnitResult>, Option<u64>, bool) {
         let end_before = head.log_end();
         let mut group = GroupWrite::default();
         let halted = self.halted();
         let mut results: Vec<UnitResult> = units
-            .into_iter()
+            .iter()
             .map(|unit| match (&halted, unit) {
                 (Some(reason), _) => Err(LedgerError::Halted(reason.clone())),
                 (None, Unit::Single(single)) => self
                     .sequence_one(head, &mut group, &single.0, &single.1)
                     .map(|r| vec![r]),
-                (None, Unit::Group(entries)) => self.sequence_group(head, &mut group, &entries),
+                (None, Unit::Group(entries)) => self.sequence_group(head, &mut group, entries),
             })
             .collect();
         let outcome = if group.leaves.is_empty() {
@@ -280,6 +400,8 @@ impl Ledger {
         } else {
             self.write(head, &group, end_before.tree.size())
         };
+        let mut behind = None;
+        let appended = outcome.is_ok() && !group.leaves.is_empty();
         match outcome {
             Ok(()) => {
                 head.state.settle();
@@ -296,6 +418,9 @@ impl Ledger {
             Err(error) => {
                 head.state.revert();
                 head.rewind(end_before);
+                if let LedgerError::Store(StoreError::Behind { durable }) = error {
+                    behind = Some(durable);
+                }
                 for result in &mut results {
                     if result.is_ok() {
                         *result = Err(error.clone());
@@ -303,7 +428,7 @@ impl Ledger {
                 }
             }
         }
-        results
+        (results, behind, appended)
     }
 
     fn write(
@@ -331,10 +456,11 @@ impl Ledger {
     /// Reads the head back from the store after a pass failed in a way that leaves memory in
     /// doubt. If the store cannot be read, the ledger stops writing (it still answers reads).
     pub(super) fn reload(&self, head: &mut Head) {
-        let loaded = self
-            .store
-            .meta()
+        // On a shared store, no other instance appends while the state is read back.
+        let locked = self.store.lock_head();
+        let loaded = locked
             .map_err(LedgerError::from)
+            .and_then(|_| self.store.meta().map_err(LedgerError::from))
             .and_then(|meta| {
                 let meta = meta.ok_or_else(|| {
                     LedgerError::Integrity("the store lost its metadata row".to_owned())
@@ -342,6 +468,7 @@ impl Ledger {
                 let operator = PublicKey::from(self.operator_key.verifying_key());
                 Head::load(&self.store, meta, &self.origin, &operator)
             });
+        self.store.unlock_head();
         match loaded {
             Ok(fresh) => {
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh.keys();
@@ -472,7 +599,8 @@ impl Ledger {
         if first.body_digest != prepared.body_digest {
             return Ok(None);
         }
-        let (receipt, signatures) = self.receipt_again(head, group, first.seq)?;
+        let (receipt, signatures) =
+            self.receipt_again(head, group, first.seq, &prepared.body().id)?;
         Ok(same_signatures(&signatures, &prepared.submission.signatures).then_some(receipt))
     }
 
@@ -482,18 +610,33 @@ impl Ledger {
         head: &Head,
         group: &GroupWrite,
         seq: u64,
+        id: &EntryId,
     ) -> Result<(Receipt, Vec<SignatureLine>), LedgerError> {
-        let durable = head.meta.size;
-        let leaf = if seq >= durable {
-            usize::try_from(seq - durable)
-                .ok()
-                .and_then(|i| group.leaves.get(i).cloned())
-        } else {
-            self.store.leaf(seq)?
+        let read = |leaf: &[u8]| {
+            Envelope::from_leaf(leaf)
+                .map_err(|e| LedgerError::Integrity(format!("leaf {seq} cannot be read: {e}")))
         };
-        let leaf = leaf.ok_or_else(|| LedgerError::Integrity(format!("leaf {seq} is missing")))?;
-        let envelope = Envelope::from_leaf(&leaf)
-            .map_err(|e| LedgerError::Integrity(format!("leaf {seq} cannot be read: {e}")))?;
+        // An entry of this pass is in the group; an earlier one in the store. On a shared store
+        // the entry may also be one that another instance appended and this one has not caught
+        // up with: it is in the store, at a position the group may cover too.
+        let in_group = seq
+            .checked_sub(head.meta.size)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| group.leaves.get(i))
+            .map(|leaf| read(leaf).map(|envelope| (leaf.clone(), envelope)))
+            .transpose()?
+            .filter(|(_, envelope)| envelope.entry.body.id == *id);
+        let (leaf, envelope) = match in_group {
+            Some(found) => found,
+            None => {
+                let leaf = self
+                    .store
+                    .leaf(seq)?
+                    .ok_or_else(|| LedgerError::Integrity(format!("leaf {seq} is missing")))?;
+                let envelope = read(&leaf)?;
+                (leaf, envelope)
+            }
+        };
         let receipt = Receipt {
             seq,
             id: envelope.entry.body.id.to_string(),

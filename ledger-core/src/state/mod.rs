@@ -193,7 +193,12 @@ impl State {
             }
             .into());
         }
-        if let Some(first) = self.entry(&body.id)? {
+        // The entry's own record, found at its own position, is itself and not a conflict: an
+        // instance catching up on a shared store finds the rows another instance wrote for it.
+        if let Some(first) = self
+            .entry(&body.id)?
+            .filter(|first| first.seq != ctx.seq || first.body_digest != ctx.body_digest)
+        {
             return Err(RuleError::EntryIdUsed {
                 id: body.id.to_string(),
                 seq: first.seq,

@@ -1,6 +1,8 @@
 //! Builders shared by the state-machine tests: bodies from JSON, contexts with given signers.
 #![allow(dead_code)]
 
+pub mod stores;
+
 use ledger_core::entry::Body;
 use ledger_core::error::RuleError;
 use ledger_core::ids::{ParticipantId, Timestamp};
@@ -310,5 +312,14 @@ impl<S: Store> Store for HookedStore<S> {
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.count();
         self.inner.state_row(table, key)
+    }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+    fn lock_head(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.lock_head()
+    }
+    fn unlock_head(&self) {
+        self.inner.unlock_head()
     }
 }

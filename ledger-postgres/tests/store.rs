@@ -1,0 +1,251 @@
+//! `PgStore` against a real PostgreSQL (a throwaway cluster), with `MemoryStore` as the oracle
+//! for key-range scans: migrations, the head check, the head lock, the checkpoint's
+//! compare-and-set.
+
+use ledger_core::state::StateChange;
+use ledger_core::store::{Append, MemoryStore, Meta, RowRange, Store, StoreError};
+use ledger_postgres::testing::TestCluster;
+use ledger_postgres::PgStore;
+
+fn meta(size: u64) -> Meta {
+    Meta {
+        layout: 2,
+        origin: "test.example/ledger".to_owned(),
+        operator_key: "key".to_owned(),
+        size,
+        peaks: Vec::new(),
+        last_leaf_hash: "00".repeat(32),
+    }
+}
+
+fn leaf(seq: u64) -> Vec<u8> {
+    format!("leaf {seq}").into_bytes()
+}
+
+fn append(store: &dyn Store, first: u64, count: u64) -> Result<(), StoreError> {
+    let leaves: Vec<Vec<u8>> = (first..first + count).map(leaf).collect();
+    store.append(Append {
+        first_seq: first,
+        leaves: &leaves,
+        nodes: &[],
+        state: &[],
+        meta: Some(&meta(first + count)),
+    })
+}
+
+#[test]
+fn a_group_commits_only_on_the_head_it_built_on() {
+    let Some(cluster) = TestCluster::shared("a_group_commits_only_on_the_head_it_built_on") else {
+        return;
+    };
+    let url = cluster.database();
+    let (one, two) = (
+        PgStore::connect(&url).unwrap(),
+        PgStore::connect(&url).unwrap(),
+    );
+    assert_eq!(one.meta().unwrap(), None);
+    append(&one, 0, 3).unwrap();
+    // The second instance built on an empty ledger: nothing is written.
+    assert_eq!(append(&two, 0, 2), Err(StoreError::Behind { durable: 3 }));
+    assert_eq!(two.meta().unwrap().unwrap().size, 3);
+    assert_eq!(two.leaf(2).unwrap(), Some(leaf(2)));
+    assert_eq!(two.leaf(3).unwrap(), None);
+    append(&two, 3, 2).unwrap();
+    let mut seen = Vec::new();
+    one.scan_leaves(1, &mut |seq, bytes| {
+        seen.push((seq, bytes.to_vec()));
+        Ok(true)
+    })
+    .unwrap();
+    assert_eq!(seen, (1..5).map(|s| (s, leaf(s))).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_head_lock_holds_other_instances_until_the_next_append() {
+    let Some(cluster) = TestCluster::shared("the_head_lock_holds_other_instances") else {
+        return;
+    };
+    let url = cluster.database();
+    let one = PgStore::connect(&url).unwrap();
+    let two = std::sync::Arc::new(PgStore::connect(&url).unwrap());
+    append(&one, 0, 1).unwrap();
+    assert_eq!(one.lock_head().unwrap(), Some(1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = std::sync::Arc::clone(&two);
+    let waiting = std::thread::spawn(move || {
+        let result = append(other.as_ref(), 1, 1);
+        tx.send(()).unwrap();
+        result
+    });
+    // While the head is locked the other instance's append waits (it has not answered).
+    assert!(rx
+        .recv_timeout(std::time::Duration::from_millis(300))
+        .is_err());
+    append(&one, 1, 2).unwrap();
+    assert_eq!(
+        waiting.join().unwrap(),
+        Err(StoreError::Behind { durable: 3 })
+    );
+    // Locked and released with nothing appended: the others go on.
+    assert_eq!(one.lock_head().unwrap(), Some(3));
+    one.unlock_head();
+    append(two.as_ref(), 3, 1).unwrap();
+}
+
+#[test]
+fn a_checkpoint_is_replaced_only_by_a_larger_one() {
+    let Some(cluster) = TestCluster::shared("a_checkpoint_is_replaced_only_by_a_larger_one") else {
+        return;
+    };
+    let url = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    let store = PgStore::connect(&url).unwrap().with_witness(dir.path());
+    let note = |size: u64| format!("test.example/ledger\n{size}\nroot=\n\n— sig\n");
+    store.put_checkpoint(&note(5)).unwrap();
+    assert_eq!(
+        store.put_checkpoint(&note(3)),
+        Err(StoreError::CheckpointSuperseded { stored_size: 5 })
+    );
+    assert_eq!(
+        store.put_checkpoint(&note(5)),
+        Err(StoreError::CheckpointSuperseded { stored_size: 5 })
+    );
+    store.put_checkpoint(&note(8)).unwrap();
+    assert_eq!(store.checkpoint().unwrap(), Some(note(8)));
+    assert_eq!(store.checkpoint_witness().unwrap(), Some(note(8)));
+}
+
+#[test]
+fn a_database_newer_than_the_program_is_refused() {
+    let Some(cluster) = TestCluster::shared("a_database_newer_than_the_program_is_refused") else {
+        return;
+    };
+    let url = cluster.database();
+    drop(PgStore::connect(&url).unwrap());
+    // A later program migrated it further.
+    let admin = url.clone();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client
+            .batch_execute("UPDATE ledger_schema SET version = 999")
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let error = PgStore::connect(&url).unwrap_err();
+    assert!(error.to_string().contains("newer"), "{error}");
+    // Connecting again to a current one migrates nothing and succeeds.
+    let fresh = cluster.database();
+    drop(PgStore::connect(&fresh).unwrap());
+    drop(PgStore::connect(&fresh).unwrap());
+}
+
+/// A small deterministic generator for keys and ranges.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        self.0 >> 33
+    }
+    fn bytes(&mut self) -> Vec<u8> {
+        let len = self.next() % 4;
+        // A few byte values, 0x00 and 0xff among them, so that prefixes collide and bounds
+        // land on the edges.
+        (0..len)
+            .map(|_| [0u8, 1, 0x7f, 0xfe, 0xff][(self.next() % 5) as usize])
+            .collect()
+    }
+}
+
+#[test]
+fn key_range_scans_agree_with_the_memory_store_bytewise() {
+    let Some(cluster) = TestCluster::shared("key_range_scans_agree_with_the_memory_store") else {
+        return;
+    };
+    let pg = PgStore::connect(&cluster.database()).unwrap();
+    let memory = MemoryStore::new();
+    let mut rng = Rng(7);
+    let tables = ["trades", "trades_by_party", "entries"];
+    let mut changes = Vec::new();
+    for i in 0..700u32 {
+        let table = tables[(rng.next() % 3) as usize];
+        let mut key = rng.bytes();
+        key.extend_from_slice(&i.to_be_bytes());
+        changes.push(StateChange {
+            table,
+            key,
+            value: Some(i.to_string().into_bytes()),
+        });
+    }
+    // And a removal, and a row written twice in one group (the last write wins).
+    changes.push(StateChange {
+        table: "trades",
+        key: changes[0].key.clone(),
+        value: None,
+    });
+    changes.push(StateChange {
+        table: "entries",
+        key: b"twice".to_vec(),
+        value: Some(b"first".to_vec()),
+    });
+    changes.push(StateChange {
+        table: "entries",
+        key: b"twice".to_vec(),
+        value: Some(b"second".to_vec()),
+    });
+    for store in [&pg as &dyn Store, &memory] {
+        store
+            .append(Append {
+                first_seq: 0,
+                leaves: &[],
+                nodes: &[],
+                state: &changes,
+                meta: Some(&meta(0)),
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        pg.state_row("entries", b"twice").unwrap(),
+        Some(b"second".to_vec())
+    );
+    let scan = |store: &dyn Store, table: Option<&str>, range: RowRange<'_>, limit: usize| {
+        let mut rows = Vec::new();
+        store
+            .scan_state(table, range, &mut |t, k, v| {
+                rows.push((t.to_owned(), k.to_vec(), v.to_vec()));
+                Ok(rows.len() < limit)
+            })
+            .unwrap();
+        rows
+    };
+    for _ in 0..150 {
+        let table = tables[(rng.next() % 3) as usize];
+        let prefix = rng.bytes();
+        let after = (rng.next() % 2 == 0).then(|| {
+            let mut a = prefix.clone();
+            a.extend(rng.bytes());
+            a
+        });
+        let range = RowRange {
+            prefix: &prefix,
+            after: after.as_deref(),
+            reverse: rng.next() % 2 == 0,
+        };
+        let limit = [1, 7, 600, 2000][(rng.next() % 4) as usize];
+        assert_eq!(
+            scan(&pg, Some(table), range, limit),
+            scan(&memory, Some(table), range, limit),
+            "{table} {range:?} limit {limit}"
+        );
+    }
+    // A scan of every table sees the same rows (in its own table order).
+    let mut all_pg = scan(&pg, None, RowRange::default(), usize::MAX);
+    let mut all_memory = scan(&memory, None, RowRange::default(), usize::MAX);
+    all_pg.sort();
+    all_memory.sort();
+    assert_eq!(all_pg, all_memory);
+}
