@@ -254,71 +254,7 @@ pub fn verify_pledge(bundle: &Path, key: &str, bank: &BankOptions) -> Result<Str
             f.cosigned_by.join(", ")
         ));
     }
-    out.push_str(&format!(
-        "pledgor: {}\nbank: {}\nlocked for this bank: {} t of batch {} (vintage {}, project {})\n\
-         pledged at entry {} with facility limit {} {} (reference price {}, haircut {})\n\
-         batch issued: {} t by the operator from report {}, which {} verified at {} t\n",
-        f.pledgor,
-        f.bank,
-        f.quantity,
-        f.batch,
-        f.vintage,
-        f.project,
-        f.pledge_seq,
-        f.limit,
-        f.currency,
-        f.price_ref,
-        f.haircut,
-        f.batch_issued,
-        f.report,
-        f.verifier,
-        f.report_verified,
-    ));
-    if let Some(state) = &f.state {
-        out.push_str(&format!(
-            "state at the checkpoint ({} rows, root {}):\n\
-             - the pledge is {}; limit {} {}, outstanding {} {}, maturity {}{}\n\
-             - {} holds {} t of {} pledged (covering the {} t locked) and {} t available\n\
-             - batch {}: issued {} t, retired {} t, reversed {} t\n\
-             - price in force: {} at {} {} (effective {})\n\
-             - coverage: {} t × {} = {} {}; ÷ outstanding = {}\n",
-            state.state_rows,
-            state.state_root,
-            state.status.word(),
-            state.limit,
-            f.currency,
-            state.outstanding,
-            f.currency,
-            state
-                .maturity
-                .map_or_else(|| "none".to_owned(), |m| m.to_string()),
-            state.settled.map_or_else(String::new, |s| format!(
-                ", settled by the collateral {s} {}",
-                f.currency
-            )),
-            f.pledgor,
-            state.pledgor_pledged,
-            f.batch,
-            f.quantity,
-            state.pledgor_available,
-            f.batch,
-            state.batch_issued,
-            state.batch_retired,
-            state.batch_reversed,
-            state.price,
-            state.unit_price,
-            f.currency,
-            state.price_effective_at,
-            f.quantity,
-            state.unit_price,
-            state.collateral_value,
-            f.currency,
-            state.coverage_ratio.map_or_else(
-                || "none (nothing outstanding)".to_owned(),
-                |r| r.to_string()
-            ),
-        ));
-    }
+    out.push_str(&f.describe());
     if let Some(path) = &bank.state {
         out.push_str(&format!(
             "the checkpoint is kept in {} as the last one accepted\n",
