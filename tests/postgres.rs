@@ -6,7 +6,8 @@
 //!   the checkpoints a client sees never go back, whichever instance answers;
 //! - the database restarted under load: clients get 503s, retry, and nothing is lost;
 //! - a ledger moved sled → PostgreSQL → sled with identical exports;
-//! - reads on one instance right after a write on the other never contradict the receipt.
+//! - reads on one instance right after a write on the other never contradict the receipt;
+//! - an instance nobody writes to follows the database by itself.
 //!
 //! Without PostgreSQL server binaries each test says it was skipped (and fails instead with
 //! `CARBON_LEDGER_REQUIRE_POSTGRES=1`, as `.ci/run` sets). `CRASH_SEED` and `PG_CRASH_ROUNDS`
@@ -775,6 +776,76 @@ async fn reads_on_one_instance_never_contradict_a_receipt_from_the_other() {
     eprintln!(
         "cross-instance reads: {reads} reads after writes on the other instance, beside {} background entries; none contradicted a receipt",
         next.load(Ordering::Relaxed).min(background.len())
+    );
+    drop((a, b));
+}
+
+/// An instance that nobody writes to, and that is asked only for lists and pages, follows the
+/// database by itself: its size, its lists and the registry's pages reach what the other
+/// instance appended without a `min_seq`; and a registry page that names something the other
+/// instance just made (a pledge) is found at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_instance_follows_the_database_by_itself() {
+    let Some(cluster) = TestCluster::shared("an_idle_instance_follows") else {
+        return;
+    };
+    let url = cluster.database();
+    let root = tempfile::tempdir().unwrap();
+    let enterprises: Vec<String> = (0..2).map(|i| format!("ent-{i:02}")).collect();
+    let (a, b, market, _) = two_instances(root.path(), &url, &enterprises).await;
+    let (write, read) = (Client::new(&a.url).unwrap(), Client::new(&b.url).unwrap());
+    let pledge = market.signed(
+        "PL-IDLE-1",
+        &market.at(21),
+        json!({"type": "pledge", "pledge": "PL-IDLE-1", "pledgor": demo::PLATFORM,
+               "bank": demo::BANK, "batch": demo::BATCH, "quantity": "10",
+               "price_ref": demo::PRICE, "haircut": "0.30", "limit": "411.81",
+               "currency": "CNY"}),
+        &[demo::PLATFORM, demo::BANK],
+    );
+    let answer = write
+        .post("/v1/entries", serde_json::to_vec(&pledge).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.status.as_u16(), 201, "{}", answer.text());
+    let page = read.get("/pledges/PL-IDLE-1").await.unwrap();
+    assert_eq!(page.status.as_u16(), 200, "{}", page.text());
+    assert!(page.text().contains("411.81"));
+    let mut last = String::new();
+    for (id, bytes) in transfers(&market, &enterprises, "IDLE", 20) {
+        let answer = write.post("/v1/entries", bytes).await.unwrap();
+        assert_eq!(answer.status.as_u16(), 201, "{id}: {}", answer.text());
+        last = id;
+    }
+    let size = json_of(&write, "/v1/ledger").await["size"]
+        .as_u64()
+        .unwrap();
+    // No min_seq, nothing named: only the instance's own following brings these in.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held = json_of(&read, "/v1/ledger").await["size"].as_u64().unwrap();
+        if held >= size {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle instance holds {held} of {size} entries after a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let trades = json_of(&read, "/v1/trades?kind=transfer&limit=1000").await;
+    assert!(
+        trades["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == last.as_str()),
+        "{trades}"
+    );
+    let page = read.get("/trades?kind=transfer&limit=1000").await.unwrap();
+    assert!(
+        page.text().contains(&last),
+        "the registry's trades page lacks {last}"
     );
     drop((a, b));
 }

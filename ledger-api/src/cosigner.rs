@@ -199,8 +199,13 @@ impl Cosigner {
         Err("it still disagrees on the size it last cosigned".to_owned())
     }
 
-    /// Runs rounds in the background: whenever the ledger has grown, every `interval`.
-    pub fn spawn(self: &Arc<Self>, state: crate::AppState, interval: Duration) {
+    /// Runs rounds in the background: whenever the ledger has grown, every `interval`, until the
+    /// task returned is aborted.
+    pub fn spawn(
+        self: &Arc<Self>,
+        state: crate::AppState,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let cosigner = Arc::clone(self);
         tokio::spawn(async move {
             let ledger = Arc::clone(state.ledger());
@@ -227,6 +232,6 @@ impl Cosigner {
                     }
                 }
             }
-        });
+        })
     }
 }

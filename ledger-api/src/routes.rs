@@ -163,7 +163,7 @@ impl AppState {
     /// a participant...): if it is not found, the ledger first catches up with what other
     /// instances sharing its store appended, and the read runs again. So an instance never
     /// answers 404 for something any instance has acknowledged.
-    async fn blocking_fresh<R: Send + 'static>(
+    pub(crate) async fn blocking_fresh<R: Send + 'static>(
         &self,
         f: impl Fn(&Ledger) -> Result<R, ApiError> + Send + 'static,
     ) -> Result<R, ApiError> {
@@ -179,7 +179,7 @@ impl AppState {
 
     /// [`AppState::read`] that catches up before it answers "not found" (see
     /// [`AppState::blocking_fresh`]).
-    async fn read_fresh<R: Send + 'static>(
+    pub(crate) async fn read_fresh<R: Send + 'static>(
         &self,
         f: impl Fn(&LedgerState) -> Result<R, ApiError> + Send + 'static,
     ) -> Result<R, ApiError> {

@@ -76,6 +76,8 @@ pub struct Running {
     ledger: Arc<Ledger>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The cosigner's rounds and the shared store's follower, stopped with the service.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// Opens the ledger of a data folder: on sled in `DIR/store`, or in the PostgreSQL database at
@@ -157,8 +159,12 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         Some(Arc::new(Cosigner::new(peers)))
     };
     let state = AppState::with_witnesses(ledger.clone(), options.limits.clone(), cosigner.clone());
+    let mut background = Vec::new();
     if let Some(cosigner) = &cosigner {
-        cosigner.spawn(state.clone(), options.cosign_interval);
+        background.push(cosigner.spawn(state.clone(), options.cosign_interval));
+    }
+    if ledger.shared_store() {
+        background.push(spawn_follower(Arc::clone(&ledger)));
     }
     let router = app(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -186,6 +192,38 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         ledger,
         stop: Some(stop),
         task,
+        background,
+    })
+}
+
+/// How often an instance on a shared store catches up, by itself, with what other instances
+/// appended: an instance that neither writes nor is asked for something it lacks is never more
+/// than about this much behind the database.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Catches the ledger up with its shared store every [`FOLLOW_INTERVAL`] (one read of the
+/// store's head when nothing was missed), so that lists, pages and the registry of an idle
+/// instance do not fall behind. A store that cannot be read is logged once until it can again.
+fn spawn_follower(ledger: Arc<Ledger>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(FOLLOW_INTERVAL).await;
+            let ledger = Arc::clone(&ledger);
+            match tokio::task::spawn_blocking(move || ledger.refresh()).await {
+                Ok(Ok(_)) if failing => {
+                    tracing::info!("caught up with the shared store again");
+                    failing = false;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) if !failing => {
+                    tracing::warn!(%error, "could not catch up with the shared store");
+                    failing = true;
+                }
+                Ok(Err(_)) => {}
+                Err(error) => tracing::warn!(%error, "the catch-up task failed"),
+            }
+        }
     })
 }
 
@@ -208,6 +246,10 @@ impl Running {
         let served = (&mut self.task)
             .await
             .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
+        for task in self.background.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
         // Handlers that ran on blocking threads may still hold the ledger for a moment.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Arc::strong_count(&self.ledger) > 1 && Instant::now() < deadline {

@@ -1350,7 +1350,7 @@ pub async fn entry(
         ))
     })?;
     let page = state
-        .blocking(move |ledger| {
+        .blocking_fresh(move |ledger| {
             if seq >= ledger.size() {
                 return Err(ApiError::new(
                     "not-found",
@@ -1416,7 +1416,7 @@ pub async fn certificate(
         .parse()
         .map_err(|e| WebError::bad_request(format!("“{id}” is not a certificate number: {e}")))?;
     let page = state
-        .blocking(move |ledger| {
+        .blocking_fresh(move |ledger| {
             let found = ledger.read(|s| {
                 s.certificate(&id).map(|c| {
                     c.map(|c| {
@@ -1493,7 +1493,7 @@ pub async fn pledge(
         .parse()
         .map_err(|e| WebError::bad_request(format!("“{id}” is not a pledge id: {e}")))?;
     let page = state
-        .blocking(move |ledger| {
+        .blocking_fresh(move |ledger| {
             let key = key_view(ledger);
             ledger.read(|s| {
                 let Some(p) = s.pledge(&id) else {
@@ -1601,7 +1601,7 @@ pub async fn batch(
     };
     let path = format!("/batches/{id}");
     let page = state
-        .blocking(move |ledger| {
+        .blocking_fresh(move |ledger| {
             let found = ledger.read(|s| {
                 let b = s.batch(&id)?.clone();
                 let project_name = s
@@ -1696,7 +1696,7 @@ pub async fn project(
         .parse()
         .map_err(|e| WebError::bad_request(format!("“{id}” is not a project id: {e}")))?;
     let page = state
-        .read(move |s| {
+        .read_fresh(move |s| {
             let Some(p) = s.project(&id) else {
                 return Err(ApiError::new(
                     "not-found",
@@ -1770,7 +1770,7 @@ pub async fn participant(
     };
     let path = format!("/participants/{id}");
     let page = state
-        .blocking(move |ledger| {
+        .blocking_fresh(move |ledger| {
             let found = ledger.read(|s| {
                 let p = s.participant(&id)?.clone();
                 let holdings = embed(
