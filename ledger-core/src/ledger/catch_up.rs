@@ -12,13 +12,10 @@
 //! The sequencer catches up when the store says it is behind ([`StoreError::Behind`]), and reads
 //! catch up when they name something this instance does not hold yet ([`Ledger::refresh`]).
 
-use crate::entry::EntryKind;
 use crate::ids::{ParticipantId, PublicKey};
-use crate::merkle;
-use crate::sign;
-use crate::state::{ApplyError, Context};
+use crate::state::ApplyError;
 use crate::store::StoreError;
-use crate::wire::{Envelope, Prepared};
+use crate::verify::{replay_leaf, ReplayFault};
 
 use super::{hex32, Head, Ledger, LedgerError};
 
@@ -145,55 +142,35 @@ impl Ledger {
         Ok(())
     }
 
-    /// Replays one stored leaf into the head; returns the key it registered or rotated, if any.
+    /// Replays one stored leaf into the head (as a verifier of the export does, see
+    /// [`replay_leaf`]); returns the key it registered or rotated, if any.
     fn replay_one(
         &self,
         head: &mut Head,
         seq: u64,
         leaf: &[u8],
     ) -> Result<Option<(ParticipantId, PublicKey)>, LedgerError> {
-        let wrong = |what: String| LedgerError::Integrity(format!("stored entry {seq}: {what}"));
-        let envelope = Envelope::from_leaf(leaf).map_err(|e| wrong(e.to_string()))?;
-        if envelope.seq != seq || head.tree.size() != seq {
-            return Err(wrong(format!(
-                "its envelope says it is entry {}",
-                envelope.seq
+        if head.tree.size() != seq {
+            return Err(LedgerError::Integrity(format!(
+                "stored entry {seq} is not the next one after {}",
+                head.tree.size()
             )));
         }
-        if envelope.prev != hex32(&head.last_leaf_hash) {
-            return Err(wrong("its prev is not the previous leaf's hash".to_owned()));
-        }
-        if envelope.entry.body.ledger != self.origin {
-            return Err(wrong(format!(
-                "it was made for the ledger \"{}\"",
-                envelope.entry.body.ledger
-            )));
-        }
-        let prepared = Prepared::new(envelope.entry).map_err(|e| wrong(e.to_string()))?;
-        let verified = sign::verify_signatures(&head.state, &prepared)
-            .map_err(|e| wrong(format!("its signatures do not verify: {e}")))?;
-        head.last_accepted_at = Some(envelope.accepted_at.clone());
-        let ctx = Context {
-            seq,
-            accepted_at: envelope.accepted_at,
-            signers: verified.signers,
-            body_digest: prepared.body_digest,
-        };
-        let body = prepared.body();
-        head.state.apply(&ctx, body).map_err(|e| match e {
+        let replayed = replay_leaf(
+            &self.origin,
+            &mut head.state,
+            &mut head.tree,
+            &mut head.last_leaf_hash,
+            leaf,
+        )
+        .map_err(|e| match e.fault {
             // The store's history could not be read (the database went away): not a fault of
             // the entry, and worth another try.
-            ApplyError::Store(store) => LedgerError::Store(store),
-            refused => wrong(format!("the state machine refuses it: {refused}")),
+            ReplayFault::Rule(ApplyError::Store(store)) => LedgerError::Store(store),
+            _ => LedgerError::Integrity(format!("stored {e}")),
         })?;
-        let leaf_hash = merkle::leaf_hash(leaf);
-        head.tree.append(leaf_hash)?;
-        head.last_leaf_hash = leaf_hash;
-        Ok(match &body.kind {
-            EntryKind::RegisterParticipant(r) => Some((r.participant.clone(), r.public_key)),
-            EntryKind::RotateKey(r) => Some((r.participant.clone(), r.new_public_key)),
-            _ => None,
-        })
+        head.last_accepted_at = Some(replayed.accepted_at);
+        Ok(replayed.key)
     }
 
     /// What a pass does when the store says it holds `durable` entries, more than the pass

@@ -6,7 +6,8 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
-use crate::ids::{Origin, Timestamp};
+use crate::entry::EntryKind;
+use crate::ids::{Origin, ParticipantId, PublicKey, Timestamp};
 use crate::merkle::{self, CompactTree, Hash, NodeId, ProofError};
 use crate::sign::{self, SignatureError};
 use crate::state::{ApplyError, Context, State, StateCommitment};
@@ -143,6 +144,8 @@ pub struct Replayed {
     pub accepted_at: Timestamp,
     /// Signatures it carries (all checked).
     pub signatures: u64,
+    /// The key it registered or rotated to, if it is a registration or a rotation.
+    pub key: Option<(ParticipantId, PublicKey)>,
 }
 
 /// Checks the leaf at position `tree.size()` of the ledger `origin` and applies it: its envelope
@@ -185,6 +188,11 @@ pub fn replay_leaf(
     state
         .apply(&ctx, prepared.body())
         .map_err(|e| fail(ReplayFault::Rule(e)))?;
+    let key = match &prepared.body().kind {
+        EntryKind::RegisterParticipant(r) => Some((r.participant.clone(), r.public_key)),
+        EntryKind::RotateKey(r) => Some((r.participant.clone(), r.new_public_key)),
+        _ => None,
+    };
     let leaf_hash = merkle::leaf_hash(leaf);
     let nodes = tree
         .append(leaf_hash)
@@ -194,6 +202,7 @@ pub fn replay_leaf(
         nodes,
         accepted_at: envelope.accepted_at,
         signatures,
+        key,
     })
 }
 
