@@ -112,7 +112,11 @@ fn the_ledger_proves_rows_as_the_vectors_do_and_they_verify() {
         let proof: RowProof = serde_json::from_value(case["proof"].clone()).unwrap();
         let sort_key = StateRow::sort_key_of(table, key).unwrap();
         let (_, ours) = ledger.checkpoint_proving(&[sort_key]).unwrap();
-        assert_eq!(ours, [proof.clone()], "{name}: the ledger's proof differs");
+        assert_eq!(
+            ours,
+            std::slice::from_ref(&proof),
+            "{name}: the ledger's proof differs"
+        );
         let found = verify_row_proof(&proof, table, key, &commitment)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         match &proof {
