@@ -6,11 +6,16 @@
 //! (tree size, the right edge of the tree, the last leaf hash, the last signed checkpoint). A group
 //! of entries is written with all of these in one atomic batch, and made durable before
 //! [`Store::append`] returns.
+//!
+//! A write that fails is never trusted, nor is what the store holds in memory after it: the
+//! ledger calls [`Store::reopen`], which drops the store's caches and opens it again from what is
+//! durable, before it reads its head back and writes again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +29,11 @@ pub enum StoreError {
     /// The disk or the database failed.
     #[error("storage failed: {0}")]
     Io(String),
+    /// The store cannot grow: its disk is full (`ENOSPC`), a quota is reached (`EDQUOT`), or a
+    /// file-size limit is (`EFBIG`). Nothing of the write was acknowledged; it succeeds again
+    /// once there is room.
+    #[error("the store has no room left: {0}")]
+    Full(String),
     /// Stored bytes are not what the ledger wrote.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -40,10 +50,21 @@ pub enum StoreError {
     Encode(String),
 }
 
+/// Whether an I/O error says that the store cannot grow (a full disk, a quota, a file-size limit).
+fn is_full(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        kind,
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
             sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            // sled keeps the kind of an I/O error (also when it repeats a failure it recorded).
+            sled::Error::Io(io) if is_full(io.kind()) => StoreError::Full(io.kind().to_string()),
             other => StoreError::Io(other.to_string()),
         }
     }
@@ -51,7 +72,11 @@ impl From<sled::Error> for StoreError {
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
-        StoreError::Io(e.to_string())
+        if is_full(e.kind()) {
+            StoreError::Full(e.to_string())
+        } else {
+            StoreError::Io(e.to_string())
+        }
     }
 }
 
@@ -114,6 +139,13 @@ pub type RowVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<bool, StoreErr
 /// Storage for a ledger. Implementations must make [`Store::append`] and [`Store::put_checkpoint`]
 /// atomic and durable before they return.
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Drops whatever the store keeps in memory and opens it again from what is durable. The
+    /// ledger calls it after a write failed, before it reads its head back: what a failed write
+    /// left in a cache is never read, nor built on (a store with no cache of its own does
+    /// nothing). Reads that arrive meanwhile wait for it.
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The metadata row, or `None` for a new store.
     fn meta(&self) -> Result<Option<Meta>, StoreError>;
     /// Writes a group atomically and durably.
@@ -147,6 +179,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// A shared store is a store (so that a caller can keep a handle on the store it gave a ledger).
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn reopen(&self) -> Result<(), StoreError> {
+        (**self).reopen()
+    }
     fn meta(&self) -> Result<Option<Meta>, StoreError> {
         (**self).meta()
     }
@@ -294,6 +329,14 @@ fn meta_bytes(meta: &Meta) -> Result<Vec<u8>, StoreError> {
 /// The file, beside sled's own, that keeps the last signed checkpoint.
 const WITNESS_FILE: &str = "last-checkpoint";
 
+/// How long [`SledStore::reopen`] waits for reads that still use the old database, and reads
+/// wait for a reopen, before giving up.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Leaves a scan copies out of sled at a time: the scan's visitor (an export writing to a slow
+/// client) then runs without holding the database, so that a reopen need not wait for it.
+const SCAN_CHUNK: usize = 256;
+
 /// The embedded default: sled 0.34 in a local folder.
 ///
 /// sled's recovery treats a damaged log record as the end of the log (as it would a torn write)
@@ -306,16 +349,35 @@ const WITNESS_FILE: &str = "last-checkpoint";
 /// flushes each group itself; after `flush()` the data file is `fdatasync`ed, since sled's flush
 /// ends in `sync_file_range`, which survives a killed process but not a power cut. Cache 256 MiB,
 /// no compression, `Mode::HighThroughput`.
+///
+/// After a failed write sled keeps the error and refuses every later write, and its cache may
+/// hold the batch the disk refused: [`Store::reopen`] drops the database (without flushing it, as
+/// sled does not flush after an error) and opens it again from the folder.
 #[derive(Debug)]
 pub struct SledStore {
-    db: sled::Db,
-    data_file: File,
+    open: RwLock<Slot>,
     path: PathBuf,
 }
 
-impl SledStore {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+/// The database, as reads find it.
+#[derive(Debug)]
+enum Slot {
+    Open(Arc<SledHandle>),
+    /// Being reopened: reads wait.
+    Reopening,
+    /// A reopen failed: reads fail at once until the next reopen succeeds.
+    Closed(StoreError),
+}
+
+/// One opening of the database, with the data file that `fdatasync` is called on.
+#[derive(Debug)]
+struct SledHandle {
+    db: sled::Db,
+    data_file: File,
+}
+
+impl SledHandle {
+    fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let config = sled::Config::new()
             .path(dir)
@@ -326,22 +388,29 @@ impl SledStore {
         // sled's threads may hold the folder's lock a moment after the last handle of a previous
         // open is dropped: wait for it briefly rather than fail a restart. (sled reports a held
         // lock only in its message, as an error of kind `Other`.)
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(3);
         let db = loop {
             match config.open() {
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
+                        && Instant::now() < deadline =>
                 {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 other => break other?,
             }
         };
         let data_file = File::open(dir.join("db"))?;
+        Ok(Self { db, data_file })
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let handle = SledHandle::open(dir)?;
         Ok(Self {
-            db,
-            data_file,
+            open: RwLock::new(Slot::Open(Arc::new(handle))),
             path: dir.to_owned(),
         })
     }
@@ -351,19 +420,33 @@ impl SledStore {
         &self.path
     }
 
-    fn make_durable(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        self.data_file.sync_data()?;
-        Ok(())
+    /// The open database, waiting while it is being reopened.
+    fn handle(&self) -> Result<Arc<SledHandle>, StoreError> {
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            match &*self.open.read().unwrap_or_else(|e| e.into_inner()) {
+                Slot::Open(handle) => return Ok(Arc::clone(handle)),
+                Slot::Closed(error) => return Err(error.clone()),
+                Slot::Reopening if Instant::now() >= deadline => {
+                    return Err(StoreError::Io(
+                        "the store is being reopened after a failed write".to_owned(),
+                    ))
+                }
+                Slot::Reopening => {}
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
-}
 
-impl Store for SledStore {
-    fn meta(&self) -> Result<Option<Meta>, StoreError> {
-        self.db.get(META_KEY)?.map(|v| meta_from(&v)).transpose()
+    fn set_slot(&self, slot: Slot) {
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = slot;
     }
 
-    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
+    /// Step 1 of [`Store::append`]: the group as one atomic sled batch, in sled's memory only.
+    ///
+    /// The three steps are public so that tests can fail each in turn
+    /// (`ledger-core/tests/faults.rs`); a ledger calls [`Store::append`], which runs all three.
+    pub fn write_group(&self, group: Append<'_>) -> Result<(), StoreError> {
         let mut write = sled::Batch::default();
         for (i, leaf) in group.leaves.iter().enumerate() {
             write.insert(&leaf_key(group.first_seq + i as u64), leaf.as_slice());
@@ -381,18 +464,90 @@ impl Store for SledStore {
         if let Some(meta) = group.meta {
             write.insert(META_KEY, meta_bytes(meta)?);
         }
-        self.db.apply_batch(write)?;
+        self.handle()?.db.apply_batch(write)?;
+        Ok(())
+    }
+
+    /// Step 2 of [`Store::append`]: sled's `flush()`, which writes its log to the data file and
+    /// ends in `sync_file_range` (a killed process then loses nothing; a power cut still may).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.handle()?.db.flush()?;
+        Ok(())
+    }
+
+    /// Step 3 of [`Store::append`]: `fdatasync` of the data file (a power cut then loses
+    /// nothing).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.handle()?.data_file.sync_data()?;
+        Ok(())
+    }
+
+    fn make_durable(&self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.sync()
+    }
+}
+
+impl Store for SledStore {
+    fn reopen(&self) -> Result<(), StoreError> {
+        // Take the database out of reach of new reads, then wait until the reads in progress
+        // let go of it: two openings of one folder must never coexist.
+        let previous = std::mem::replace(
+            &mut *self.open.write().unwrap_or_else(|e| e.into_inner()),
+            Slot::Reopening,
+        );
+        if let Slot::Open(old) = previous {
+            let deadline = Instant::now() + REOPEN_WAIT;
+            while Arc::strong_count(&old) > 1 {
+                if Instant::now() >= deadline {
+                    self.set_slot(Slot::Open(old));
+                    return Err(StoreError::Io(
+                        "reads in progress kept the store open; it is reopened at the next attempt"
+                            .to_owned(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Dropping the last handle closes sled. A database that recorded an error writes
+            // nothing more; one that did not (a failure outside sled) writes what its cache
+            // holds, which the reopened store then shows and the ledger checks like anything
+            // else it reads back.
+            drop(old);
+        }
+        match SledHandle::open(&self.path) {
+            Ok(fresh) => {
+                self.set_slot(Slot::Open(Arc::new(fresh)));
+                Ok(())
+            }
+            Err(error) => {
+                self.set_slot(Slot::Closed(error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    fn meta(&self) -> Result<Option<Meta>, StoreError> {
+        self.handle()?
+            .db
+            .get(META_KEY)?
+            .map(|v| meta_from(&v))
+            .transpose()
+    }
+
+    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
+        self.write_group(group)?;
         self.make_durable()
     }
 
     fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
-        self.db.insert(CHECKPOINT_KEY, note.as_bytes())?;
+        self.handle()?.db.insert(CHECKPOINT_KEY, note.as_bytes())?;
         self.make_durable()?;
         write_atomically(&self.path, WITNESS_FILE, note.as_bytes())
     }
 
     fn checkpoint(&self) -> Result<Option<String>, StoreError> {
-        self.db
+        self.handle()?
+            .db
             .get(CHECKPOINT_KEY)?
             .map(|v| {
                 String::from_utf8(v.to_vec())
@@ -412,24 +567,43 @@ impl Store for SledStore {
     }
 
     fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(leaf_key(seq))?.map(|v| v.to_vec()))
+        Ok(self.handle()?.db.get(leaf_key(seq))?.map(|v| v.to_vec()))
     }
 
     fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError> {
-        for row in self.db.range(leaf_key(from)..=leaf_key(u64::MAX)) {
-            let (key, value) = row?;
-            let seq: [u8; 8] = key[1..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("a leaf key is malformed".to_owned()))?;
-            if !visit(u64::from_be_bytes(seq), &value)? {
-                break;
+        let mut next = from;
+        loop {
+            // A chunk is copied out, so that `visit` runs without holding the database.
+            let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+            {
+                let handle = self.handle()?;
+                for row in handle.db.range(leaf_key(next)..=leaf_key(u64::MAX)) {
+                    let (key, value) = row?;
+                    let seq: [u8; 8] = key[1..]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("a leaf key is malformed".to_owned()))?;
+                    chunk.push((u64::from_be_bytes(seq), value));
+                    if chunk.len() == SCAN_CHUNK {
+                        break;
+                    }
+                }
+            }
+            let full = chunk.len() == SCAN_CHUNK;
+            for (seq, leaf) in chunk {
+                if !visit(seq, &leaf)? {
+                    return Ok(());
+                }
+                next = seq.saturating_add(1);
+            }
+            if !full || next == u64::MAX {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
-        self.db
+        self.handle()?
+            .db
             .get(node_key(id))?
             .map(|v| hash_from(&v, "a Merkle node"))
             .transpose()
@@ -444,7 +618,8 @@ impl Store for SledStore {
         let Some((prefix, low, high)) = state_bounds(table, range) else {
             return Ok(());
         };
-        let rows = self.db.range::<Vec<u8>, _>((low, high));
+        let handle = self.handle()?;
+        let rows = handle.db.range::<Vec<u8>, _>((low, high));
         let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
             if range.reverse {
                 Box::new(rows.rev())
@@ -465,7 +640,11 @@ impl Store for SledStore {
     }
 
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(state_key(table, key))?.map(|v| v.to_vec()))
+        Ok(self
+            .handle()?
+            .db
+            .get(state_key(table, key))?
+            .map(|v| v.to_vec()))
     }
 }
 
@@ -633,5 +812,36 @@ impl Store for MemoryStore {
 
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock()?.state.get(&state_key(table, key)).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk, a quota and a file-size limit are all "no room"; other I/O errors are not.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn no_room_is_told_apart_from_other_io_errors() {
+        let os = std::io::Error::from_raw_os_error;
+        // ENOSPC, EDQUOT, EFBIG on Linux.
+        for code in [28, 122, 27] {
+            assert!(
+                matches!(StoreError::from(os(code)), StoreError::Full(_)),
+                "errno {code}"
+            );
+            let through_sled = sled::Error::Io(os(code)).clone();
+            assert!(
+                matches!(StoreError::from(through_sled), StoreError::Full(_)),
+                "errno {code} through sled"
+            );
+        }
+        // EIO, EPIPE.
+        for code in [5, 32] {
+            assert!(
+                matches!(StoreError::from(os(code)), StoreError::Io(_)),
+                "errno {code}"
+            );
+        }
     }
 }

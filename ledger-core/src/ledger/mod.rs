@@ -37,10 +37,13 @@ use crate::verify::ReplayError;
 use crate::wire::{Envelope, WireError, GENESIS_PREV};
 
 mod audit;
+mod health;
 mod migrate;
 mod proofs;
 mod restore;
 mod sequencer;
+
+pub use health::{FailureStats, WriteHealth};
 
 /// Most entries in one atomic group.
 pub const MAX_GROUP: usize = 1024;
@@ -117,6 +120,7 @@ impl LedgerError {
             LedgerError::Proof(ProofError::MissingNode(_) | ProofError::Source(_)) => "integrity",
             LedgerError::Proof(_) => "bad-proof-request",
             LedgerError::Checkpoint(_) => "checkpoint",
+            LedgerError::Store(StoreError::Full(_)) => "storage-full",
             LedgerError::Store(_) | LedgerError::Halted(_) => "storage",
             LedgerError::Integrity(_) => "integrity",
             LedgerError::Replay(_) => "integrity",
@@ -303,9 +307,8 @@ pub struct Ledger {
     turn: Condvar,
     durable_writes: AtomicU64,
     entries_written: AtomicU64,
-    /// Why the ledger stopped writing, if it did: a failure after which what is durable could
-    /// not be read back.
-    halted: Mutex<Option<String>>,
+    /// Whether writes succeed, and the recovery after a failed one (see `health`).
+    health: health::Health,
     /// The last checkpoint signed; its lock also makes signing one at a time.
     last_checkpoint: Mutex<Option<String>>,
 }
@@ -528,7 +531,7 @@ impl Ledger {
             turn: Condvar::new(),
             durable_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
-            halted: Mutex::new(None),
+            health: health::Health::default(),
             last_checkpoint: Mutex::new(last_checkpoint),
         };
         if fresh {
@@ -606,14 +609,6 @@ impl Ledger {
             durable_writes: self.durable_writes.load(Ordering::Relaxed),
             entries: self.entries_written.load(Ordering::Relaxed),
         }
-    }
-
-    /// Why the ledger stopped writing, if it did (it still answers reads).
-    pub fn halted(&self) -> Option<String> {
-        self.halted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// Number of entries.

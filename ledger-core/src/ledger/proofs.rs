@@ -106,7 +106,11 @@ impl Ledger {
             Checkpoint::new(self.origin.as_str(), head.tree.size(), head.tree.root())
         };
         let note = checkpoint::sign_checkpoint(&current, self.origin.as_str(), &self.operator_key)?;
-        self.store.put_checkpoint(&note)?;
+        if let Err(error) = self.store.put_checkpoint(&note) {
+            // The store is not trusted until it has been reopened (see `health`).
+            self.store_write_failed(&error);
+            return Err(error.into());
+        }
         *last = Some(note.clone());
         Ok(note)
     }

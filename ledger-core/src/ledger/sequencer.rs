@@ -7,7 +7,9 @@
 //!
 //! A pass that panics (a broken invariant, a store that panics) is undone by a drop guard: every
 //! submitter of the pass gets an error, and the head is read back from what the store holds, so
-//! that no later pass builds on a leaf that was never stored.
+//! that no later pass builds on a leaf that was never stored. A pass whose write fails answers
+//! every submitter with the error and recovers the same way, from a reopened store (see
+//! `health`); while the store keeps failing, submissions are refused at once.
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
@@ -70,10 +72,10 @@ impl Drop for Pass<'_> {
         if self.waiting.is_empty() {
             return;
         }
-        self.ledger.reload(&mut self.head);
         let error = LedgerError::Integrity(
             "the ledger failed while writing this entry and nothing of its group was acknowledged; submit it again".to_owned(),
         );
+        self.ledger.write_failed(&mut self.head, &error);
         for reply in self.waiting.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
@@ -136,6 +138,7 @@ impl Ledger {
                 return Ok(receipt);
             }
         }
+        self.refuse_if_unwritable()?;
         let verified = self.verify(&prepared)?;
         let mut receipts = self.run(Unit::Single(Box::new((prepared, verified))))?;
         receipts
@@ -148,6 +151,7 @@ impl Ledger {
         if group.is_empty() || group.len() > MAX_GROUP {
             return Err(LedgerError::GroupSize(group.len()));
         }
+        self.refuse_if_unwritable()?;
         // Signatures are checked on all cores. A signer registered, or a key rotated, earlier in
         // the same group is not known yet: such entries are verified again by the sequencer, in
         // order, which then gives the real answer.
@@ -265,11 +269,11 @@ impl Ledger {
         let tree_before = head.tree.clone();
         let chain_before = head.last_leaf_hash;
         let mut group = GroupWrite::default();
-        let halted = self.halted();
+        let refusal = self.gate_for_pass(head);
         let mut results: Vec<UnitResult> = units
             .into_iter()
-            .map(|unit| match (&halted, unit) {
-                (Some(reason), _) => Err(LedgerError::Halted(reason.clone())),
+            .map(|unit| match (&refusal, unit) {
+                (Some(error), _) => Err(error.clone()),
                 (None, Unit::Single(single)) => self
                     .sequence_one(head, &mut group, &single.0, &single.1)
                     .map(|r| vec![r]),
@@ -303,6 +307,9 @@ impl Ledger {
                         *result = Err(error.clone());
                     }
                 }
+                // Nothing of the group is acknowledged, and nothing more is read from the store
+                // as the failed write left it: reopen it and check it before the next write.
+                self.write_failed(head, &error);
             }
         }
         results
@@ -328,35 +335,6 @@ impl Ledger {
         })?;
         head.meta = meta;
         Ok(())
-    }
-
-    /// Reads the head back from the store after a pass failed in a way that leaves memory in
-    /// doubt. If the store cannot be read, the ledger stops writing (it still answers reads).
-    pub(super) fn reload(&self, head: &mut Head) {
-        let loaded = self
-            .store
-            .meta()
-            .map_err(LedgerError::from)
-            .and_then(|meta| {
-                let meta = meta.ok_or_else(|| {
-                    LedgerError::Integrity("the store lost its metadata row".to_owned())
-                })?;
-                let operator = PublicKey::from(self.operator_key.verifying_key());
-                Head::load(&self.store, meta, &self.origin, &operator)
-            });
-        match loaded {
-            Ok(fresh) => {
-                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh.keys();
-                *head = fresh;
-            }
-            Err(error) => {
-                head.state.revert();
-                let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
-                *halted = Some(format!(
-                    "after a failed write, what is durable could not be read back ({error}); restart the service"
-                ));
-            }
-        }
     }
 
     fn sequence_group(
