@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_core::ledger::{Ledger, LedgerError};
+use ledger_core::ledger::{Ledger, LedgerError, WriteHealth};
+use ledger_core::store::SledStore;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::connections;
 use crate::keys::{open_data_dir, DataDirOptions, KeyError};
 use crate::routes::{app, AppState, Limits};
 
@@ -65,6 +67,7 @@ pub struct Running {
     ledger: Arc<Ledger>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    watcher: JoinHandle<()>,
 }
 
 /// Opens the data folder (creating key and origin on first start), opens the ledger, binds and
@@ -72,16 +75,19 @@ pub struct Running {
 pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     let data = options.data.clone();
     let entry_max_age = options.entry_max_age;
+    let store_reserve = options.limits.store_reserve_bytes;
     let (dir, ledger) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let dir = open_data_dir(&data)?;
         let mut config = dir.config.clone();
         config.entry_max_age =
             time::Duration::try_from(entry_max_age).unwrap_or(time::Duration::MAX);
-        let ledger =
-            Ledger::open_dir(&dir.store_path, config).map_err(|source| ServeError::Ledger {
-                path: dir.store_path.clone(),
-                source: Box::new(source),
-            })?;
+        let failed = |source: LedgerError| ServeError::Ledger {
+            path: dir.store_path.clone(),
+            source: Box::new(source),
+        };
+        let store = SledStore::with_reserve(&dir.store_path, store_reserve)
+            .map_err(|e| failed(e.into()))?;
+        let ledger = Ledger::open(Box::new(store), config).map_err(failed)?;
         Ok((dir, ledger))
     })
     .await
@@ -92,15 +98,18 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     }
     let listener = TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
-    let router = app(AppState::new(ledger.clone(), options.limits.clone()));
+    let state = AppState::new(ledger.clone(), options.limits.clone());
+    let router = app(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
+    // Requests in flight at a stop get the request timeout to finish, and a little more.
+    let drain = options.limits.request_timeout + Duration::from_secs(5);
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        connections::serve(listener, router, state, stopped, drain).await
     });
+    let watcher = tokio::spawn(watch_store(ledger.clone()));
     tracing::info!(
         "listening on http://{addr} — data in {} — ledger \"{}\", entries: {}",
         dir.dir.display(),
@@ -115,7 +124,46 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
         ledger,
         stop: Some(stop),
         task,
+        watcher,
     })
+}
+
+/// How often the service looks at its store's write health.
+const STORE_WATCH: Duration = Duration::from_secs(1);
+
+/// While writes fail, lets the ledger retry its store every second (so that it recovers once
+/// the disk has room, with no submission needed), and logs each change of the store's state.
+async fn watch_store(ledger: Arc<Ledger>) {
+    let mut interval = tokio::time::interval(STORE_WATCH);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut was = WriteHealth::Accepting;
+    loop {
+        interval.tick().await;
+        let retrying = ledger.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || retrying.retry_store()).await else {
+            continue;
+        };
+        match (&was, &now) {
+            (WriteHealth::Accepting, WriteHealth::Failing { error, .. }) => tracing::error!(
+                %error,
+                "writes are failing: submissions are refused and /healthz answers 503 until the store takes writes again; the ledger retries on its own"
+            ),
+            (WriteHealth::Failing { .. }, WriteHealth::Accepting) => {
+                let stats = ledger.failure_stats();
+                tracing::warn!(
+                    failed_writes = stats.failed_writes,
+                    recoveries = stats.recoveries,
+                    "the store recovered: it was reopened from disk and checked, and writes are accepted again"
+                );
+            }
+            (WriteHealth::Halted { .. }, _) | (_, WriteHealth::Accepting) => {}
+            (_, WriteHealth::Halted { reason, .. }) => {
+                tracing::error!(%reason, "the ledger halted: it writes nothing more");
+            }
+            _ => {}
+        }
+        was = now;
+    }
 }
 
 impl Running {
@@ -134,6 +182,8 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.watcher.abort();
+        let _ = (&mut self.watcher).await;
         let served = (&mut self.task)
             .await
             .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;

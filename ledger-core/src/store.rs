@@ -146,6 +146,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn reopen(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether a write can be expected to succeed now, without trying one: sled answers
+    /// [`StoreError::Full`] while it has released its disk reserve and cannot take it back. The
+    /// ledger asks when it opens, so that its health is honest before the first write.
+    fn writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The metadata row, or `None` for a new store.
     fn meta(&self) -> Result<Option<Meta>, StoreError>;
     /// Writes a group atomically and durably.
@@ -181,6 +187,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn reopen(&self) -> Result<(), StoreError> {
         (**self).reopen()
+    }
+    fn writable(&self) -> Result<(), StoreError> {
+        (**self).writable()
     }
     fn meta(&self) -> Result<Option<Meta>, StoreError> {
         (**self).meta()
@@ -333,6 +342,12 @@ const WITNESS_FILE: &str = "last-checkpoint";
 /// wait for a reopen, before giving up.
 const REOPEN_WAIT: Duration = Duration::from_secs(10);
 
+/// The file, beside sled's own, that holds disk space back for an emergency.
+const RESERVE_FILE: &str = "reserve";
+
+/// Disk space a [`SledStore`] holds back unless told otherwise: 16 MiB.
+pub const DEFAULT_RESERVE_BYTES: u64 = 16 << 20;
+
 /// Leaves a scan copies out of sled at a time: the scan's visitor (an export writing to a slow
 /// client) then runs without holding the database, so that a reopen need not wait for it.
 const SCAN_CHUNK: usize = 256;
@@ -353,10 +368,24 @@ const SCAN_CHUNK: usize = 256;
 /// After a failed write sled keeps the error and refuses every later write, and its cache may
 /// hold the batch the disk refused: [`Store::reopen`] drops the database (without flushing it, as
 /// sled does not flush after an error) and opens it again from the folder.
+///
+/// **A disk reserve.** sled cannot even open on a full disk (its recovery writes). So that the
+/// ledger can reopen its store and go on answering reads while the disk is full, the store holds
+/// space back in a file of filler bytes, `reserve` (16 MiB unless told otherwise; the same idea as
+/// CockroachDB's emergency ballast). When opening fails for lack of room, the reserve is deleted
+/// and opening tried again. Without its reserve the store takes no write: every write first puts
+/// the reserve back, and fails with [`StoreError::Full`] while it cannot. Writes therefore resume
+/// only once the disk has room for twice the reserve (the reserve, and as much again to write
+/// into). An operator may delete the file to buy room by hand; the store makes it again when it
+/// can.
 #[derive(Debug)]
 pub struct SledStore {
     open: RwLock<Slot>,
     path: PathBuf,
+    /// The size of the reserve; 0: none.
+    reserve_bytes: u64,
+    /// Whether the reserve is in place; its lock makes one attempt at a time.
+    reserve_in_place: Mutex<bool>,
 }
 
 /// The database, as reads find it.
@@ -379,6 +408,7 @@ struct SledHandle {
 impl SledHandle {
     fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
+        remove_unfinished_snapshots(dir)?;
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
@@ -405,14 +435,101 @@ impl SledHandle {
     }
 }
 
+/// Deletes sled's snapshot files that were never finished (`snap.<lsn>.generating`). sled writes
+/// a snapshot there and renames it when complete; one cut short (by a full disk) stays behind,
+/// and sled 0.34 then reads it as the latest snapshot, calls it corrupt, and refuses to open
+/// (spacejam/sled#1527). A snapshot only caches the replay of sled's log, so an unfinished one
+/// holds nothing the log does not; the folder is this store's alone while it opens.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, with the default disk reserve
+    /// ([`DEFAULT_RESERVE_BYTES`]).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let handle = SledHandle::open(dir)?;
-        Ok(Self {
+        Self::with_reserve(dir, DEFAULT_RESERVE_BYTES)
+    }
+
+    /// Opens (or creates) the store in `dir`, holding `reserve_bytes` of disk space back (0:
+    /// none). A reserve that cannot be made (the disk is nearly full) does not stop the store
+    /// from opening; writes are refused until it is made.
+    pub fn with_reserve(dir: &Path, reserve_bytes: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let reserve = dir.join(RESERVE_FILE);
+        let handle = match SledHandle::open(dir) {
+            Err(StoreError::Full(_)) if reserve.exists() => {
+                std::fs::remove_file(&reserve)?;
+                SledHandle::open(dir)?
+            }
+            other => other?,
+        };
+        let store = Self {
             open: RwLock::new(Slot::Open(Arc::new(handle))),
             path: dir.to_owned(),
-        })
+            reserve_bytes,
+            reserve_in_place: Mutex::new(false),
+        };
+        let _ = store.ensure_reserve();
+        Ok(store)
+    }
+
+    /// Puts the disk reserve in place if it is not: [`StoreError::Full`] when there is no room
+    /// for it.
+    fn ensure_reserve(&self) -> Result<(), StoreError> {
+        if self.reserve_bytes == 0 {
+            return Ok(());
+        }
+        let mut in_place = self
+            .reserve_in_place
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *in_place {
+            return Ok(());
+        }
+        let reserve = self.path.join(RESERVE_FILE);
+        if std::fs::metadata(&reserve).is_ok_and(|m| m.len() >= self.reserve_bytes) {
+            *in_place = true;
+            return Ok(());
+        }
+        // Room for the reserve and as much again to write into: otherwise the reserve given up
+        // to open the store would be taken back at once, and the next write fail again.
+        let room = self.reserve_bytes.saturating_mul(2);
+        match write_filler(&self.path, RESERVE_FILE, room, self.reserve_bytes) {
+            Ok(()) => {
+                *in_place = true;
+                Ok(())
+            }
+            Err(error) => Err(match error {
+                StoreError::Full(reason) => StoreError::Full(format!(
+                    "writes need {} MiB free (the store's disk reserve, and as much again): {reason}",
+                    room >> 20
+                )),
+                other => other,
+            }),
+        }
+    }
+
+    /// Deletes the disk reserve, to make room for sled to open.
+    fn release_reserve(&self) -> Result<bool, StoreError> {
+        let mut in_place = self
+            .reserve_in_place
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *in_place = false;
+        match std::fs::remove_file(self.path.join(RESERVE_FILE)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The folder the store lives in.
@@ -514,7 +631,12 @@ impl Store for SledStore {
             // else it reads back.
             drop(old);
         }
-        match SledHandle::open(&self.path) {
+        let opened = match SledHandle::open(&self.path) {
+            // No room to open: give the reserve up, so that reads go on.
+            Err(StoreError::Full(_)) if self.release_reserve()? => SledHandle::open(&self.path),
+            other => other,
+        };
+        match opened {
             Ok(fresh) => {
                 self.set_slot(Slot::Open(Arc::new(fresh)));
                 Ok(())
@@ -526,6 +648,10 @@ impl Store for SledStore {
         }
     }
 
+    fn writable(&self) -> Result<(), StoreError> {
+        self.ensure_reserve()
+    }
+
     fn meta(&self) -> Result<Option<Meta>, StoreError> {
         self.handle()?
             .db
@@ -535,11 +661,13 @@ impl Store for SledStore {
     }
 
     fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
+        self.ensure_reserve()?;
         self.write_group(group)?;
         self.make_durable()
     }
 
     fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
+        self.ensure_reserve()?;
         self.handle()?.db.insert(CHECKPOINT_KEY, note.as_bytes())?;
         self.make_durable()?;
         write_atomically(&self.path, WITNESS_FILE, note.as_bytes())
@@ -646,6 +774,41 @@ impl Store for SledStore {
             .get(state_key(table, key))?
             .map(|v| v.to_vec()))
     }
+}
+
+/// Makes `dir/name` a file of `bytes` filler bytes, written (not sparse, and not zeros, which a
+/// compressing file system would store in no space), and put in place by a rename; nothing is
+/// left behind if the disk has no room for it. `written` bytes are written first and the file
+/// cut to `bytes`: that proves the disk had room for `written`. It is not synced: file systems
+/// count the space of a write when it is made, and a reserve cut short by a crash is made again
+/// at the next open.
+fn write_filler(dir: &Path, name: &str, written: u64, bytes: u64) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let temporary = dir.join(format!("{name}.tmp"));
+    let written = (|| -> std::io::Result<()> {
+        let mut file = File::create(&temporary)?;
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for byte in &mut chunk {
+            // xorshift64: bytes that do not compress.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state.to_le_bytes()[0];
+        }
+        let mut left = written.max(bytes);
+        while left > 0 {
+            let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+            file.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        file.set_len(bytes)?;
+        std::fs::rename(&temporary, dir.join(name))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    Ok(written?)
 }
 
 /// Replaces `dir/name` with `bytes` so that a crash leaves the old or the new file, never a mix:

@@ -280,6 +280,17 @@ impl Ledger {
         }
     }
 
+    /// The store said at opening that it cannot take writes (a disk without room for sled's
+    /// reserve): the ledger starts out failing, and recovers like after a failed write.
+    pub(super) fn unwritable_at_open(&self, error: StoreError) {
+        *self.health.lock() = State::Failing {
+            error,
+            since: self.clock.now(),
+            attempts: 0,
+            next_attempt: Instant::now(),
+        };
+    }
+
     /// One recovery attempt; updates the health with its outcome.
     fn try_recover(&self, head: &mut Head) {
         let outcome = self.recover(head);

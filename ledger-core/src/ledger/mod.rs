@@ -534,6 +534,9 @@ impl Ledger {
             health: health::Health::default(),
             last_checkpoint: Mutex::new(last_checkpoint),
         };
+        if let Err(error) = ledger.store.writable() {
+            ledger.unwritable_at_open(error);
+        }
         if fresh {
             ledger.write_genesis(&config)?;
         }

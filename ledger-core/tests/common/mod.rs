@@ -438,6 +438,9 @@ impl<S: Store> Store for HookedStore<S> {
         }
         self.inner.reopen()
     }
+    fn writable(&self) -> Result<(), StoreError> {
+        self.inner.writable()
+    }
     fn meta(&self) -> Result<Option<Meta>, StoreError> {
         self.inner.meta()
     }
