@@ -366,12 +366,15 @@ pub async fn serve(
             watch,
             shutting_down: shutting_down.clone(),
         };
-        let (registry, state) = (Arc::clone(&registry), state.clone());
+        let open = Open {
+            id,
+            registry: Arc::clone(&registry),
+            state: state.clone(),
+            reason: std::cell::Cell::new("aborted"),
+        };
         tasks.spawn(async move {
             let reason = connection.run(stream).await;
-            registry.lock().remove(&id);
-            state.metrics().connection_open(-1);
-            state.metrics().connection_closed(reason);
+            open.reason.set(reason);
         });
     }
     drop(listener);
@@ -386,6 +389,24 @@ pub async fn serve(
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// A connection's place in the registry and the metrics, given back when its task ends (even by
+/// a panic in a handler, or an abort at the drain deadline).
+struct Open {
+    id: u64,
+    registry: Arc<Registry>,
+    state: AppState,
+    /// Why it closed; `aborted` unless the task ran to its end.
+    reason: std::cell::Cell<&'static str>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+        self.state.metrics().connection_open(-1);
+        self.state.metrics().connection_closed(self.reason.get());
+    }
 }
 
 struct Connection {

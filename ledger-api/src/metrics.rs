@@ -21,7 +21,7 @@
 //! | `ledger_store_adopted_entries_total` | counter | — entries of failed writes found durable on reopening |
 //! | `log_lines_dropped_total` | counter | `reason`: `write_failed` (stderr refused it), `queue_full` |
 //! | `http_connections_open` | gauge | — |
-//! | `http_connections_closed_total` | counter | `reason`: `done`, `header_timeout`, `idle_timeout`, `stalled`, `evicted`, `refused`, `shutdown` |
+//! | `http_connections_closed_total` | counter | `reason`: `done`, `header_timeout`, `idle_timeout`, `stalled`, `evicted`, `refused`, `shutdown`, `aborted` (a handler panicked, or the drain deadline passed) |
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Mutex;
