@@ -165,10 +165,14 @@ pub fn unhex(text: &str) -> [u8; 32] {
 /// The binary under test, `carbon-ledger` of the ledger-api package, in the profile these tests
 /// were built with. The root package cannot name another package's binary at compile time, so
 /// the first call builds it (a no-op when `cargo test --workspace` already has) and finds it
-/// beside the test executable.
+/// beside the test executable. `CARBON_LEDGER_TEST_BIN` names another binary to test instead (a
+/// release artifact, or an older build to show that a regression test fails on it).
 pub fn bin() -> &'static Path {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(given) = std::env::var_os("CARBON_LEDGER_TEST_BIN") {
+            return given.into();
+        }
         // target/<profile>/deps/<this test> → target/<profile>
         let exe = std::env::current_exe().expect("the test's own path");
         let profile_dir = exe

@@ -72,10 +72,10 @@ impl Drop for Pass<'_> {
         if self.waiting.is_empty() {
             return;
         }
+        self.ledger.reload(&mut self.head);
         let error = LedgerError::Integrity(
             "the ledger failed while writing this entry and nothing of its group was acknowledged; submit it again".to_owned(),
         );
-        self.ledger.write_failed(&mut self.head, &error);
         for reply in self.waiting.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
@@ -335,6 +335,15 @@ impl Ledger {
         })?;
         head.meta = meta;
         Ok(())
+    }
+
+    /// Reads the head back after a pass failed in a way that leaves memory in doubt (it
+    /// panicked): from the store reopened from disk and checked against what was durable, as
+    /// after a failed write (see `health`). Until that succeeds, writes are refused; if what is
+    /// durable contradicts what was acknowledged, for good.
+    pub(super) fn reload(&self, head: &mut Head) {
+        let cause = LedgerError::Integrity("a sequencing pass failed while writing".to_owned());
+        self.write_failed(head, &cause);
     }
 
     fn sequence_group(
