@@ -376,16 +376,16 @@ const SCAN_CHUNK: usize = 256;
 /// and opening tried again. Without its reserve the store takes no write: every write first puts
 /// the reserve back, and fails with [`StoreError::Full`] while it cannot. Writes therefore resume
 /// only once the disk has room for twice the reserve (the reserve, and as much again to write
-/// into). An operator may delete the file to buy room by hand; the store makes it again when it
-/// can.
+/// into). An operator may delete the file to give its space back to the disk in an emergency;
+/// the store then takes no write until it can make it again.
 #[derive(Debug)]
 pub struct SledStore {
     open: RwLock<Slot>,
     path: PathBuf,
     /// The size of the reserve; 0: none.
     reserve_bytes: u64,
-    /// Whether the reserve is in place; its lock makes one attempt at a time.
-    reserve_in_place: Mutex<bool>,
+    /// Makes one attempt at a time to put the reserve back.
+    reserve_lock: Mutex<()>,
 }
 
 /// The database, as reads find it.
@@ -476,7 +476,7 @@ impl SledStore {
             open: RwLock::new(Slot::Open(Arc::new(handle))),
             path: dir.to_owned(),
             reserve_bytes,
-            reserve_in_place: Mutex::new(false),
+            reserve_lock: Mutex::new(()),
         };
         let _ = store.ensure_reserve();
         Ok(store)
@@ -488,26 +488,18 @@ impl SledStore {
         if self.reserve_bytes == 0 {
             return Ok(());
         }
-        let mut in_place = self
-            .reserve_in_place
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if *in_place {
-            return Ok(());
-        }
+        let _one_at_a_time = self.reserve_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked at before every write (a `stat`, next to an `fdatasync`): an operator may have
+        // deleted it.
         let reserve = self.path.join(RESERVE_FILE);
         if std::fs::metadata(&reserve).is_ok_and(|m| m.len() >= self.reserve_bytes) {
-            *in_place = true;
             return Ok(());
         }
         // Room for the reserve and as much again to write into: otherwise the reserve given up
         // to open the store would be taken back at once, and the next write fail again.
         let room = self.reserve_bytes.saturating_mul(2);
         match write_filler(&self.path, RESERVE_FILE, room, self.reserve_bytes) {
-            Ok(()) => {
-                *in_place = true;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(error) => Err(match error {
                 StoreError::Full(reason) => StoreError::Full(format!(
                     "writes need {} MiB free (the store's disk reserve, and as much again): {reason}",
@@ -520,11 +512,7 @@ impl SledStore {
 
     /// Deletes the disk reserve, to make room for sled to open.
     fn release_reserve(&self) -> Result<bool, StoreError> {
-        let mut in_place = self
-            .reserve_in_place
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *in_place = false;
+        let _one_at_a_time = self.reserve_lock.lock().unwrap_or_else(|e| e.into_inner());
         match std::fs::remove_file(self.path.join(RESERVE_FILE)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

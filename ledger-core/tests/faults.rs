@@ -5,8 +5,8 @@
 //! writes again; what was acknowledged survives a reopen, and `verify_full` passes.
 //!
 //! Then a store that stays full (writes refused at once, health failing, recovery once there is
-//! room again), and a store that comes back from a reopen with fewer entries than were durable
-//! (the ledger halts rather than build on it).
+//! room again), a store that comes back from a reopen with fewer entries than were durable (the
+//! ledger halts rather than build on it), and sled's disk reserve.
 
 mod common;
 
@@ -304,4 +304,26 @@ fn a_store_that_comes_back_with_fewer_entries_than_were_durable_halts_the_ledger
     assert_eq!(ledger.size(), size);
     assert_eq!(ledger.read(|s| s.participants().count()), HOLDERS + 3);
     assert_eq!(acked.seq, size - 1);
+}
+
+/// The store holds disk space back in `reserve` (given up when sled cannot open on a full disk,
+/// see `docs/operations.md`), and makes it again before the next write if it is gone.
+#[test]
+fn the_store_keeps_a_disk_reserve_and_makes_it_again_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let reserve = dir.path().join("reserve");
+    let market = Market::new(HOLDERS);
+    let store = SledStore::with_reserve(dir.path(), 1 << 20).unwrap();
+    assert_eq!(std::fs::metadata(&reserve).unwrap().len(), 1 << 20);
+    let ledger = Ledger::open(Box::new(store), market.config().unwrap()).unwrap();
+    market.setup(&ledger).unwrap();
+    std::fs::remove_file(&reserve).unwrap();
+    ledger.submit_prepared(market.trade(0).unwrap()).unwrap();
+    assert_eq!(std::fs::metadata(&reserve).unwrap().len(), 1 << 20);
+    assert_eq!(ledger.write_health(), WriteHealth::Accepting);
+    // No reserve asked for, none made.
+    drop(ledger);
+    let other = tempfile::tempdir().unwrap();
+    drop(SledStore::with_reserve(other.path(), 0).unwrap());
+    assert!(!other.path().join("reserve").exists());
 }
