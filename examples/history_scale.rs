@@ -28,6 +28,38 @@ fn resident_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes in the files of `dir` and below (apparent size, and space allocated on disk), and the
+/// part of them that is the store's disk reserve.
+fn disk_bytes(dir: &std::path::Path) -> (u64, u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let (mut apparent, mut allocated, mut reserve) = (0, 0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            let (a, b, r) = disk_bytes(&entry.path());
+            (apparent, allocated, reserve) = (apparent + a, allocated + b, reserve + r);
+        } else {
+            apparent += meta.len();
+            allocated += meta.blocks() * 512;
+            if entry.file_name() == "reserve" {
+                reserve += meta.blocks() * 512;
+            }
+        }
+    }
+    (apparent, allocated, reserve)
+}
+
+fn peak_resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let market = Market::new(HOLDERS);
     let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
@@ -70,10 +102,11 @@ fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     }
     ledger.checkpoint()?;
     println!(
-        "built: {} entries in {dir} ({} trades added in {:.1} s)",
+        "built: {} entries in {dir} ({} trades added in {:.1} s); peak RSS {} MiB",
         ledger.size(),
         n,
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        peak_resident_kib() / 1024
     );
     Ok(())
 }
@@ -113,6 +146,21 @@ fn open(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
         before / 1024,
         after_open / 1024,
         resident_kib() / 1024
+    );
+    let (apparent, allocated, reserve) = disk_bytes(dir.as_ref());
+    let without_reserve = allocated.saturating_sub(reserve);
+    println!(
+        "disk: {:.1} MB allocated ({:.1} MB apparent), of which the store's reserve {:.1} MB: {:.0} bytes per entry without the reserve",
+        allocated as f64 / 1e6,
+        apparent as f64 / 1e6,
+        reserve as f64 / 1e6,
+        without_reserve as f64 / size as f64
+    );
+    println!(
+        "resident: {:.0} bytes per entry after open ({:.0} after the proofs); peak RSS {} MiB",
+        (after_open * 1024) as f64 / size as f64,
+        (resident_kib() * 1024) as f64 / size as f64,
+        peak_resident_kib() / 1024
     );
     println!(
         "proofs from the store at {size} entries: inclusion p50 {:.1} µs p99 {:.1} µs; consistency p50 {:.1} µs p99 {:.1} µs",

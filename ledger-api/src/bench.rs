@@ -188,13 +188,15 @@ async fn run_http(
             in_flight: clients * 4 + 16,
             ..Limits::default()
         };
-        let router = app(AppState::new(Arc::clone(ledger), limits));
+        let state = AppState::new(Arc::clone(ledger), limits);
+        let router = app(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The service's own accept loop, with its connection limits.
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            crate::connections::serve(listener, router, state, stopped, Duration::from_secs(30))
                 .await
         });
         servers.push((stop, server));

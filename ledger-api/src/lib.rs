@@ -9,7 +9,10 @@
 //!
 //! - [`routes`]: the router ([`app`]) and its handlers; `docs/api.md` describes every route.
 //! - [`problem`]: the one error type, [`ApiError`], and the table of problem kinds.
-//! - [`server`]: open the data folder, bind, serve, shut down cleanly.
+//! - [`server`]: open the data folder, bind, serve, shut down cleanly; retry a failing store.
+//! - [`connections`]: the accept loop: header-read and idle timeouts, a cap on connections.
+//! - [`logging`]: log lines to stderr that are dropped and counted, never fatal, when stderr
+//!   cannot be written.
 //! - [`keys`]: key files (mode 0600) and the data folder (operator key, origin).
 //! - [`client`]: a small HTTP client for the CLI, the demo and the tests.
 //! - [`cosigner`]: submitting checkpoints to witnesses (`serve --witness`), collecting their
@@ -26,9 +29,11 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cosigner;
+pub mod connections;
 pub mod demo;
 pub mod events;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod problem;
 pub mod routes;

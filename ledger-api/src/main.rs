@@ -256,6 +256,26 @@ struct Serve {
     #[arg(long, env = "CARBON_LEDGER_COSIGN_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..))]
     cosign_interval_ms: u64,
+    /// Longest time a connection may take to send a request head (from its opening, or from
+    /// the first byte of a later request), seconds; then it is closed.
+    #[arg(long, env = "CARBON_LEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: u64,
+    /// Longest time a kept-alive connection may wait for its next request (and a response for
+    /// its client to read on), seconds; then it is closed.
+    #[arg(long, env = "CARBON_LEDGER_IDLE_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+    /// Most connections open at once; one more closes the quietest connection not being
+    /// answered. Keep it below the open-file limit (ulimit -n).
+    #[arg(long, env = "CARBON_LEDGER_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Disk space the store holds back (in DATA/store/reserve), MiB: released when the disk
+    /// fills so that the ledger can still open its store and answer reads; writes resume once
+    /// there is room to take it back. 0: none.
+    #[arg(long, env = "CARBON_LEDGER_STORE_RESERVE_MIB", default_value_t = 16)]
+    store_reserve_mib: u64,
     /// Signed entries expire: one signed (its created_at) longer ago than this when it first
     /// arrives is refused with entry-expired. Seconds.
     #[arg(long, env = "CARBON_LEDGER_ENTRY_MAX_AGE_SECS", default_value_t = 86_400,
@@ -281,6 +301,10 @@ impl Serve {
                 page_max: usize_of(self.max_page),
                 request_timeout: Duration::from_secs(self.request_timeout_secs),
                 in_flight: usize_of(self.max_in_flight),
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_connections: usize_of(self.max_connections),
+                store_reserve_bytes: self.store_reserve_mib.saturating_mul(1 << 20),
             },
             entry_max_age: Duration::from_secs(self.entry_max_age_secs),
             witnesses: self.witnesses,
@@ -290,14 +314,21 @@ impl Serve {
     }
 }
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// Writes a command's output to stdout; a closed pipe or a full disk is an error to report, not
+/// a panic (as `println!` would make it).
+fn out(text: &str) -> Result<(), cli::CliError> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| cli::CliError(format!("cannot write to standard output: {e}")))
+}
+
+/// A line to stderr, dropped if stderr cannot be written (`eprintln!` would panic).
+fn note(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, cli::CliError> {
@@ -310,18 +341,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, cli::CliError> {
 fn run(command: Command) -> Result<(), cli::CliError> {
     match command {
         Command::Serve(serve) => {
-            init_logging("info");
+            // Logging never takes the service down (see `logging`); the guard writes what is
+            // queued when `serve` returns.
+            let _log = ledger_api::logging::init("info");
             let options = serve.options();
             runtime()?
                 .block_on(server::serve(options))
                 .map_err(|e| cli::CliError(e.to_string()))
         }
-        Command::Keygen { out } => {
-            println!("{}", cli::keygen(&out)?);
-            eprintln!(
+        Command::Keygen { out: out_path } => {
+            let public = cli::keygen(&out_path)?;
+            out(&format!("{public}\n"))?;
+            note(&format!(
                 "secret key written to {} (mode 0600); the line above is its public key",
-                out.display()
-            );
+                out_path.display()
+            ));
             Ok(())
         }
         Command::Sign {
@@ -338,8 +372,10 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 )));
             }
             let pairs: Vec<_> = keys.into_iter().zip(signers).collect();
-            println!("{}", cli::sign(&input, &pairs, ledger.as_deref())?);
-            Ok(())
+            out(&format!(
+                "{}\n",
+                cli::sign(&input, &pairs, ledger.as_deref())?
+            ))
         }
         Command::Submit { url, file, ca_cert } => {
             let client = ledger_api::client::Client::with_options(
@@ -347,17 +383,16 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 ledger_api::client::ClientOptions { ca_cert },
             )
             .map_err(|e| cli::CliError(e.0))?;
-            println!("{}", runtime()?.block_on(cli::submit_to(&client, &file))?);
-            Ok(())
+            out(&format!(
+                "{}\n",
+                runtime()?.block_on(cli::submit_to(&client, &file))?
+            ))
         }
         Command::Verify {
             export,
             checkpoint,
             operator_key,
-        } => {
-            print!("{}", cli::verify(&export, &checkpoint, &operator_key)?);
-            Ok(())
-        }
+        } => out(&cli::verify(&export, &checkpoint, &operator_key)?),
         Command::VerifyPledge {
             bundle,
             operator_key,
@@ -370,8 +405,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 quorum,
                 state,
             };
-            print!("{}", cli::verify_pledge(&bundle, &operator_key, &bank)?);
-            Ok(())
+            out(&cli::verify_pledge(&bundle, &operator_key, &bank)?)
         }
         Command::Witness {
             data,
@@ -380,7 +414,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             logs,
             ca_cert,
         } => {
-            init_logging("info");
+            let _log = ledger_api::logging::init("info");
             let options = ledger_api::witness::WitnessOptions {
                 data,
                 name,
@@ -392,7 +426,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 let running = ledger_api::witness::start(options)
                     .await
                     .map_err(|e| cli::CliError(e.to_string()))?;
-                println!("{}", running.verifier_key);
+                out(&format!("{}\n", running.verifier_key))?;
                 server::shutdown_signal().await;
                 running
                     .stop()
@@ -400,29 +434,20 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                     .map_err(|e| cli::CliError(e.to_string()))
             })
         }
-        Command::Check { data, store } => {
-            print!("{}", cli::check(&data, store.as_deref())?);
-            Ok(())
-        }
+        Command::Check { data, store } => out(&cli::check(&data, store.as_deref())?),
         Command::Restore {
             data,
             export,
             checkpoint,
             operator_key_file,
             store,
-        } => {
-            print!(
-                "{}",
-                cli::restore(
-                    &data,
-                    &export,
-                    &checkpoint,
-                    &operator_key_file,
-                    store.as_deref()
-                )?
-            );
-            Ok(())
-        }
+        } => out(&cli::restore(
+            &data,
+            &export,
+            &checkpoint,
+            &operator_key_file,
+            store.as_deref(),
+        )?),
         Command::Bench {
             entries,
             clients,
@@ -432,7 +457,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             json,
             store,
         } => {
-            init_logging("warn");
+            let _log = ledger_api::logging::init("warn");
             let options = ledger_api::bench::BenchOptions {
                 entries,
                 clients: clients.max(1),
@@ -445,10 +470,9 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             let report = ledger_api::bench::run(&options, &mut std::io::stdout())
                 .map_err(|e| cli::CliError(e.to_string()))?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).map_err(|e| cli::CliError(e.to_string()))?
-                );
+                let text =
+                    serde_json::to_string(&report).map_err(|e| cli::CliError(e.to_string()))?;
+                out(&format!("{text}\n"))?;
             }
             Ok(())
         }
@@ -457,7 +481,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             operator_key,
             ca_cert,
         } => {
-            init_logging("warn");
+            let _log = ledger_api::logging::init("warn");
             let mut out = std::io::stdout();
             let options = DemoOptions {
                 url,
@@ -476,7 +500,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("carbon-ledger: {error}");
+            note(&format!("carbon-ledger: {error}"));
             ExitCode::FAILURE
         }
     }

@@ -16,9 +16,20 @@
 //! | `http_requests_in_flight` | gauge | — |
 //! | `ledger_witness_cosigned_size` | gauge | `witness` — size of the last checkpoint it cosigned |
 //! | `ledger_witness_failures_total` | counter | `witness` — rounds it did not cosign (down, refused) |
+//! | `ledger_store_writable` | gauge | — 1 while writes succeed, 0 while they fail or are halted |
+//! | `ledger_store_halted` | gauge | — 1 once writing stopped for good (the operator must act) |
+//! | `ledger_store_failed_writes_total` | counter | — writes that failed (nothing of them acknowledged) |
+//! | `ledger_store_recoveries_total` | counter | — recoveries from a reopened store |
+//! | `ledger_store_adopted_entries_total` | counter | — entries of failed writes found durable on reopening |
+//! | `log_lines_dropped_total` | counter | `reason`: `write_failed` (stderr refused it), `queue_full` |
+//! | `http_connections_open` | gauge | — |
+//! | `http_connections_closed_total` | counter | `reason`: `done`, `header_timeout`, `idle_timeout`, `stalled`, `evicted`, `refused`, `shutdown`, `aborted` (a handler panicked, or the drain deadline passed) |
 
 use std::sync::atomic::AtomicI64;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use ledger_core::ledger::{FailureStats, WriteHealth};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +51,11 @@ struct KindLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WitnessLabel {
     witness: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +84,25 @@ pub struct Metrics {
     in_flight: Gauge<i64, AtomicI64>,
     witness_cosigned: Family<WitnessLabel, Gauge<i64, AtomicI64>>,
     witness_failures: Family<WitnessLabel, Counter>,
+    store_writable: Gauge<i64, AtomicI64>,
+    store_halted: Gauge<i64, AtomicI64>,
+    failed_writes: Counter,
+    recoveries: Counter,
+    adopted_entries: Counter,
+    log_lines_dropped: Family<ReasonLabel, Counter>,
+    connections_open: Gauge<i64, AtomicI64>,
+    connections_closed: Family<ReasonLabel, Counter>,
+    /// Counters kept elsewhere (the ledger, the log writer) are brought up to date at a scrape,
+    /// one scrape at a time.
+    catching_up: Mutex<()>,
+}
+
+/// Moves `counter` up to `value`, a count kept elsewhere that only grows.
+fn catch_up(counter: &Counter, value: u64) {
+    let current = counter.get();
+    if value > current {
+        counter.inc_by(value - current);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,6 +171,55 @@ impl Metrics {
             "Rounds in which a witness did not cosign (down, or refused)",
             witness_failures.clone(),
         );
+        let store_writable = Gauge::<i64, AtomicI64>::default();
+        let store_halted = Gauge::<i64, AtomicI64>::default();
+        let failed_writes = Counter::default();
+        let recoveries = Counter::default();
+        let adopted_entries = Counter::default();
+        let log_lines_dropped = Family::<ReasonLabel, Counter>::default();
+        let connections_open = Gauge::<i64, AtomicI64>::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        store_writable.set(1);
+        registry.register(
+            "ledger_store_writable",
+            "1 while the store takes writes, 0 while writes fail or are halted",
+            store_writable.clone(),
+        );
+        registry.register(
+            "ledger_store_halted",
+            "1 once writing stopped for good: the operator must act",
+            store_halted.clone(),
+        );
+        registry.register(
+            "ledger_store_failed_writes",
+            "Store writes that failed; nothing of them was acknowledged",
+            failed_writes.clone(),
+        );
+        registry.register(
+            "ledger_store_recoveries",
+            "Recoveries from a reopened store after failed writes",
+            recoveries.clone(),
+        );
+        registry.register(
+            "ledger_store_adopted_entries",
+            "Entries whose write reported a failure but which the reopened store held",
+            adopted_entries.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines not written: stderr refused them, or its queue was full",
+            log_lines_dropped.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "Client connections open",
+            connections_open.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "Client connections closed, by why",
+            connections_closed.clone(),
+        );
         Self {
             registry,
             accepted,
@@ -147,6 +231,15 @@ impl Metrics {
             in_flight,
             witness_cosigned,
             witness_failures,
+            store_writable,
+            store_halted,
+            failed_writes,
+            recoveries,
+            adopted_entries,
+            log_lines_dropped,
+            connections_open,
+            connections_closed,
+            catching_up: Mutex::new(()),
         }
     }
 
@@ -164,6 +257,43 @@ impl Metrics {
         self.witness_failures
             .get_or_create(&WitnessLabel {
                 witness: witness.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The store's write health and failure counts, as the ledger reports them.
+    pub fn store(&self, health: &WriteHealth, failures: FailureStats) {
+        self.store_writable.set(i64::from(health.is_accepting()));
+        self.store_halted
+            .set(i64::from(matches!(health, WriteHealth::Halted { .. })));
+        let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|e| e.into_inner());
+        catch_up(&self.failed_writes, failures.failed_writes);
+        catch_up(&self.recoveries, failures.recoveries);
+        catch_up(&self.adopted_entries, failures.adopted_entries);
+        let dropped = crate::logging::dropped_lines();
+        for (reason, count) in [
+            ("write_failed", dropped.write_failed),
+            ("queue_full", dropped.queue_full),
+        ] {
+            catch_up(
+                &self.log_lines_dropped.get_or_create(&ReasonLabel {
+                    reason: reason.to_owned(),
+                }),
+                count,
+            );
+        }
+    }
+
+    /// A connection opened (+1) or closed (−1).
+    pub fn connection_open(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    /// A connection closed, and why.
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
             })
             .inc();
     }

@@ -20,6 +20,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::ledger::LedgerError;
 use ledger_core::merkle::ProofError;
+use ledger_core::store::StoreError;
 use serde::Serialize;
 
 /// The media type of every error body.
@@ -232,6 +233,11 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
     // The service.
     p("internal", 500, "Internal error"),
     p("storage", 500, "The store failed"),
+    p(
+        "storage-full",
+        507,
+        "The store has no room left on its disk",
+    ),
     p("integrity", 500, "The stored ledger contradicts itself"),
     p("checkpoint", 500, "The checkpoint could not be made"),
     p(
@@ -261,6 +267,13 @@ pub fn problem_type(kind: &str) -> ProblemType {
 /// The detail of every 5xx answer: what went wrong is in the log, not in the answer.
 const INTERNAL_DETAIL: &str =
     "the ledger could not complete the request; nothing unacknowledged was lost, and the operator's log has the details";
+
+/// The detail of a `storage-full` answer.
+const FULL_DETAIL: &str = "the disk of the ledger's store is full, so this entry was not acknowledged; the ledger takes writes again by itself once the operator makes room. Resubmit the same signed entry after the Retry-After delay: you get its receipt if it was appended, and it is appended otherwise";
+
+/// Seconds a client is asked to wait before retrying a `storage-full` refusal: the longest time
+/// between two of the ledger's own attempts to recover its store.
+pub const STORAGE_FULL_RETRY_AFTER_SECS: u32 = 5;
 
 /// An error answer: a kind, its status, and a detail for the reader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -353,6 +366,12 @@ impl From<LedgerError> for ApiError {
             _ => None,
         };
         let mut api = match innermost(&error) {
+            LedgerError::Store(StoreError::Full(_)) => {
+                // Every refusal while the disk is full would be a line in a log that cannot be
+                // written either: the service logs the store's state when it changes instead.
+                tracing::debug!(%error, "refused: the store is full");
+                ApiError::new("storage-full", FULL_DETAIL)
+            }
             LedgerError::Store(_) | LedgerError::Integrity(_) | LedgerError::Replay(_) => {
                 ApiError::internal(error.kind(), &error)
             }
@@ -417,6 +436,12 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if self.status == StatusCode::INSUFFICIENT_STORAGE {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STORAGE_FULL_RETRY_AFTER_SECS),
+            );
+        }
         response.extensions_mut().insert(RejectedKind(self.kind));
         response
     }
@@ -426,11 +451,18 @@ impl IntoResponse for ApiError {
 #[derive(Clone, Debug)]
 pub struct RejectedKind(pub String);
 
+/// Put on an error response whose body is already what its client reads (the health check's
+/// 503), so that [`problemize`] leaves it as it is.
+#[derive(Clone, Copy, Debug)]
+pub struct NotAProblem;
+
 /// Turns an error answer that is not yet a problem (axum's own 405, a 413 from a body limit...)
 /// into one, so that clients see a single error format.
 pub async fn problemize(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<NotAProblem>().is_some()
+    {
         return response;
     }
     let is_problem = response
@@ -492,6 +524,30 @@ mod tests {
         assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(api.kind(), "integrity");
         assert!(!api.detail().contains("/srv"), "{}", api.detail());
+    }
+
+    #[test]
+    fn a_full_disk_is_507_with_retry_after_and_says_what_to_do() {
+        let error = LedgerError::Store(StoreError::Full(
+            "No space left on device (os error 28) in /srv/secret/path".to_owned(),
+        ));
+        let api = ApiError::from(error);
+        assert_eq!(api.kind(), "storage-full");
+        assert_eq!(api.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(!api.detail().contains("/srv"), "{}", api.detail());
+        assert!(
+            api.detail().contains("same signed entry"),
+            "{}",
+            api.detail()
+        );
+        let response = api.into_response();
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            &STORAGE_FULL_RETRY_AFTER_SECS.to_string()
+        );
+        // Other store failures stay 500 storage.
+        let other = ApiError::from(LedgerError::Store(StoreError::Io("EIO".to_owned())));
+        assert_eq!((other.kind(), other.status().as_u16()), ("storage", 500));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use ledger_core::ids::{
     Basis, BatchId, EntryId, MethodologyId, ParticipantId, PledgeId, PriceId, ProjectId, ReportId,
 };
 use ledger_core::ids::{Date, Timestamp};
-use ledger_core::ledger::{Ledger, LedgerError, Receipt};
+use ledger_core::ledger::{Ledger, LedgerError, Receipt, WriteHealth};
 use ledger_core::num::{Money, Tonnes};
 use ledger_core::state::{
     CertificateFilter, Coverage, HistoryPage, PageRequest, PledgeRecord, Proceeds,
@@ -36,9 +36,10 @@ use tokio::sync::Semaphore;
 
 use crate::cosigner::Cosigner;
 use crate::metrics::Metrics;
-use crate::problem::{problem_type, problemize, ApiError, ProblemType, PROBLEM_TYPES};
+use crate::problem::{problem_type, problemize, ApiError, NotAProblem, ProblemType, PROBLEM_TYPES};
 
-/// The limits on every request. Each has a flag and a `CARBON_LEDGER_*` variable in `serve`.
+/// The service's limits: on every request and connection, and the disk space its store holds
+/// back. Each has a flag and a `CARBON_LEDGER_*` variable in `serve`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request body, bytes.
@@ -53,6 +54,18 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most requests answered at once; beyond it, 503 `overloaded` at once rather than a queue.
     pub in_flight: usize,
+    /// Longest time a connection may take to send a request head: from its opening, or from
+    /// the first byte of a later request (see [`crate::connections`]).
+    pub header_read_timeout: Duration,
+    /// Longest time a kept-alive connection may wait for its next request, and a response may
+    /// wait for its client to read.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; beyond it the quietest one not being answered is closed
+    /// to make room.
+    pub max_connections: usize,
+    /// Disk space the store holds back, so that it can still be opened and read when its disk
+    /// fills up (see [`ledger_core::store::SledStore`]); 0: none.
+    pub store_reserve_bytes: u64,
 }
 
 impl Default for Limits {
@@ -64,6 +77,10 @@ impl Default for Limits {
             page_max: 1000,
             request_timeout: Duration::from_secs(30),
             in_flight: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            store_reserve_bytes: ledger_core::store::DEFAULT_RESERVE_BYTES,
         }
     }
 }
@@ -120,11 +137,6 @@ impl AppState {
         }))
     }
 
-    /// The service's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.0.metrics
-    }
-
     /// The witnesses' cosigner, if the service has witnesses.
     pub fn cosigner(&self) -> Option<&Arc<Cosigner>> {
         self.0.cosigner.as_ref()
@@ -138,6 +150,12 @@ impl AppState {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.0.limits
+    }
+
+    /// The service's metrics (the server counts connections in them, the cosigner the
+    /// witnesses' answers).
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     /// Runs `f` over the ledger on a blocking thread.
@@ -1442,15 +1460,86 @@ async fn export(
 // Operations
 // ---------------------------------------------------------------------------------------------
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let size = state.blocking(|ledger| Ok(ledger.size())).await?;
-    Ok(Json(serde_json::json!({ "status": "ok", "size": size })))
+/// `200 {"status": "ok"}` while writes succeed; `503` with the reason while they cannot
+/// (`failing`: the ledger retries by itself; `halted`: the operator must act).
+async fn healthz(State(state): State<AppState>) -> Response {
+    let checked = state
+        .blocking(|ledger| Ok((ledger.size(), ledger.write_health())))
+        .await;
+    match checked {
+        Ok((size, health)) => health_response(size, &health),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn health_response(size: u64, health: &WriteHealth) -> Response {
+    let (status, body) = match health {
+        WriteHealth::Accepting => {
+            return Json(serde_json::json!({ "status": "ok", "size": size })).into_response()
+        }
+        WriteHealth::Failing {
+            error,
+            since,
+            attempts,
+            retry_in,
+        } => {
+            let full = matches!(error, StoreError::Full(_));
+            let reason = if full {
+                format!(
+                    "the disk holding the store is full ({error}): make room on it; the ledger retries on its own and takes writes again once a write succeeds"
+                )
+            } else {
+                format!("the store failed ({error}); the ledger retries on its own")
+            };
+            let body = serde_json::json!({
+                "status": "failing", "size": size, "writes": "refused",
+                "kind": if full { "storage-full" } else { "storage" },
+                "reason": reason, "since": since, "attempts": attempts,
+                "retry_in_ms": u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+            });
+            ("failing", body)
+        }
+        WriteHealth::Halted { reason, since } => {
+            let body = serde_json::json!({
+                "status": "halted", "size": size, "writes": "refused", "kind": "storage",
+                "reason": reason, "since": since,
+            });
+            ("halted", body)
+        }
+        // A state this service does not know yet: say writes are refused.
+        other => {
+            let body = serde_json::json!({
+                "status": "failing", "size": size, "writes": "refused", "kind": "storage",
+                "reason": other.reason(),
+            });
+            ("failing", body)
+        }
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    let retry_after = if status == "halted" {
+        HeaderValue::from_static("60")
+    } else {
+        HeaderValue::from(crate::problem::STORAGE_FULL_RETRY_AFTER_SECS)
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after);
+    response.extensions_mut().insert(NotAProblem);
+    response
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let (size, writes) = state
-        .blocking(|ledger| Ok((ledger.size(), ledger.write_stats())))
+    let (size, writes, health, failures) = state
+        .blocking(|ledger| {
+            Ok((
+                ledger.size(),
+                ledger.write_stats(),
+                ledger.write_health(),
+                ledger.failure_stats(),
+            ))
+        })
         .await?;
+    state.0.metrics.store(&health, failures);
     let text = state.0.metrics.encode(size, writes);
     Ok((
         [(

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_core::ledger::{Ledger, LedgerError};
+use ledger_core::ledger::{Ledger, LedgerError, WriteHealth};
+use ledger_core::store::SledStore;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::connections;
 use crate::cosigner::{Cosigner, WitnessPeer};
 use crate::keys::{open_data_dir, DataDir, DataDirOptions, KeyError};
 use crate::routes::{app, AppState, Limits};
@@ -76,16 +78,19 @@ pub struct Running {
     ledger: Arc<Ledger>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-    /// The cosigner's rounds and the shared store's follower, stopped with the service.
+    /// The store's watcher, the cosigner's rounds and the shared store's follower, stopped with
+    /// the service.
     background: Vec<JoinHandle<()>>,
 }
 
-/// Opens the ledger of a data folder: on sled in `DIR/store`, or in the PostgreSQL database at
-/// `store` (the last signed checkpoint is then also kept in `DIR/last-checkpoint`).
+/// Opens the ledger of a data folder: on sled in `DIR/store` (holding back `reserve` bytes of
+/// disk, see [`SledStore::with_reserve`]), or in the PostgreSQL database at `store` (the last
+/// signed checkpoint is then also kept in `DIR/last-checkpoint`).
 pub fn open_ledger(
     dir: &DataDir,
     config: ledger_core::ledger::LedgerConfig,
     store: Option<&str>,
+    reserve: u64,
 ) -> Result<Ledger, ServeError> {
     let failed = |path: String| {
         move |source: LedgerError| ServeError::Ledger {
@@ -94,8 +99,12 @@ pub fn open_ledger(
         }
     };
     match store {
-        None => Ledger::open_dir(&dir.store_path, config)
-            .map_err(failed(dir.store_path.display().to_string())),
+        None => {
+            let path = dir.store_path.display().to_string();
+            let store = SledStore::with_reserve(&dir.store_path, reserve)
+                .map_err(|e| failed(path.clone())(e.into()))?;
+            Ledger::open(Box::new(store), config).map_err(failed(path))
+        }
         Some(url) => {
             let target = describe_store(url);
             let store = ledger_postgres::PgStore::connect(url)
@@ -131,12 +140,13 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     let data = options.data.clone();
     let entry_max_age = options.entry_max_age;
     let store = options.store.clone();
+    let store_reserve = options.limits.store_reserve_bytes;
     let (dir, ledger) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let dir = open_data_dir(&data)?;
         let mut config = dir.config.clone();
         config.entry_max_age =
             time::Duration::try_from(entry_max_age).unwrap_or(time::Duration::MAX);
-        let ledger = open_ledger(&dir, config, store.as_deref())?;
+        let ledger = open_ledger(&dir, config, store.as_deref(), store_reserve)?;
         Ok((dir, ledger))
     })
     .await
@@ -166,14 +176,16 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     if ledger.shared_store() {
         background.push(spawn_follower(Arc::clone(&ledger)));
     }
-    let router = app(state);
+    background.push(tokio::spawn(watch_store(Arc::clone(&ledger))));
+    let router = app(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
+    // Requests in flight at a stop get the request timeout to finish, and a little more.
+    let drain = options.limits.request_timeout + Duration::from_secs(5);
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        connections::serve(listener, router, state, stopped, drain).await
     });
     tracing::info!(
         "listening on http://{addr} — data in {} — ledger \"{}\", entries: {}",
@@ -227,6 +239,44 @@ fn spawn_follower(ledger: Arc<Ledger>) -> JoinHandle<()> {
     })
 }
 
+/// How often the service looks at its store's write health.
+const STORE_WATCH: Duration = Duration::from_secs(1);
+
+/// While writes fail, lets the ledger retry its store every second (so that it recovers once
+/// the disk has room, with no submission needed), and logs each change of the store's state.
+async fn watch_store(ledger: Arc<Ledger>) {
+    let mut interval = tokio::time::interval(STORE_WATCH);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut was = WriteHealth::Accepting;
+    loop {
+        interval.tick().await;
+        let retrying = ledger.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || retrying.retry_store()).await else {
+            continue;
+        };
+        match (&was, &now) {
+            (WriteHealth::Accepting, WriteHealth::Failing { error, .. }) => tracing::error!(
+                %error,
+                "writes are failing: submissions are refused and /healthz answers 503 until the store takes writes again; the ledger retries on its own"
+            ),
+            (WriteHealth::Failing { .. }, WriteHealth::Accepting) => {
+                let stats = ledger.failure_stats();
+                tracing::warn!(
+                    failed_writes = stats.failed_writes,
+                    recoveries = stats.recoveries,
+                    "the store recovered: it was reopened from disk and checked, and writes are accepted again"
+                );
+            }
+            (WriteHealth::Halted { .. }, _) | (_, WriteHealth::Accepting) => {}
+            (_, WriteHealth::Halted { reason, .. }) => {
+                tracing::error!(%reason, "the ledger halted: it writes nothing more");
+            }
+            _ => {}
+        }
+        was = now;
+    }
+}
+
 impl Running {
     /// The base URL, `http://ADDR`.
     pub fn url(&self) -> String {
@@ -243,13 +293,13 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let served = (&mut self.task)
-            .await
-            .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
         for task in self.background.drain(..) {
             task.abort();
             let _ = task.await;
         }
+        let served = (&mut self.task)
+            .await
+            .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
         // Handlers that ran on blocking threads may still hold the ledger for a moment.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Arc::strong_count(&self.ledger) > 1 && Instant::now() < deadline {

@@ -680,9 +680,11 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
         // Tested over HTTP by `a_matured_pledge_is_drawn_no_more_and_a_default_enforced`.
         "pledge-matured",
     ];
+    // `storage-full` is sent by the real binary on a full disk in the root `tests/faults.rs`.
     let broken_store = [
         "internal",
         "storage",
+        "storage-full",
         "integrity",
         "checkpoint",
         "store-unavailable",

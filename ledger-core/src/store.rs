@@ -6,11 +6,16 @@
 //! (tree size, the right edge of the tree, the last leaf hash, the last signed checkpoint). A group
 //! of entries is written with all of these in one atomic write, and made durable before
 //! [`Store::append`] returns.
+//!
+//! A write that fails is never trusted, nor is what the store holds in memory after it: the
+//! ledger calls [`Store::reopen`], which drops the store's caches and opens it again from what is
+//! durable, before it reads its head back and writes again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +29,11 @@ pub enum StoreError {
     /// The disk or the database failed.
     #[error("storage failed: {0}")]
     Io(String),
+    /// The store cannot grow: its disk is full (`ENOSPC`), a quota is reached (`EDQUOT`), or a
+    /// file-size limit is (`EFBIG`). Nothing of the write was acknowledged; it succeeds again
+    /// once there is room.
+    #[error("the store has no room left: {0}")]
+    Full(String),
     /// Stored bytes are not what the ledger wrote.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -61,10 +71,21 @@ pub enum StoreError {
     },
 }
 
+/// Whether an I/O error says that the store cannot grow (a full disk, a quota, a file-size limit).
+fn is_full(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        kind,
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         match e {
             sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
+            // sled keeps the kind of an I/O error (also when it repeats a failure it recorded).
+            sled::Error::Io(io) if is_full(io.kind()) => StoreError::Full(io.kind().to_string()),
             other => StoreError::Io(other.to_string()),
         }
     }
@@ -72,7 +93,11 @@ impl From<sled::Error> for StoreError {
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
-        StoreError::Io(e.to_string())
+        if is_full(e.kind()) {
+            StoreError::Full(e.to_string())
+        } else {
+            StoreError::Io(e.to_string())
+        }
     }
 }
 
@@ -135,6 +160,19 @@ pub type RowVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<bool, StoreErr
 /// Storage for a ledger. Implementations must make [`Store::append`] and [`Store::put_checkpoint`]
 /// atomic and durable before they return.
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Drops whatever the store keeps in memory and opens it again from what is durable. The
+    /// ledger calls it after a write failed, before it reads its head back: what a failed write
+    /// left in a cache is never read, nor built on (a store with no cache of its own does
+    /// nothing). Reads that arrive meanwhile wait for it.
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether a write can be expected to succeed now, without trying one: sled answers
+    /// [`StoreError::Full`] while it has released its disk reserve and cannot take it back. The
+    /// ledger asks when it opens, so that its health is honest before the first write.
+    fn writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The metadata row, or `None` for a new store.
     fn meta(&self) -> Result<Option<Meta>, StoreError>;
     /// Writes a group atomically and durably.
@@ -188,6 +226,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// A shared store is a store (so that a caller can keep a handle on the store it gave a ledger).
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn reopen(&self) -> Result<(), StoreError> {
+        (**self).reopen()
+    }
+    fn writable(&self) -> Result<(), StoreError> {
+        (**self).writable()
+    }
     fn meta(&self) -> Result<Option<Meta>, StoreError> {
         (**self).meta()
     }
@@ -344,6 +388,20 @@ fn meta_bytes(meta: &Meta) -> Result<Vec<u8>, StoreError> {
 /// The file, beside sled's own, that keeps the last signed checkpoint.
 const WITNESS_FILE: &str = "last-checkpoint";
 
+/// How long [`SledStore::reopen`] waits for reads that still use the old database, and reads
+/// wait for a reopen, before giving up.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// The file, beside sled's own, that holds disk space back for an emergency.
+const RESERVE_FILE: &str = "reserve";
+
+/// Disk space a [`SledStore`] holds back unless told otherwise: 16 MiB.
+pub const DEFAULT_RESERVE_BYTES: u64 = 16 << 20;
+
+/// Leaves a scan copies out of sled at a time: the scan's visitor (an export writing to a slow
+/// client) then runs without holding the database, so that a reopen need not wait for it.
+const SCAN_CHUNK: usize = 256;
+
 /// The embedded default: sled 0.34 in a local folder.
 ///
 /// sled's recovery treats a damaged log record as the end of the log (as it would a torn write)
@@ -356,17 +414,51 @@ const WITNESS_FILE: &str = "last-checkpoint";
 /// flushes each group itself; after `flush()` the data file is `fdatasync`ed, since sled's flush
 /// ends in `sync_file_range`, which survives a killed process but not a power cut. Cache 256 MiB,
 /// no compression, `Mode::HighThroughput`.
+///
+/// After a failed write sled keeps the error and refuses every later write, and its cache may
+/// hold the batch the disk refused: [`Store::reopen`] drops the database (without flushing it, as
+/// sled does not flush after an error) and opens it again from the folder.
+///
+/// **A disk reserve.** sled cannot even open on a full disk (its recovery writes). So that the
+/// ledger can reopen its store and go on answering reads while the disk is full, the store holds
+/// space back in a file of filler bytes, `reserve` (16 MiB unless told otherwise; the same idea as
+/// CockroachDB's emergency ballast). When opening fails for lack of room, the reserve is deleted
+/// and opening tried again. Without its reserve the store takes no write: every write first puts
+/// the reserve back, and fails with [`StoreError::Full`] while it cannot. Writes therefore resume
+/// only once the disk has room for twice the reserve (the reserve, and as much again to write
+/// into). An operator may delete the file to give its space back to the disk in an emergency;
+/// the store then takes no write until it can make it again.
 #[derive(Debug)]
 pub struct SledStore {
-    db: sled::Db,
-    data_file: File,
+    open: RwLock<Slot>,
     path: PathBuf,
+    /// The size of the reserve; 0: none.
+    reserve_bytes: u64,
+    /// Makes one attempt at a time to put the reserve back.
+    reserve_lock: Mutex<()>,
 }
 
-impl SledStore {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+/// The database, as reads find it.
+#[derive(Debug)]
+enum Slot {
+    Open(Arc<SledHandle>),
+    /// Being reopened: reads wait.
+    Reopening,
+    /// A reopen failed: reads fail at once until the next reopen succeeds.
+    Closed(StoreError),
+}
+
+/// One opening of the database, with the data file that `fdatasync` is called on.
+#[derive(Debug)]
+struct SledHandle {
+    db: sled::Db,
+    data_file: File,
+}
+
+impl SledHandle {
+    fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
+        remove_unfinished_snapshots(dir)?;
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
@@ -376,24 +468,106 @@ impl SledStore {
         // sled's threads may hold the folder's lock a moment after the last handle of a previous
         // open is dropped: wait for it briefly rather than fail a restart. (sled reports a held
         // lock only in its message, as an error of kind `Other`.)
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(3);
         let db = loop {
             match config.open() {
                 Err(sled::Error::Io(e))
                     if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
+                        && Instant::now() < deadline =>
                 {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 other => break other?,
             }
         };
         let data_file = File::open(dir.join("db"))?;
-        Ok(Self {
-            db,
-            data_file,
+        Ok(Self { db, data_file })
+    }
+}
+
+/// Deletes sled's snapshot files that were never finished (`snap.<lsn>.generating`). sled writes
+/// a snapshot there and renames it when complete; one cut short (by a full disk) stays behind,
+/// and sled 0.34 then reads it as the latest snapshot, calls it corrupt, and refuses to open
+/// (spacejam/sled#1527). A snapshot only caches the replay of sled's log, so an unfinished one
+/// holds nothing the log does not; the folder is this store's alone while it opens.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, with the default disk reserve
+    /// ([`DEFAULT_RESERVE_BYTES`]).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::with_reserve(dir, DEFAULT_RESERVE_BYTES)
+    }
+
+    /// Opens (or creates) the store in `dir`, holding `reserve_bytes` of disk space back (0:
+    /// none). A reserve that cannot be made (the disk is nearly full) does not stop the store
+    /// from opening; writes are refused until it is made.
+    pub fn with_reserve(dir: &Path, reserve_bytes: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let reserve = dir.join(RESERVE_FILE);
+        let handle = match SledHandle::open(dir) {
+            Err(StoreError::Full(_)) if reserve.exists() => {
+                std::fs::remove_file(&reserve)?;
+                SledHandle::open(dir)?
+            }
+            other => other?,
+        };
+        let store = Self {
+            open: RwLock::new(Slot::Open(Arc::new(handle))),
             path: dir.to_owned(),
-        })
+            reserve_bytes,
+            reserve_lock: Mutex::new(()),
+        };
+        let _ = store.ensure_reserve();
+        Ok(store)
+    }
+
+    /// Puts the disk reserve in place if it is not: [`StoreError::Full`] when there is no room
+    /// for it.
+    fn ensure_reserve(&self) -> Result<(), StoreError> {
+        if self.reserve_bytes == 0 {
+            return Ok(());
+        }
+        let _one_at_a_time = self.reserve_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked at before every write (a `stat`, next to an `fdatasync`): an operator may have
+        // deleted it.
+        let reserve = self.path.join(RESERVE_FILE);
+        if std::fs::metadata(&reserve).is_ok_and(|m| m.len() >= self.reserve_bytes) {
+            return Ok(());
+        }
+        // Room for the reserve and as much again to write into: otherwise the reserve given up
+        // to open the store would be taken back at once, and the next write fail again.
+        let room = self.reserve_bytes.saturating_mul(2);
+        match write_filler(&self.path, RESERVE_FILE, room, self.reserve_bytes) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(match error {
+                StoreError::Full(reason) => StoreError::Full(format!(
+                    "writes need {} MiB free (the store's disk reserve, and as much again): {reason}",
+                    room >> 20
+                )),
+                other => other,
+            }),
+        }
+    }
+
+    /// Deletes the disk reserve, to make room for sled to open.
+    fn release_reserve(&self) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.reserve_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match std::fs::remove_file(self.path.join(RESERVE_FILE)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The folder the store lives in.
@@ -401,19 +575,33 @@ impl SledStore {
         &self.path
     }
 
-    fn make_durable(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        self.data_file.sync_data()?;
-        Ok(())
+    /// The open database, waiting while it is being reopened.
+    fn handle(&self) -> Result<Arc<SledHandle>, StoreError> {
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            match &*self.open.read().unwrap_or_else(|e| e.into_inner()) {
+                Slot::Open(handle) => return Ok(Arc::clone(handle)),
+                Slot::Closed(error) => return Err(error.clone()),
+                Slot::Reopening if Instant::now() >= deadline => {
+                    return Err(StoreError::Io(
+                        "the store is being reopened after a failed write".to_owned(),
+                    ))
+                }
+                Slot::Reopening => {}
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
-}
 
-impl Store for SledStore {
-    fn meta(&self) -> Result<Option<Meta>, StoreError> {
-        self.db.get(META_KEY)?.map(|v| meta_from(&v)).transpose()
+    fn set_slot(&self, slot: Slot) {
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = slot;
     }
 
-    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
+    /// Step 1 of [`Store::append`]: the group as one atomic sled batch, in sled's memory only.
+    ///
+    /// The three steps are public so that tests can fail each in turn
+    /// (`ledger-core/tests/faults.rs`); a ledger calls [`Store::append`], which runs all three.
+    pub fn write_group(&self, group: Append<'_>) -> Result<(), StoreError> {
         let mut write = sled::Batch::default();
         for (i, leaf) in group.leaves.iter().enumerate() {
             write.insert(&leaf_key(group.first_seq + i as u64), leaf.as_slice());
@@ -431,18 +619,101 @@ impl Store for SledStore {
         if let Some(meta) = group.meta {
             write.insert(META_KEY, meta_bytes(meta)?);
         }
-        self.db.apply_batch(write)?;
+        self.handle()?.db.apply_batch(write)?;
+        Ok(())
+    }
+
+    /// Step 2 of [`Store::append`]: sled's `flush()`, which writes its log to the data file and
+    /// ends in `sync_file_range` (a killed process then loses nothing; a power cut still may).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.handle()?.db.flush()?;
+        Ok(())
+    }
+
+    /// Step 3 of [`Store::append`]: `fdatasync` of the data file (a power cut then loses
+    /// nothing).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.handle()?.data_file.sync_data()?;
+        Ok(())
+    }
+
+    fn make_durable(&self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.sync()
+    }
+}
+
+impl Store for SledStore {
+    fn reopen(&self) -> Result<(), StoreError> {
+        // Take the database out of reach of new reads, then wait until the reads in progress
+        // let go of it: two openings of one folder must never coexist.
+        let previous = std::mem::replace(
+            &mut *self.open.write().unwrap_or_else(|e| e.into_inner()),
+            Slot::Reopening,
+        );
+        if let Slot::Open(old) = previous {
+            let deadline = Instant::now() + REOPEN_WAIT;
+            while Arc::strong_count(&old) > 1 {
+                if Instant::now() >= deadline {
+                    self.set_slot(Slot::Open(old));
+                    return Err(StoreError::Io(
+                        "reads in progress kept the store open; it is reopened at the next attempt"
+                            .to_owned(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Dropping the last handle closes sled. A database that recorded an error writes
+            // nothing more; one that did not (a failure outside sled) writes what its cache
+            // holds, which the reopened store then shows and the ledger checks like anything
+            // else it reads back.
+            drop(old);
+        }
+        let opened = match SledHandle::open(&self.path) {
+            // No room to open: give the reserve up, so that reads go on.
+            Err(StoreError::Full(_)) if self.release_reserve()? => SledHandle::open(&self.path),
+            other => other,
+        };
+        match opened {
+            Ok(fresh) => {
+                self.set_slot(Slot::Open(Arc::new(fresh)));
+                Ok(())
+            }
+            Err(error) => {
+                self.set_slot(Slot::Closed(error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        self.ensure_reserve()
+    }
+
+    fn meta(&self) -> Result<Option<Meta>, StoreError> {
+        self.handle()?
+            .db
+            .get(META_KEY)?
+            .map(|v| meta_from(&v))
+            .transpose()
+    }
+
+    fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
+        self.ensure_reserve()?;
+        self.write_group(group)?;
         self.make_durable()
     }
 
     fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
-        self.db.insert(CHECKPOINT_KEY, note.as_bytes())?;
+        self.ensure_reserve()?;
+        self.handle()?.db.insert(CHECKPOINT_KEY, note.as_bytes())?;
         self.make_durable()?;
         write_atomically(&self.path, WITNESS_FILE, note.as_bytes())
     }
 
     fn checkpoint(&self) -> Result<Option<String>, StoreError> {
-        self.db
+        self.handle()?
+            .db
             .get(CHECKPOINT_KEY)?
             .map(|v| {
                 String::from_utf8(v.to_vec())
@@ -462,24 +733,43 @@ impl Store for SledStore {
     }
 
     fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(leaf_key(seq))?.map(|v| v.to_vec()))
+        Ok(self.handle()?.db.get(leaf_key(seq))?.map(|v| v.to_vec()))
     }
 
     fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError> {
-        for row in self.db.range(leaf_key(from)..=leaf_key(u64::MAX)) {
-            let (key, value) = row?;
-            let seq: [u8; 8] = key[1..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("a leaf key is malformed".to_owned()))?;
-            if !visit(u64::from_be_bytes(seq), &value)? {
-                break;
+        let mut next = from;
+        loop {
+            // A chunk is copied out, so that `visit` runs without holding the database.
+            let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+            {
+                let handle = self.handle()?;
+                for row in handle.db.range(leaf_key(next)..=leaf_key(u64::MAX)) {
+                    let (key, value) = row?;
+                    let seq: [u8; 8] = key[1..]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("a leaf key is malformed".to_owned()))?;
+                    chunk.push((u64::from_be_bytes(seq), value));
+                    if chunk.len() == SCAN_CHUNK {
+                        break;
+                    }
+                }
+            }
+            let full = chunk.len() == SCAN_CHUNK;
+            for (seq, leaf) in chunk {
+                if !visit(seq, &leaf)? {
+                    return Ok(());
+                }
+                next = seq.saturating_add(1);
+            }
+            if !full || next == u64::MAX {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
-        self.db
+        self.handle()?
+            .db
             .get(node_key(id))?
             .map(|v| hash_from(&v, "a Merkle node"))
             .transpose()
@@ -494,7 +784,8 @@ impl Store for SledStore {
         let Some((prefix, low, high)) = state_bounds(table, range) else {
             return Ok(());
         };
-        let rows = self.db.range::<Vec<u8>, _>((low, high));
+        let handle = self.handle()?;
+        let rows = handle.db.range::<Vec<u8>, _>((low, high));
         let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
             if range.reverse {
                 Box::new(rows.rev())
@@ -515,8 +806,47 @@ impl Store for SledStore {
     }
 
     fn state_row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(state_key(table, key))?.map(|v| v.to_vec()))
+        Ok(self
+            .handle()?
+            .db
+            .get(state_key(table, key))?
+            .map(|v| v.to_vec()))
     }
+}
+
+/// Makes `dir/name` a file of `bytes` filler bytes, written (not sparse, and not zeros, which a
+/// compressing file system would store in no space), and put in place by a rename; nothing is
+/// left behind if the disk has no room for it. `written` bytes are written first and the file
+/// cut to `bytes`: that proves the disk had room for `written`. It is not synced: file systems
+/// count the space of a write when it is made, and a reserve cut short by a crash is made again
+/// at the next open.
+fn write_filler(dir: &Path, name: &str, written: u64, bytes: u64) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let temporary = dir.join(format!("{name}.tmp"));
+    let written = (|| -> std::io::Result<()> {
+        let mut file = File::create(&temporary)?;
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for byte in &mut chunk {
+            // xorshift64: bytes that do not compress.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state.to_le_bytes()[0];
+        }
+        let mut left = written.max(bytes);
+        while left > 0 {
+            let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+            file.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        file.set_len(bytes)?;
+        std::fs::rename(&temporary, dir.join(name))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    Ok(written?)
 }
 
 /// Replaces `dir/name` with `bytes` so that a crash leaves the old or the new file, never a mix:
@@ -688,7 +1018,33 @@ impl Store for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use super::StoreError;
+    use super::*;
+
+    /// A full disk, a quota and a file-size limit are all "no room"; other I/O errors are not.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn no_room_is_told_apart_from_other_io_errors() {
+        let os = std::io::Error::from_raw_os_error;
+        // ENOSPC, EDQUOT, EFBIG on Linux.
+        for code in [28, 122, 27] {
+            assert!(
+                matches!(StoreError::from(os(code)), StoreError::Full(_)),
+                "errno {code}"
+            );
+            let through_sled = sled::Error::Io(os(code)).clone();
+            assert!(
+                matches!(StoreError::from(through_sled), StoreError::Full(_)),
+                "errno {code} through sled"
+            );
+        }
+        // EIO, EPIPE.
+        for code in [5, 32] {
+            assert!(
+                matches!(StoreError::from(os(code)), StoreError::Io(_)),
+                "errno {code}"
+            );
+        }
+    }
 
     /// The core recognises an unavailable store by this text once a proof's node source has
     /// turned the error into a string (`LedgerError::kind`): keep the two in step.

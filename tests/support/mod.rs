@@ -165,10 +165,14 @@ pub fn unhex(text: &str) -> [u8; 32] {
 /// The binary under test, `carbon-ledger` of the ledger-api package, in the profile these tests
 /// were built with. The root package cannot name another package's binary at compile time, so
 /// the first call builds it (a no-op when `cargo test --workspace` already has) and finds it
-/// beside the test executable.
+/// beside the test executable. `CARBON_LEDGER_TEST_BIN` names another binary to test instead (a
+/// release artifact, or an older build to show that a regression test fails on it).
 pub fn bin() -> &'static Path {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(given) = std::env::var_os("CARBON_LEDGER_TEST_BIN") {
+            return given.into();
+        }
         // target/<profile>/deps/<this test> → target/<profile>
         let exe = std::env::current_exe().expect("the test's own path");
         let profile_dir = exe
@@ -271,6 +275,80 @@ impl Service {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Starts `carbon-ledger serve` on `data` as `launch` says, on a port chosen here, and waits
+    /// until it answers `GET /healthz` (whatever the status). Its stderr is not read: a test that
+    /// gives it a broken stderr still learns where it listens.
+    pub fn launch(data: &Path, launch: Launch) -> Self {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin());
+                command
+            }
+            None => Command::new(bin()),
+        };
+        command
+            .args(["serve", "--data", data.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(&launch.args)
+            .env("RUST_LOG", launch.log_filter)
+            .stdin(Stdio::null())
+            .stdout(launch.stdout)
+            .stderr(launch.stderr);
+        let child = command.spawn().unwrap();
+        let mut service = Self {
+            child,
+            url,
+            log: Arc::new(Mutex::new(Vec::new())),
+        };
+        if launch.close_pipes {
+            // The reading ends close now: every later write of the service gets EPIPE.
+            drop(service.child.stdout.take());
+            drop(service.child.stderr.take());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = service.child.try_wait().unwrap() {
+                panic!("serve exited with {status} before it answered");
+            }
+            let answered = std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .and_then(|mut stream| {
+                    use std::io::{Read, Write};
+                    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                    stream
+                        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .ok()?;
+                    let mut head = [0u8; 12];
+                    stream.read_exact(&mut head).ok()?;
+                    head.starts_with(b"HTTP/1.1 ").then_some(())
+                });
+            if answered.is_some() {
+                return service;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not answer within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// SIGKILL, and reap.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
@@ -292,6 +370,36 @@ impl Service {
             }
             assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// How [`Service::launch`] starts the service.
+#[derive(Debug)]
+pub struct Launch {
+    /// More arguments of `serve`.
+    pub args: Vec<String>,
+    /// `RUST_LOG`.
+    pub log_filter: String,
+    /// A command that runs the binary (`prlimit --fsize=...`), with its arguments.
+    pub wrapper: Vec<String>,
+    /// Where its standard output goes.
+    pub stdout: Stdio,
+    /// Where its standard error goes.
+    pub stderr: Stdio,
+    /// With `Stdio::piped()` above: close the reading ends at once.
+    pub close_pipes: bool,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            log_filter: "info".to_owned(),
+            wrapper: Vec::new(),
+            stdout: Stdio::null(),
+            stderr: Stdio::null(),
+            close_pipes: false,
         }
     }
 }

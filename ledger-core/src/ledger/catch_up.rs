@@ -182,7 +182,7 @@ impl Ledger {
                 "the store holds {durable} entries, fewer than the {} this instance saw durable: it lost entries (a database restored from an old backup, or failed over to a replica that was behind); stop every instance and see docs/operations.md",
                 head.meta.size
             );
-            *self.halted.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+            self.halt(reason.clone());
             return Err(LedgerError::Halted(reason));
         }
         self.catch_up(head)

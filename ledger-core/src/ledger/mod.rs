@@ -38,12 +38,14 @@ use crate::wire::{Envelope, WireError, GENESIS_PREV};
 
 mod audit;
 mod catch_up;
+mod health;
 mod migrate;
 mod proofs;
 mod replica;
 mod restore;
 mod sequencer;
 
+pub use health::{FailureStats, WriteHealth};
 pub use replica::Replica;
 
 /// Most entries in one atomic group.
@@ -130,6 +132,7 @@ impl LedgerError {
             LedgerError::Store(StoreError::Unavailable(_) | StoreError::Behind { .. }) => {
                 "store-unavailable"
             }
+            LedgerError::Store(StoreError::Full(_)) => "storage-full",
             LedgerError::Store(_) | LedgerError::Halted(_) => "storage",
             LedgerError::Integrity(_) => "integrity",
             LedgerError::Replay(_) => "integrity",
@@ -334,9 +337,8 @@ pub struct Ledger {
     /// On a shared store: passes left that lock the store's head before they sequence, because
     /// another instance overtook a recent one.
     contended_passes: AtomicU32,
-    /// Why the ledger stopped writing, if it did: a failure after which what is durable could
-    /// not be read back.
-    halted: Mutex<Option<String>>,
+    /// Whether writes succeed, and the recovery after a failed one (see `health`).
+    health: health::Health,
     /// The last checkpoint signed; its lock also makes signing one at a time.
     last_checkpoint: Mutex<Option<String>>,
 }
@@ -596,9 +598,12 @@ impl Ledger {
             durable_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
             contended_passes: AtomicU32::new(0),
-            halted: Mutex::new(None),
+            health: health::Health::default(),
             last_checkpoint: Mutex::new(last_checkpoint),
         };
+        if let Err(error) = ledger.store.writable() {
+            ledger.unwritable_at_open(error);
+        }
         if fresh {
             match ledger.write_genesis(&config) {
                 Ok(()) => {}
@@ -721,14 +726,6 @@ impl Ledger {
             durable_writes: self.durable_writes.load(Ordering::Relaxed),
             entries: self.entries_written.load(Ordering::Relaxed),
         }
-    }
-
-    /// Why the ledger stopped writing, if it did (it still answers reads).
-    pub fn halted(&self) -> Option<String> {
-        self.halted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// Number of entries.

@@ -159,7 +159,11 @@ impl Ledger {
                 }
                 // Another instance kept one at least as large meanwhile: read it back.
                 Err(StoreError::CheckpointSuperseded { .. }) => continue,
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    // The store is not trusted until it has been reopened (see `health`).
+                    self.store_write_failed(&error);
+                    return Err(error.into());
+                }
             }
         }
         Err(StoreError::Unavailable(

@@ -7,7 +7,9 @@
 //!
 //! A pass that panics (a broken invariant, a store that panics) is undone by a drop guard: every
 //! submitter of the pass gets an error, and the head is read back from what the store holds, so
-//! that no later pass builds on a leaf that was never stored.
+//! that no later pass builds on a leaf that was never stored. A pass whose write fails answers
+//! every submitter with the error and recovers the same way, from a reopened store (see
+//! `health`); while the store keeps failing, submissions are refused at once.
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
@@ -155,6 +157,7 @@ impl Ledger {
                 return Ok(receipt);
             }
         }
+        self.refuse_if_unwritable()?;
         let verified = match self.verify(&prepared) {
             Err(LedgerError::Signature(error)) => {
                 // A signer registered, or a key rotated, by another instance sharing the store:
@@ -185,6 +188,7 @@ impl Ledger {
         if group.is_empty() || group.len() > MAX_GROUP {
             return Err(LedgerError::GroupSize(group.len()));
         }
+        self.refuse_if_unwritable()?;
         // Signatures are checked on all cores. A signer registered, or a key rotated, earlier in
         // the same group is not known yet: such entries are verified again by the sequencer, in
         // order, which then gives the real answer.
@@ -384,11 +388,11 @@ impl Ledger {
     ) -> (Vec<UnitResult>, Option<u64>, bool) {
         let end_before = head.log_end();
         let mut group = GroupWrite::default();
-        let halted = self.halted();
+        let refusal = self.gate_for_pass(head);
         let mut results: Vec<UnitResult> = units
             .iter()
-            .map(|unit| match (&halted, unit) {
-                (Some(reason), _) => Err(LedgerError::Halted(reason.clone())),
+            .map(|unit| match (&refusal, unit) {
+                (Some(error), _) => Err(error.clone()),
                 (None, Unit::Single(single)) => self
                     .sequence_one(head, &mut group, &single.0, &single.1)
                     .map(|r| vec![r]),
@@ -418,13 +422,19 @@ impl Ledger {
             Err(error) => {
                 head.state.revert();
                 head.rewind(end_before);
-                if let LedgerError::Store(StoreError::Behind { durable }) = error {
-                    behind = Some(durable);
-                }
                 for result in &mut results {
                     if result.is_ok() {
                         *result = Err(error.clone());
                     }
+                }
+                if let LedgerError::Store(StoreError::Behind { durable }) = error {
+                    // Another instance appended first: nothing was written, and nothing failed.
+                    behind = Some(durable);
+                } else {
+                    // Nothing of the group is acknowledged, and nothing more is read from the
+                    // store as the failed write left it: reopen it and check it before the next
+                    // write.
+                    self.write_failed(head, &error);
                 }
             }
         }
@@ -453,35 +463,13 @@ impl Ledger {
         Ok(())
     }
 
-    /// Reads the head back from the store after a pass failed in a way that leaves memory in
-    /// doubt. If the store cannot be read, the ledger stops writing (it still answers reads).
+    /// Reads the head back after a pass failed in a way that leaves memory in doubt (it
+    /// panicked): from the store reopened from disk and checked against what was durable, as
+    /// after a failed write (see `health`). Until that succeeds, writes are refused; if what is
+    /// durable contradicts what was acknowledged, for good.
     pub(super) fn reload(&self, head: &mut Head) {
-        // On a shared store, no other instance appends while the state is read back.
-        let locked = self.store.lock_head();
-        let loaded = locked
-            .map_err(LedgerError::from)
-            .and_then(|_| self.store.meta().map_err(LedgerError::from))
-            .and_then(|meta| {
-                let meta = meta.ok_or_else(|| {
-                    LedgerError::Integrity("the store lost its metadata row".to_owned())
-                })?;
-                let operator = PublicKey::from(self.operator_key.verifying_key());
-                Head::load(&self.store, meta, &self.origin, &operator)
-            });
-        self.store.unlock_head();
-        match loaded {
-            Ok(fresh) => {
-                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = fresh.keys();
-                *head = fresh;
-            }
-            Err(error) => {
-                head.state.revert();
-                let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
-                *halted = Some(format!(
-                    "after a failed write, what is durable could not be read back ({error}); restart the service"
-                ));
-            }
-        }
+        let cause = LedgerError::Integrity("a sequencing pass failed while writing".to_owned());
+        self.write_failed(head, &cause);
     }
 
     fn sequence_group(

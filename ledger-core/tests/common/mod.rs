@@ -243,26 +243,188 @@ pub fn encode_key(key: &ed25519_dalek::VerifyingKey) -> String {
 
 /// A store that runs `hook` before each append, then does what the store it wraps does: a
 /// slow disk, or a store that fails or panics on purpose. It counts the state rows read.
+///
+/// Built with [`HookedStore::with_faults`] over a store whose durable write runs in steps
+/// ([`SteppedStore`]: sled), it also fails a step on purpose when a [`Faults`] plan says so —
+/// the atomic write, the flush, the `fdatasync`, or a write that stops half-way — with the real
+/// store underneath.
 pub struct HookedStore<S> {
     inner: S,
     hook: Box<dyn Fn(&Append<'_>) + Send + Sync>,
+    /// The append step by step, with faults (see [`HookedStore::with_faults`]).
+    stepped: Option<SteppedAppend<S>>,
+    /// Runs before each reopen (a disk that lost writes, put in place on purpose).
+    before_reopen: Option<Box<dyn Fn() + Send + Sync>>,
     /// State rows read since the store was made (one by key, or visited by a scan).
     pub rows_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+type SteppedAppend<S> = Box<dyn Fn(&S, Append<'_>) -> Result<(), StoreError> + Send + Sync>;
 
 impl<S> HookedStore<S> {
     pub fn new(inner: S, hook: impl Fn(&Append<'_>) + Send + Sync + 'static) -> Self {
         Self {
             inner,
             hook: Box::new(hook),
+            stepped: None,
+            before_reopen: None,
             rows_read: Default::default(),
         }
+    }
+
+    /// Runs `before` at each reopen, before the store it wraps reopens.
+    pub fn before_reopen(mut self, before: impl Fn() + Send + Sync + 'static) -> Self {
+        self.before_reopen = Some(Box::new(before));
+        self
     }
 
     fn count(&self) {
         self.rows_read
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// A store whose durable write runs in steps that a test can fail one by one.
+pub trait SteppedStore: Store {
+    /// The group in the store's memory (one atomic batch).
+    fn write_group(&self, group: Append<'_>) -> Result<(), StoreError>;
+    /// The store's own flush to its file.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// `fdatasync`.
+    fn sync(&self) -> Result<(), StoreError>;
+    /// The file a write that stops half-way is torn in.
+    fn data_file(&self) -> std::path::PathBuf;
+}
+
+impl SteppedStore for ledger_core::store::SledStore {
+    fn write_group(&self, group: Append<'_>) -> Result<(), StoreError> {
+        ledger_core::store::SledStore::write_group(self, group)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        ledger_core::store::SledStore::flush(self)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        ledger_core::store::SledStore::sync(self)
+    }
+    fn data_file(&self) -> std::path::PathBuf {
+        self.path().join("db")
+    }
+}
+
+/// Which step of a durable write fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The atomic write itself, before anything reaches the store: a full disk.
+    Append,
+    /// The flush: the group is in the store's memory, not in its file.
+    Flush,
+    /// The `fdatasync`: the group is in the file, not known to be on the disk.
+    Sync,
+    /// The write stops half-way: the first half of the bytes it changed in the data file are
+    /// there, the rest are as they were (or zeros where the file grew): a torn write.
+    HalfWay,
+}
+
+/// When appends fail: the next one, or every one until disarmed.
+#[derive(Debug, Default)]
+pub struct Faults {
+    plan: std::sync::Mutex<Option<(Fault, bool)>>,
+    /// Faults injected so far.
+    pub fired: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::default()
+    }
+
+    /// The next append fails at `fault`.
+    pub fn once(&self, fault: Fault) {
+        *self.plan.lock().unwrap() = Some((fault, false));
+    }
+
+    /// Every append fails at `fault` until [`Faults::disarm`].
+    pub fn always(&self, fault: Fault) {
+        *self.plan.lock().unwrap() = Some((fault, true));
+    }
+
+    /// Appends succeed again.
+    pub fn disarm(&self) {
+        *self.plan.lock().unwrap() = None;
+    }
+
+    fn take(&self) -> Option<Fault> {
+        let mut plan = self.plan.lock().unwrap();
+        let fault = plan.map(|(fault, _)| fault);
+        if plan.is_some_and(|(_, always)| !always) {
+            *plan = None;
+        }
+        if fault.is_some() {
+            self.fired.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fault
+    }
+}
+
+impl<S: SteppedStore + 'static> HookedStore<S> {
+    /// A store over `inner` whose appends fail as `faults` says.
+    pub fn with_faults(inner: S, faults: std::sync::Arc<Faults>) -> Self {
+        let mut store = Self::new(inner, |_| {});
+        store.stepped = Some(Box::new(move |inner: &S, group: Append<'_>| {
+            let injected = |what: &str| StoreError::Io(format!("{what} (injected by the test)"));
+            match faults.take() {
+                None => {
+                    inner.write_group(group)?;
+                    inner.flush()?;
+                    inner.sync()
+                }
+                Some(Fault::Append) => Err(StoreError::Full(
+                    "No space left on device (os error 28), injected by the test".to_owned(),
+                )),
+                Some(Fault::Flush) => {
+                    inner.write_group(group)?;
+                    Err(injected("the flush failed"))
+                }
+                Some(Fault::Sync) => {
+                    inner.write_group(group)?;
+                    inner.flush()?;
+                    Err(injected("fdatasync failed"))
+                }
+                Some(Fault::HalfWay) => {
+                    let file = inner.data_file();
+                    let before = std::fs::read(&file).unwrap();
+                    inner.write_group(group)?;
+                    inner.flush()?;
+                    inner.sync()?;
+                    tear(&file, &before);
+                    Err(injected("the write stopped half-way"))
+                }
+            }
+        }));
+        store
+    }
+}
+
+/// Puts back, in `file`, the second half of the bytes that differ from `before` (zeros where
+/// the file grew), as a disk would leave a write that stopped half-way; then syncs it.
+fn tear(file: &std::path::Path, before: &[u8]) {
+    let mut after = std::fs::read(file).unwrap();
+    let changed: Vec<usize> = (0..after.len())
+        .filter(|&i| before.get(i) != Some(&after[i]))
+        .collect();
+    assert!(
+        !changed.is_empty(),
+        "the write changed nothing in {}",
+        file.display()
+    );
+    for &i in &changed[changed.len() / 2..] {
+        after[i] = before.get(i).copied().unwrap_or(0);
+    }
+    use std::io::{Seek, Write};
+    let mut handle = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    handle.seek(std::io::SeekFrom::Start(0)).unwrap();
+    handle.write_all(&after).unwrap();
+    handle.sync_all().unwrap();
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for HookedStore<S> {
@@ -272,12 +434,24 @@ impl<S: std::fmt::Debug> std::fmt::Debug for HookedStore<S> {
 }
 
 impl<S: Store> Store for HookedStore<S> {
+    fn reopen(&self) -> Result<(), StoreError> {
+        if let Some(before) = &self.before_reopen {
+            before();
+        }
+        self.inner.reopen()
+    }
+    fn writable(&self) -> Result<(), StoreError> {
+        self.inner.writable()
+    }
     fn meta(&self) -> Result<Option<Meta>, StoreError> {
         self.inner.meta()
     }
     fn append(&self, group: Append<'_>) -> Result<(), StoreError> {
         (self.hook)(&group);
-        self.inner.append(group)
+        match &self.stepped {
+            Some(stepped) => stepped(&self.inner, group),
+            None => self.inner.append(group),
+        }
     }
     fn put_checkpoint(&self, note: &str) -> Result<(), StoreError> {
         self.inner.put_checkpoint(note)
