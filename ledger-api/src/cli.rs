@@ -280,8 +280,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 pub fn check(dir: &Path, store: Option<&str>) -> Result<String, CliError> {
     let data = existing_data_dir(dir)?;
     let config = data.config.clone();
-    let ledger =
-        crate::server::open_ledger(&data, config, store, ledger_core::store::DEFAULT_RESERVE_BYTES).map_err(|e| CliError(format!("{e}")))?;
+    let ledger = crate::server::open_ledger(
+        &data,
+        config,
+        store,
+        ledger_core::store::DEFAULT_RESERVE_BYTES,
+    )
+    .map_err(|e| CliError(format!("{e}")))?;
     let report = ledger.verify_full().map_err(|e| {
         CliError(format!(
             "the ledger in {} does NOT verify: {e}",

@@ -28,8 +28,8 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
-pub mod cosigner;
 pub mod connections;
+pub mod cosigner;
 pub mod demo;
 pub mod events;
 pub mod keys;
