@@ -293,6 +293,14 @@ pub fn check(dir: &Path, store: Option<&str>) -> Result<String, CliError> {
             dir.display()
         ))
     })?;
+    if let Some(behind) = ledger.behind_floor() {
+        return Err(CliError(format!(
+            "the {} entries of the ledger in {} verify (root {}), but it is not whole: {behind}",
+            report.entries,
+            dir.display(),
+            report.root
+        )));
+    }
     Ok(format!(
         "ledger {} verifies: {} entries, {} signatures, root {}\n",
         ledger.origin(),
@@ -316,87 +324,4 @@ fn existing_data_dir(dir: &Path) -> Result<keys::DataDir, CliError> {
         operator: String::new(),
         operator_name: String::new(),
     })?)
-}
-
-/// `restore`: builds a new data folder from a backup (an export and its checkpoint) and the
-/// operator's key file, with the entries on sled in the folder or, with `store`, in an empty
-/// PostgreSQL database. Every entry is verified as it is written; the folder must not exist yet.
-pub fn restore(
-    dir: &Path,
-    export: &Path,
-    checkpoint_file: &Path,
-    operator_key_file: &Path,
-    store: Option<&str>,
-) -> Result<String, CliError> {
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(CliError(format!(
-            "{} exists and is not empty: restore into a new folder",
-            dir.display()
-        )));
-    }
-    let key = keys::read_key_file(operator_key_file)?;
-    let note = read_text(checkpoint_file)?;
-    let origin = note.lines().next().unwrap_or_default().to_owned();
-    let file =
-        std::fs::File::open(export).map_err(|e| CliError(format!("{}: {e}", export.display())))?;
-    let mut lines = std::io::BufReader::new(file);
-    // The operator's id and name come from the ledger's first entry, its own registration.
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut lines, &mut first)
-        .map_err(|e| CliError(format!("{}: {e}", export.display())))?;
-    let genesis = wire::Envelope::from_leaf(first.trim_end_matches('\n').as_bytes())
-        .map_err(|e| CliError(format!("the export's first line is not an entry: {e}")))?;
-    let ledger_core::entry::EntryKind::RegisterParticipant(operator) = &genesis.entry.body.kind
-    else {
-        return Err(CliError(
-            "the export's first entry is not the operator's registration".to_owned(),
-        ));
-    };
-    std::fs::create_dir_all(dir).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
-    keys::write_key_file(&dir.join("operator.key"), &key)?;
-    let data = keys::open_data_dir(&keys::DataDirOptions {
-        dir: dir.to_owned(),
-        origin: Some(origin),
-        operator: operator.participant.to_string(),
-        operator_name: operator.name.to_string(),
-    })?;
-    let store: Box<dyn ledger_core::store::Store> = match store {
-        None => Box::new(
-            ledger_core::store::SledStore::open(&data.store_path)
-                .map_err(|e| CliError(e.to_string()))?,
-        ),
-        Some(url) => Box::new(
-            ledger_postgres::PgStore::connect(url)
-                .map_err(|e| CliError(format!("{}: {e}", crate::server::describe_store(url))))?
-                .with_witness(&data.dir),
-        ),
-    };
-    let whole = std::io::Read::chain(std::io::Cursor::new(first.into_bytes()), lines);
-    let ledger = ledger_core::ledger::Ledger::restore(
-        store,
-        data.config,
-        std::io::BufReader::new(whole),
-        &note,
-    )
-    .map_err(|e| {
-        CliError(format!(
-            "the backup does NOT restore: {e}; delete {} before trying again",
-            dir.display()
-        ))
-    })?;
-    Ok(format!(
-        "restored ledger {} into {}: {} entries, root {}\n",
-        ledger.origin(),
-        dir.display(),
-        ledger.size(),
-        hex_root(&ledger.root())
-    ))
-}
-
-fn hex_root(root: &[u8; 32]) -> String {
-    root.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -179,9 +179,21 @@ pub fn default_origin() -> String {
     format!("carbon-sink-ledger.local/{host}")
 }
 
-/// Opens the data folder, creating the operator key and `ledger.json` on first start.
+/// The file that marks a folder a restore is still building (or was building when it was
+/// stopped): such a folder never opens. A restore that completes removes it just before it moves
+/// the folder into place.
+pub const RESTORE_MARKER: &str = "RESTORE-INCOMPLETE";
+
+/// Opens the data folder, creating the operator key and `ledger.json` on first start. A folder
+/// that a restore left unfinished is refused.
 pub fn open_data_dir(options: &DataDirOptions) -> Result<DataDir, KeyError> {
     let dir = &options.dir;
+    if dir.join(RESTORE_MARKER).exists() {
+        return Err(KeyError::Invalid(format!(
+            "{} holds a restore that did not finish: it is not a ledger; delete it and restore again",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let key_path = dir.join("operator.key");
     let ledger_path = dir.join("ledger.json");

@@ -8,6 +8,8 @@
 //! carbon-ledger verify --export FILE --checkpoint FILE --operator-key KEY
 //! carbon-ledger verify-pledge --bundle FILE --operator-key KEY
 //! carbon-ledger demo   [--url URL --operator-key FILE [--ca-cert PEM]]
+//! carbon-ledger restore --data DIR --operator-key-file FILE [--export FILE --checkpoint FILE] [--mirror URL|DIR]... [--floor FILE|URL]... [--witness URL]...
+//! carbon-ledger mirror --url URL --data DIR [--operator-key KEY] [--listen ADDR] [--once]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -134,25 +136,68 @@ enum Command {
         #[arg(long, env = "CARBON_LEDGER_STORE")]
         store: Option<String>,
     },
-    /// Restores a ledger into a new data folder from a backup: an export, its checkpoint, and the
-    /// operator's key file.
+    /// Restores a ledger from copies of its log — a backup's export, mirrors — checked against
+    /// the newest checkpoint its key signed that you can find (the floor). A new folder is built
+    /// apart and moved into place only once complete and checked; a folder holding a ledger
+    /// behind its floor is completed in place.
     Restore {
-        /// The data folder to create.
+        /// The data folder to create (or to complete, if it holds a ledger behind its floor).
         #[arg(long)]
         data: PathBuf,
-        /// The NDJSON export (GET /v1/export).
-        #[arg(long)]
-        export: PathBuf,
-        /// The checkpoint (GET /v1/checkpoint) the export reaches.
-        #[arg(long)]
-        checkpoint: PathBuf,
         /// The operator's secret key file (the old DIR/operator.key).
         #[arg(long)]
         operator_key_file: PathBuf,
+        /// A backup's NDJSON export (GET /v1/export).
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The backup's checkpoint (GET /v1/checkpoint): a floor.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// A copy of the log to take the leaves from, after the export: a mirror's URL or
+        /// folder (stopped), a witness's folder, a ledger's URL. Its checkpoint is a floor too.
+        /// Repeat for each.
+        #[arg(long = "mirror")]
+        mirrors: Vec<String>,
+        /// A checkpoint the operator key signed, as a file (a bank's --state file, another
+        /// backup's) or a URL: the newest of all is the floor. Repeat for each.
+        #[arg(long = "floor")]
+        floors: Vec<String>,
+        /// A witness's URL: the checkpoint it last cosigned is a floor. Repeat for each.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
         /// Restore into this PostgreSQL database (empty) instead of sled in the data folder:
-        /// postgres://USER@HOST:PORT/DB.
+        /// postgres://USER@HOST:PORT/DB. The copy goes in in one transaction.
         #[arg(long)]
         store: Option<String>,
+        /// A CA certificate (PEM) to trust for https:// sources, besides the platform's roots.
+        #[arg(long, env = "CARBON_LEDGER_CA_CERT")]
+        ca_cert: Option<PathBuf>,
+    },
+    /// Follows a ledger and keeps every leaf, verified against its checkpoints, durably in DIR:
+    /// the copy `restore --mirror` recovers from. Run it on another machine than the ledger.
+    Mirror {
+        /// The ledger's URL.
+        #[arg(long)]
+        url: String,
+        /// The mirror's folder.
+        #[arg(long, env = "CARBON_LEDGER_MIRROR_DATA", default_value = "./mirror")]
+        data: PathBuf,
+        /// The operator's public key (base64, a C2SP verifier key, or a file holding one);
+        /// without it a new mirror trusts the one GET /v1/ledger states, and says so.
+        #[arg(long)]
+        operator_key: Option<String>,
+        /// Serve the copy (GET /v1/checkpoint, /v1/entries, /v1/ledger, /healthz) here.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// How often to fetch the ledger's checkpoint, milliseconds.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+        interval_ms: u64,
+        /// One round, then exit (for cron).
+        #[arg(long)]
+        once: bool,
+        /// A CA certificate (PEM) to trust for an https:// ledger, besides the platform's roots.
+        #[arg(long, env = "CARBON_LEDGER_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// A bounded load test on this machine: the signature-verification ceiling, then pre-signed
     /// trades through the library and over HTTP on loopback, each on a fresh temporary ledger.
@@ -437,17 +482,53 @@ fn run(command: Command) -> Result<(), cli::CliError> {
         Command::Check { data, store } => out(&cli::check(&data, store.as_deref())?),
         Command::Restore {
             data,
+            operator_key_file,
             export,
             checkpoint,
-            operator_key_file,
+            mirrors,
+            floors,
+            witnesses,
             store,
-        } => out(&cli::restore(
-            &data,
-            &export,
-            &checkpoint,
-            &operator_key_file,
-            store.as_deref(),
-        )?),
+            ca_cert,
+        } => {
+            let options = ledger_api::recovery::RestoreOptions {
+                data,
+                operator_key_file,
+                export,
+                checkpoint,
+                mirrors,
+                floors,
+                witnesses,
+                store,
+                ca_cert,
+            };
+            out(&ledger_api::recovery::restore(&options)?)
+        }
+        Command::Mirror {
+            url,
+            data,
+            operator_key,
+            listen,
+            interval_ms,
+            once,
+            ca_cert,
+        } => {
+            let _log = ledger_api::logging::init("info");
+            let options = ledger_api::mirror::MirrorOptions {
+                url,
+                data,
+                operator_key,
+                listen,
+                interval: Duration::from_millis(interval_ms),
+                ca_cert,
+            };
+            let runtime = runtime()?;
+            if once {
+                out(&runtime.block_on(ledger_api::mirror::once(options))?)
+            } else {
+                runtime.block_on(ledger_api::mirror::run(options, server::shutdown_signal()))
+            }
+        }
         Command::Bench {
             entries,
             clients,

@@ -250,6 +250,11 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
         503,
         "This instance has not applied the entries asked for yet",
     ),
+    p(
+        "behind-floor",
+        503,
+        "The ledger holds fewer entries than a checkpoint its key signed; restore the missing ones",
+    ),
     p("overloaded", 503, "Too many requests in flight"),
     p("timeout", 503, "The request took longer than the limit"),
 ];

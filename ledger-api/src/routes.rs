@@ -1461,13 +1461,16 @@ async fn export(
 // ---------------------------------------------------------------------------------------------
 
 /// `200 {"status": "ok"}` while writes succeed; `503` with the reason while they cannot
-/// (`failing`: the ledger retries by itself; `halted`: the operator must act).
+/// (`failing`: the ledger retries by itself; `halted`: the operator must act), and the
+/// `behind-floor` problem while the ledger holds fewer entries than a checkpoint its key signed
+/// (a restore from an older copy).
 async fn healthz(State(state): State<AppState>) -> Response {
     let checked = state
-        .blocking(|ledger| Ok((ledger.size(), ledger.write_health())))
+        .blocking(|ledger| Ok((ledger.size(), ledger.write_health(), ledger.behind_floor())))
         .await;
     match checked {
-        Ok((size, health)) => health_response(size, &health),
+        Ok((_, _, Some(behind))) => ApiError::from(behind).into_response(),
+        Ok((size, health, None)) => health_response(size, &health),
         Err(error) => error.into_response(),
     }
 }

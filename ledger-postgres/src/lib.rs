@@ -420,6 +420,171 @@ impl PgStore {
         }
     }
 
+    /// Copies the ledger held in `source` (a restore's verified copy) into this database in
+    /// **one transaction**: leaves, Merkle nodes (recomputed from the leaves, and checked against
+    /// the source's tree head), state rows, the metadata row and the last checkpoint signed. The
+    /// database must hold no ledger, no leaf and no checkpoint. If anything fails the transaction
+    /// is rolled back and the database is as it was: a restore into PostgreSQL is all or nothing.
+    /// Returns the number of entries copied.
+    pub fn import(&self, source: &dyn Store) -> Result<u64, StoreError> {
+        let meta = source
+            .meta()?
+            .ok_or_else(|| StoreError::Corrupt("the copy to import holds no ledger".to_owned()))?;
+        let note = source.checkpoint()?;
+        let mut pooled = self.pool.get().map_err(store_error)?;
+        let conn = pooled.conn();
+        conn.client.batch_execute("BEGIN").map_err(store_error)?;
+        let outcome = Self::import_in(conn, source, &meta, note.as_deref());
+        let ended = match &outcome {
+            Ok(_) => conn.client.batch_execute("COMMIT"),
+            Err(_) => conn.client.batch_execute("ROLLBACK"),
+        };
+        if ended.is_err() {
+            pooled.mark_broken();
+        }
+        let size = outcome?;
+        ended.map_err(store_error)?;
+        if let Some(note) = note {
+            self.keep_witness(&note)?;
+        }
+        Ok(size)
+    }
+
+    /// The body of [`PgStore::import`], inside its transaction.
+    fn import_in(
+        conn: &mut Conn,
+        source: &dyn Store,
+        meta: &Meta,
+        note: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        const IMPORT_CHUNK: usize = 1024;
+        let db = store_error;
+        let head = conn
+            .client
+            .query_one(
+                "SELECT size, meta IS NULL, checkpoint IS NULL,
+                        NOT EXISTS (SELECT 1 FROM ledger_leaves)
+                 FROM ledger_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .map_err(db)?;
+        let empty = head.get::<_, i64>(0) == 0
+            && head.get::<_, bool>(1)
+            && head.get::<_, bool>(2)
+            && head.get::<_, bool>(3);
+        if !empty {
+            return Err(StoreError::Corrupt(
+                "the database already holds a ledger (or part of one): restore into an empty database".to_owned(),
+            ));
+        }
+        let mut tree = ledger_core::merkle::CompactTree::new();
+        let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(IMPORT_CHUNK);
+        let mut nodes = Vec::new();
+        let mut first_seq = 0;
+        let flush = |conn: &mut Conn,
+                     first_seq: &mut u64,
+                     leaves: &mut Vec<Vec<u8>>,
+                     nodes: &mut Vec<(NodeId, Hash)>|
+         -> Result<(), StoreError> {
+            Self::write_group(
+                conn,
+                &Append {
+                    first_seq: *first_seq,
+                    leaves,
+                    nodes,
+                    state: &[],
+                    meta: None,
+                },
+            )?;
+            *first_seq += leaves.len() as u64;
+            leaves.clear();
+            nodes.clear();
+            Ok(())
+        };
+        source.scan_leaves(0, &mut |seq, leaf| {
+            if seq >= meta.size {
+                return Ok(false);
+            }
+            if seq != tree.size() {
+                return Err(StoreError::Corrupt(format!(
+                    "the copy to import lacks leaf {}",
+                    tree.size()
+                )));
+            }
+            let completed = tree
+                .append(ledger_core::merkle::leaf_hash(leaf))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            nodes.extend(completed);
+            leaves.push(leaf.to_vec());
+            if leaves.len() >= IMPORT_CHUNK {
+                flush(conn, &mut first_seq, &mut leaves, &mut nodes)?;
+            }
+            Ok(true)
+        })?;
+        flush(conn, &mut first_seq, &mut leaves, &mut nodes)?;
+        let peaks: Vec<String> = tree.peaks().iter().map(hex::encode).collect();
+        if tree.size() != meta.size || peaks != meta.peaks {
+            return Err(StoreError::Corrupt(format!(
+                "the copy to import holds {} leaves whose tree is not its stated head ({} entries)",
+                tree.size(),
+                meta.size
+            )));
+        }
+        let tables = ledger_core::state::State::TABLES;
+        let mut rows: Vec<ledger_core::state::StateChange> = Vec::with_capacity(IMPORT_CHUNK);
+        let write_rows = |conn: &mut Conn, rows: &mut Vec<ledger_core::state::StateChange>| {
+            Self::write_group(
+                conn,
+                &Append {
+                    first_seq: meta.size,
+                    leaves: &[],
+                    nodes: &[],
+                    state: rows,
+                    meta: None,
+                },
+            )?;
+            rows.clear();
+            Ok::<(), StoreError>(())
+        };
+        source.scan_state(None, RowRange::default(), &mut |table, key, value| {
+            let table = tables
+                .iter()
+                .copied()
+                .find(|t| *t == table)
+                .ok_or_else(|| StoreError::Corrupt(format!("an unknown state table {table}")))?;
+            rows.push(ledger_core::state::StateChange {
+                table,
+                key: key.to_vec(),
+                value: Some(value.to_vec()),
+            });
+            if rows.len() >= IMPORT_CHUNK {
+                write_rows(conn, &mut rows)?;
+            }
+            Ok(true)
+        })?;
+        write_rows(conn, &mut rows)?;
+        Self::write_group(
+            conn,
+            &Append {
+                first_seq: meta.size,
+                leaves: &[],
+                nodes: &[],
+                state: &[],
+                meta: Some(meta),
+            },
+        )?;
+        if let Some(note) = note {
+            let size = seq_sql(note_size(note)?)?;
+            conn.client
+                .execute(
+                    "UPDATE ledger_head SET checkpoint = $1, checkpoint_size = $2 WHERE id = 1",
+                    &[&note, &size],
+                )
+                .map_err(db)?;
+        }
+        Ok(meta.size)
+    }
+
     fn keep_witness(&self, note: &str) -> Result<(), StoreError> {
         let Some(dir) = &self.witness_dir else {
             return Ok(());

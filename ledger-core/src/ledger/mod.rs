@@ -11,7 +11,9 @@
 //! - [`sequencer`](self#submitting): submitting entries, group commit;
 //! - `proofs`: inclusion and consistency proofs, checkpoints, a bank's pledge bundle;
 //! - `audit`: [`Ledger::verify_full`], the replay of the whole stored history;
-//! - `restore`: [`Ledger::restore`], a ledger rebuilt from an export and its checkpoint.
+//! - `restore`: [`Restore`], a ledger rebuilt from copies of its log (an export, a mirror) and
+//!   checked against the newest checkpoint its key signed (its floor); [`Ledger::restore`] from
+//!   an export and its checkpoint.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,6 +49,7 @@ mod sequencer;
 
 pub use health::{FailureStats, WriteHealth};
 pub use replica::Replica;
+pub use restore::{Floor, Restore, Restored};
 
 /// Most entries in one atomic group.
 pub const MAX_GROUP: usize = 1024;
@@ -106,6 +109,17 @@ pub enum LedgerError {
     /// A full verification found the stored history wrong.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// The ledger holds fewer entries than a checkpoint its operator key signed (its floor): a
+    /// restore from an older copy. Accepting an entry or signing a checkpoint now would make the
+    /// key sign a second history, so it does neither until the missing entries are restored
+    /// from a copy of the log that verifies against the floor. It answers reads.
+    #[error("the ledger holds {size} entries, but its operator key signed a checkpoint of {floor}: it accepts no entry and signs no checkpoint until the {} missing entries are restored from a copy of the log that verifies against that checkpoint (carbon-ledger restore --mirror; docs/operations.md, Recovery); submitting them again cannot recreate them", floor - size)]
+    BehindFloor {
+        /// Entries held.
+        size: u64,
+        /// The size of the newest checkpoint the operator key signed.
+        floor: u64,
+    },
 }
 
 impl LedgerError {
@@ -136,6 +150,7 @@ impl LedgerError {
             LedgerError::Store(_) | LedgerError::Halted(_) => "storage",
             LedgerError::Integrity(_) => "integrity",
             LedgerError::Replay(_) => "integrity",
+            LedgerError::BehindFloor { .. } => "behind-floor",
         }
     }
 }
@@ -341,7 +356,13 @@ pub struct Ledger {
     health: health::Health,
     /// The last checkpoint signed; its lock also makes signing one at a time.
     last_checkpoint: Mutex<Option<String>>,
+    /// The size of the newest checkpoint signed when it is larger than the tree opened (a
+    /// restore from an older copy): until the tree reaches it the ledger refuses to write or sign.
+    floor: Option<u64>,
 }
+
+/// The last checkpoint signed, and its size if the tree is behind it (the ledger's floor).
+type LastSigned = (Option<String>, Option<u64>);
 
 /// How the sequencer has written since the ledger was opened: concurrent submitters share
 /// durable writes, so `entries / durable_writes` is the mean group size.
@@ -582,7 +603,7 @@ impl Ledger {
         if locked {
             store.unlock_head();
         }
-        let (head, last_checkpoint) = loaded?;
+        let (head, (last_checkpoint, floor)) = loaded?;
         let fresh = head.tree.size() == 0;
         let keys = head.keys();
         let ledger = Ledger {
@@ -600,6 +621,7 @@ impl Ledger {
             contended_passes: AtomicU32::new(0),
             health: health::Health::default(),
             last_checkpoint: Mutex::new(last_checkpoint),
+            floor,
         };
         if let Err(error) = ledger.store.writable() {
             ledger.unwritable_at_open(error);
@@ -624,7 +646,7 @@ impl Ledger {
         config: &LedgerConfig,
         operator_public: &PublicKey,
         notes: [Option<String>; 2],
-    ) -> Result<(Head, Option<String>), LedgerError> {
+    ) -> Result<(Head, LastSigned), LedgerError> {
         Ok(match store.meta()? {
             Some(meta) => {
                 let meta = migrate::to_current_layout(store.as_ref(), meta)?;
@@ -641,29 +663,45 @@ impl Ledger {
                 let mut head = Head::empty(config);
                 head.state
                     .keep_history_in(Arc::new(StoreHistory(Arc::clone(store))));
-                (head, None)
+                (head, (None, None))
             }
         })
     }
 
     /// The last checkpoint signed, from the one kept in the main data and the one kept apart
-    /// from it: the tree must extend both, and the later one is the last signed.
+    /// from it: the later one is the last signed. The tree must extend every one it reaches; a
+    /// checkpoint larger than the tree is its floor (returned with it): the store lost entries,
+    /// or was restored from an older copy, and the ledger opens behind its floor.
     fn last_signed(
         store: &dyn Store,
         head: &Head,
         notes: [Option<String>; 2],
         config: &LedgerConfig,
-    ) -> Result<Option<String>, LedgerError> {
+    ) -> Result<LastSigned, LedgerError> {
         let key = config.operator_key.verifying_key();
         let mut latest: Option<(u64, String)> = None;
         for note in notes.into_iter().flatten() {
             let last = checkpoint::open_checkpoint(&note, config.origin.as_str(), &key)?;
-            proofs::check_extends(store, &head.tree, &last)?;
+            if last.size <= head.tree.size() {
+                proofs::check_extends(store, &head.tree, &last)?;
+            }
             if latest.as_ref().is_none_or(|(size, _)| last.size > *size) {
                 latest = Some((last.size, note));
             }
         }
-        Ok(latest.map(|(_, note)| note))
+        let floor = latest
+            .as_ref()
+            .map(|(size, _)| *size)
+            .filter(|size| *size > head.tree.size());
+        Ok((latest.map(|(_, note)| note), floor))
+    }
+
+    /// Why the ledger may not write or sign now: it holds fewer entries than a checkpoint its
+    /// key signed ([`LedgerError::BehindFloor`]).
+    pub fn behind_floor(&self) -> Option<LedgerError> {
+        let floor = self.floor?;
+        let size = self.size();
+        (size < floor).then_some(LedgerError::BehindFloor { size, floor })
     }
 
     fn write_genesis(&self, config: &LedgerConfig) -> Result<(), LedgerError> {

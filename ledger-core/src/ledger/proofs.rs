@@ -109,6 +109,9 @@ impl Ledger {
         sort_keys: &[Vec<u8>],
     ) -> Result<(String, Vec<RowProof>), LedgerError> {
         const ATTEMPTS: usize = 8;
+        if let Some(refusal) = self.behind_floor() {
+            return Err(refusal);
+        }
         let mut last = self
             .last_checkpoint
             .lock()

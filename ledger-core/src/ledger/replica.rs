@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ed25519_dalek::VerifyingKey;
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::ids::{Origin, PublicKey, Timestamp};
+use crate::ids::{Origin, ParticipantId, PublicKey, Text, Timestamp};
 use crate::merkle::{self, Hash};
 use crate::state::StateCommitment;
 use crate::store::{Append, Store};
@@ -196,6 +196,15 @@ impl Replica {
             }
         }
         Ok(nodes)
+    }
+
+    /// The ledger's operator, once its first entry is held: its id and display name.
+    pub fn operator(&self) -> Option<(ParticipantId, Text)> {
+        let state = &self.head.state;
+        let id = state.operator()?;
+        state
+            .participant(id)
+            .map(|p| (p.id.clone(), p.name.clone()))
     }
 
     /// When the ledger accepted its last entry held here.

@@ -255,6 +255,10 @@ impl Ledger {
     /// takes them all as one durable write. Waiters block on the queue's condition variable, not
     /// on the pass, so those answered leave at once and the next leader starts at once.
     fn run(&self, unit: Unit) -> UnitResult {
+        // Behind its floor, an entry accepted now would start a second history under the key.
+        if let Some(refusal) = self.floor.and_then(|_| self.behind_floor()) {
+            return Err(refusal);
+        }
         let (reply, answer) = mpsc::channel();
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         queue.waiting.push(Pending { unit, reply });
