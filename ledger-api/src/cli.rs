@@ -312,6 +312,7 @@ pub fn check(dir: &Path, store: Option<&str>) -> Result<String, CliError> {
 
 /// Opens the data folder of an existing ledger (never creates one).
 fn existing_data_dir(dir: &Path) -> Result<keys::DataDir, CliError> {
+    keys::refuse_unfinished_restore(dir)?;
     if !dir.join("ledger.json").is_file() || !dir.join("operator.key").is_file() {
         return Err(CliError(format!(
             "{} is not a ledger's data folder (no ledger.json and operator.key)",

@@ -184,16 +184,22 @@ pub fn default_origin() -> String {
 /// the folder into place.
 pub const RESTORE_MARKER: &str = "RESTORE-INCOMPLETE";
 
-/// Opens the data folder, creating the operator key and `ledger.json` on first start. A folder
-/// that a restore left unfinished is refused.
-pub fn open_data_dir(options: &DataDirOptions) -> Result<DataDir, KeyError> {
-    let dir = &options.dir;
+/// Refuses a folder that a restore left unfinished ([`RESTORE_MARKER`]).
+pub fn refuse_unfinished_restore(dir: &Path) -> Result<(), KeyError> {
     if dir.join(RESTORE_MARKER).exists() {
         return Err(KeyError::Invalid(format!(
             "{} holds a restore that did not finish: it is not a ledger; delete it and restore again",
             dir.display()
         )));
     }
+    Ok(())
+}
+
+/// Opens the data folder, creating the operator key and `ledger.json` on first start. A folder
+/// that a restore left unfinished is refused.
+pub fn open_data_dir(options: &DataDirOptions) -> Result<DataDir, KeyError> {
+    let dir = &options.dir;
+    refuse_unfinished_restore(dir)?;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let key_path = dir.join("operator.key");
     let ledger_path = dir.join("ledger.json");
