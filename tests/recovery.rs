@@ -168,7 +168,8 @@ fn all_of_this_log(export: &[u8], notes: &[String], key: &ed25519_dalek::Verifyi
     }
 }
 
-/// `carbon-ledger mirror` in a child process, serving its copy; killed when dropped.
+/// A `carbon-ledger` child process that serves (a mirror, a witness, a service on a chosen
+/// port); killed when dropped.
 struct MirrorProcess {
     child: Child,
     url: String,
@@ -176,8 +177,8 @@ struct MirrorProcess {
 
 impl MirrorProcess {
     fn start(ledger: &str, data: &Path, key: &str) -> Self {
-        let mut child = Command::new(bin())
-            .args([
+        Self::spawn(
+            &[
                 "mirror",
                 "--url",
                 ledger,
@@ -189,7 +190,15 @@ impl MirrorProcess {
                 "127.0.0.1:0",
                 "--interval-ms",
                 "50",
-            ])
+            ],
+            "listening on http://",
+        )
+    }
+
+    /// Runs `args` and waits for the log line with `marker` (followed by the address).
+    fn spawn(args: &[&str], marker: &str) -> Self {
+        let mut child = Command::new(bin())
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -212,16 +221,13 @@ impl MirrorProcess {
             let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             else {
                 panic!(
-                    "the mirror did not say where it listens:\n{}",
+                    "carbon-ledger {args:?} did not say where it listens:\n{}",
                     log.lock().unwrap().join("\n")
                 );
             };
-            if let Some(at) = line.find("listening on http://") {
-                let url = line[at + "listening on ".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_owned();
+            if let Some(at) = line.find(marker) {
+                let address = line[at + marker.len()..].split_whitespace().next().unwrap();
+                let url = format!("http://{}", address.trim_start_matches("http://"));
                 return Self { child, url };
             }
         }
@@ -616,5 +622,146 @@ fn a_lost_data_folder_comes_back_from_the_last_export_and_a_mirror_with_the_same
     // And a mirror restarted on its folder follows the recovered ledger on.
     let mirror = MirrorProcess::start(&service.url, &mirror_dir, &vkey);
     mirror.wait_for(&http, final_size);
+    assert!(service.terminate().success());
+}
+
+/// A free port on the loopback interface, for a service whose URL its witness must know first.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A witness's latest cosigned checkpoint is a floor, and its folder a copy of the log: the older
+/// backup restored with the witness's URL is behind its floor; the witness's folder completes it
+/// with the root the witness cosigned.
+#[test]
+fn a_witness_gives_the_floor_and_its_copy_completes_the_ledger() {
+    let http = Http::new();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The ledger's folder and key first, so that the witness can be told of it.
+    let first = Service::start(&data);
+    let info = http.json(&first.url, "/v1/ledger");
+    let vkey = info["checkpoint_verifier_key"].as_str().unwrap().to_owned();
+    let origin = info["origin"].as_str().unwrap().to_owned();
+    let public = ledger_api::cli::operator_key(&vkey).unwrap();
+    assert!(first.terminate().success());
+    let key_file = dir.path().join("operator.key");
+    std::fs::copy(data.join("operator.key"), &key_file).unwrap();
+
+    let port = free_port();
+    let ledger_url = format!("http://127.0.0.1:{port}");
+    let witness_dir = dir.path().join("witness");
+    let witness = MirrorProcess::spawn(
+        &[
+            "witness",
+            "--data",
+            path(&witness_dir),
+            "--name",
+            "witness.test/w1",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            &format!("{ledger_url}={vkey}"),
+        ],
+        "addr=",
+    );
+    let witness_info = http.json(&witness.url, "/");
+    let witness_vkey = witness_info["verifier_key"].as_str().unwrap().to_owned();
+    let service = MirrorProcess::spawn(
+        &[
+            "serve",
+            "--data",
+            path(&data),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--witness",
+            &format!("{}={witness_vkey}", witness.url),
+            "--cosign-interval-ms",
+            "50",
+        ],
+        "listening on http://",
+    );
+    let key = ledger_api::keys::read_key_file(&data.join("operator.key")).unwrap();
+    let mut market = Market::new(&origin, info["operator"].as_str().unwrap(), key);
+    let client = Client::new(&service.url).unwrap();
+    http.0.block_on(support::populate_over_http(
+        &client,
+        &mut market,
+        &["ent-00".to_owned()],
+    ));
+    let (old_note, old_export, cp_old) = backup(&http, &service.url, &dir.path().join("old"));
+    transfers(&http, &service.url, &market, "L", 6);
+    let size = http.json(&service.url, "/v1/ledger")["size"]
+        .as_u64()
+        .unwrap();
+    // Wait until the witness has cosigned the whole ledger.
+    let latest = format!("/{}/checkpoint", ledger_core::witness::origin_hash(&origin));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cosigned = loop {
+        // A checkpoint of the current size is signed on request; the cosigner submits it.
+        http.get(&service.url, "/v1/checkpoint");
+        let answer = http.get(&witness.url, &latest);
+        let note = answer.text();
+        if answer.status.is_success() && opened(&note, &public).size == size {
+            break note;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the witness did not cosign {size} entries"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(service);
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let restored = dir.path().join("restored");
+    let said = fails(&[
+        "restore",
+        "--data",
+        path(&restored),
+        "--export",
+        path(&old_export),
+        "--checkpoint",
+        path(&old_note),
+        "--witness",
+        &witness.url,
+        "--operator-key-file",
+        path(&key_file),
+    ]);
+    assert!(said.contains("BEHIND ITS FLOOR by 6 entries"), "{said}");
+    assert!(
+        said.contains(&format!("from the witness {}", witness.url)),
+        "{said}"
+    );
+    // The witness stops; its folder holds its verified copy of the ledger.
+    drop(witness);
+    let said = ok(&[
+        "restore",
+        "--data",
+        path(&restored),
+        "--mirror",
+        path(&witness_dir),
+        "--operator-key-file",
+        path(&key_file),
+    ]);
+    assert!(
+        said.contains("6 entries were missing and are back"),
+        "{said}"
+    );
+    let cosigned_root = opened(&cosigned, &public).root;
+    assert!(said.contains(&hex::encode(cosigned_root)), "{said}");
+
+    let service = Service::start(&restored);
+    transfers(&http, &service.url, &market, "after", 2);
+    let cp_after = http.get(&service.url, "/v1/checkpoint").text();
+    let size_after = opened(&cp_after, &public).size;
+    let export = http
+        .get(&service.url, &format!("/v1/export?size={size_after}"))
+        .body;
+    all_of_this_log(&export, &[cp_old, cosigned, cp_after], &public);
     assert!(service.terminate().success());
 }

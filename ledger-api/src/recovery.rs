@@ -213,7 +213,7 @@ fn feed(
     sources: &[Source],
     rt: &tokio::runtime::Runtime,
 ) -> Result<(), CliError> {
-    let fail = |source: &str, e: &dyn std::fmt::Display| CliError(format!("{source}: {e}"));
+    let fail = |source: &str, e: &dyn std::fmt::Display| CliError(format!("{e} (in {source})"));
     if let Some(path) = export {
         let file = std::fs::File::open(path).map_err(|e| fail(&path.display().to_string(), &e))?;
         let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);

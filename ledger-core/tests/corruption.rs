@@ -101,6 +101,9 @@ fn copy_dir(from: &Path, to: &Path) {
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
     RefusedToOpen,
+    /// It opened with fewer entries than the checkpoint kept apart: it answers reads and refuses
+    /// to write or sign until the missing entries are restored.
+    BehindFloor,
     FoundByVerify,
     Unharmed,
 }
@@ -110,6 +113,14 @@ fn examine(dir: &Path, pristine: &Snapshot, what: &str) -> Outcome {
     let Ok(ledger) = Ledger::open_dir(dir, config()) else {
         return Outcome::RefusedToOpen;
     };
+    if let Some(refusal) = ledger.behind_floor() {
+        assert_eq!(refusal.kind(), "behind-floor", "{what}");
+        assert!(
+            ledger.checkpoint().is_err(),
+            "{what}: a ledger behind its floor signed"
+        );
+        return Outcome::BehindFloor;
+    }
     if ledger.verify_full().is_err() {
         return Outcome::FoundByVerify;
     }
@@ -160,11 +171,15 @@ fn flipped_and_truncated_bytes_are_found_or_harmless() {
     }
     let detected = outcomes.iter().filter(|o| **o != Outcome::Unharmed).count();
     eprintln!(
-        "{} damaged copies: {} refused to open, {} found by verify, {} unharmed",
+        "{} damaged copies: {} refused to open, {} opened behind their floor, {} found by verify, {} unharmed",
         outcomes.len(),
         outcomes
             .iter()
             .filter(|o| **o == Outcome::RefusedToOpen)
+            .count(),
+        outcomes
+            .iter()
+            .filter(|o| **o == Outcome::BehindFloor)
             .count(),
         outcomes
             .iter()
