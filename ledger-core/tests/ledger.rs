@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{body, pid, signing_key, stores, HookedStore, LEDGER, REFERENCE_PARTICIPANTS};
 use ledger_core::entry::{Body, Submission};
-use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Receipt};
+use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Receipt, Restore};
 use ledger_core::merkle;
 use ledger_core::sign::sign_body;
 use ledger_core::store::MemoryStore;
@@ -582,6 +582,164 @@ fn restore_into(original: &Ledger, note: &str, export: &[u8], target: &stores::T
     // Only into an empty store.
     let err = Ledger::restore(target.store(), config(), export, note).unwrap_err();
     assert_eq!(err.kind(), "integrity");
+}
+
+/// Leaves of an export, one per line.
+fn lines(export: &[u8]) -> Vec<Vec<u8>> {
+    export
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// A restore from an older copy, with a newer checkpoint as its floor, opens behind it: it
+/// reads, but accepts nothing (not even an entry it lost, submitted again: that would be a new
+/// leaf) and signs nothing; completed from a copy that reaches the floor, it is the ledger signed
+/// before, and goes on.
+#[test]
+fn a_ledger_behind_its_floor_refuses_to_write_or_sign_until_its_leaves_are_back() {
+    let original = Ledger::in_memory(config()).unwrap();
+    populate(&original);
+    let old_note = original.checkpoint().unwrap();
+    let mut old_export = Vec::new();
+    original.export(&mut old_export, None).unwrap();
+    let lost = signed(
+        body("T-lost", transfer("1")),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    original.submit(lost.clone()).unwrap();
+    submit(
+        &original,
+        "T-lost-2",
+        transfer("2"),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    let floor = original.checkpoint().unwrap();
+    let mut export = Vec::new();
+    original.export(&mut export, None).unwrap();
+
+    let store = Arc::new(MemoryStore::new());
+    let origin = config().origin;
+    let key = config().operator_key.verifying_key();
+    let mut restore = Restore::begin(
+        Box::new(Arc::clone(&store)),
+        origin.clone(),
+        key,
+        vec![(old_note, "old".into()), (floor.clone(), "bank".into())],
+    )
+    .unwrap();
+    restore.append(&lines(&old_export)).unwrap();
+    let restored = restore.finish();
+    assert_eq!(restored.missing(), 2);
+
+    let behind = Ledger::open(Box::new(Arc::clone(&store)), config()).unwrap();
+    assert_eq!(behind.size(), original.size() - 2);
+    let refusal = behind.behind_floor().unwrap();
+    assert_eq!(refusal.kind(), "behind-floor");
+    assert_eq!(behind.checkpoint().unwrap_err().kind(), "behind-floor");
+    assert_eq!(
+        behind.submit(lost.clone()).unwrap_err().kind(),
+        "behind-floor"
+    );
+    assert_eq!(
+        behind.size(),
+        original.size() - 2,
+        "a refusal changes nothing"
+    );
+    drop(behind);
+
+    let mut resumed =
+        Restore::resume(Box::new(Arc::clone(&store)), origin, key, Vec::new()).unwrap();
+    assert_eq!(resumed.floor().checkpoint.size, original.size());
+    let all = lines(&export);
+    resumed
+        .append(&all[usize::try_from(resumed.size()).unwrap()..])
+        .unwrap();
+    assert_eq!(resumed.finish().missing(), 0);
+
+    let whole = Ledger::open(Box::new(Arc::clone(&store)), config()).unwrap();
+    assert!(whole.behind_floor().is_none());
+    assert_eq!(
+        (whole.size(), whole.root()),
+        (original.size(), original.root())
+    );
+    assert_eq!(whole.checkpoint().unwrap(), floor);
+    assert!(whole.submit(lost).unwrap().duplicate);
+    submit(
+        &whole,
+        "T-after",
+        transfer("1"),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+}
+
+/// A copy of the log that is not the history the floor commits to (the same key, another root)
+/// is refused where it departs; two checkpoints of one size with different roots are refused
+/// before anything is written.
+#[test]
+fn a_copy_that_contradicts_a_floor_or_two_floors_that_contradict_are_refused() {
+    let original = Ledger::in_memory(config()).unwrap();
+    populate(&original);
+    let prefix_note = original.checkpoint().unwrap();
+    let mut prefix = Vec::new();
+    original.export(&mut prefix, None).unwrap();
+    submit(
+        &original,
+        "T-a",
+        transfer("1"),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    let floor = original.checkpoint().unwrap();
+    // Another history under the same key: the old backup restored, another entry after it.
+    let other = Ledger::restore(
+        Box::new(MemoryStore::new()),
+        config(),
+        &prefix[..],
+        &prefix_note,
+    )
+    .unwrap();
+    submit(
+        &other,
+        "T-b",
+        transfer("2"),
+        &["two-mountains-bank", "enterprise-a"],
+    );
+    let forked_note = other.checkpoint().unwrap();
+    let mut forked_export = Vec::new();
+    other.export(&mut forked_export, None).unwrap();
+
+    let mut restore = Restore::begin(
+        Box::new(MemoryStore::new()),
+        config().origin,
+        config().operator_key.verifying_key(),
+        vec![(floor.clone(), "the bank".into())],
+    )
+    .unwrap();
+    let error = restore.append(&lines(&forked_export)).unwrap_err();
+    assert_eq!(error.kind(), "integrity");
+    assert!(
+        error
+            .to_string()
+            .contains("contradict the checkpoint of size"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("the bank"), "{error}");
+
+    let error = Restore::begin(
+        Box::new(MemoryStore::new()),
+        config().origin,
+        config().operator_key.verifying_key(),
+        vec![
+            (floor, "the bank".into()),
+            (forked_note, "a witness".into()),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("signed two histories"),
+        "{error}"
+    );
 }
 
 /// Regression: an entry signed with a key rotated in earlier in the same group was refused

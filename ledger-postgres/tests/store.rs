@@ -249,3 +249,66 @@ fn key_range_scans_agree_with_the_memory_store_bytewise() {
     all_memory.sort();
     assert_eq!(all_pg, all_memory);
 }
+
+/// A copy whose leaves are not its stated tree: the import fails after it has written rows in its
+/// transaction, and the database is left as it was — empty — so that the same database takes a
+/// good copy next.
+#[test]
+fn an_import_is_all_or_nothing() {
+    let Some(cluster) = TestCluster::shared("an_import_is_all_or_nothing") else {
+        return;
+    };
+    let url = cluster.database();
+    let target = PgStore::connect(&url).unwrap();
+    let count = 2500;
+    let leaves: Vec<Vec<u8>> = (0..count).map(leaf).collect();
+    let mut tree = ledger_core::merkle::CompactTree::new();
+    for l in &leaves {
+        tree.append(ledger_core::merkle::leaf_hash(l)).unwrap();
+    }
+    let good = Meta {
+        peaks: tree.peaks().iter().map(hex::encode).collect(),
+        ..meta(count)
+    };
+    let copy = |meta: &Meta| {
+        let source = MemoryStore::new();
+        source
+            .append(Append {
+                first_seq: 0,
+                leaves: &leaves,
+                nodes: &[],
+                state: &[StateChange {
+                    table: "participants",
+                    key: b"\"p\"".to_vec(),
+                    value: Some(b"{}".to_vec()),
+                }],
+                meta: Some(meta),
+            })
+            .unwrap();
+        source
+    };
+    // Peaks that are not the leaves' tree: found after more than one chunk of leaves is written.
+    let bad = Meta {
+        peaks: vec!["11".repeat(32)],
+        ..good.clone()
+    };
+    let error = target.import(&copy(&bad)).unwrap_err();
+    assert!(error.to_string().contains("not its stated head"), "{error}");
+    assert_eq!(target.meta().unwrap(), None);
+    assert_eq!(target.leaf(0).unwrap(), None);
+    assert_eq!(target.state_row("participants", b"\"p\"").unwrap(), None);
+
+    assert_eq!(target.import(&copy(&good)).unwrap(), count);
+    assert_eq!(target.meta().unwrap(), Some(good));
+    assert_eq!(target.leaf(count - 1).unwrap(), Some(leaf(count - 1)));
+    assert_eq!(
+        target.state_row("participants", b"\"p\"").unwrap(),
+        Some(b"{}".to_vec())
+    );
+    // Into a database that holds a ledger: refused, nothing changed.
+    let error = target.import(&copy(&meta(count))).unwrap_err();
+    assert!(
+        error.to_string().contains("already holds a ledger"),
+        "{error}"
+    );
+}
