@@ -220,6 +220,8 @@ impl MirrorProcess {
         loop {
             let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             else {
+                let _ = child.kill();
+                let _ = child.wait();
                 panic!(
                     "carbon-ledger {args:?} did not say where it listens:\n{}",
                     log.lock().unwrap().join("\n")
@@ -280,6 +282,7 @@ fn serve_refuses(data: &Path) -> String {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("serve opened {} and kept running", data.display());
         }
         std::thread::sleep(Duration::from_millis(20));
