@@ -768,3 +768,75 @@ fn a_witness_gives_the_floor_and_its_copy_completes_the_ledger() {
     all_of_this_log(&export, &[cp_old, cosigned, cp_after], &public);
     assert!(service.terminate().success());
 }
+
+/// The split view the floor prevents, seen from a mirror: an older backup restored with nothing
+/// but its own checkpoint (as the docs once said) and new entries on it make the key sign another
+/// history. A mirror that verified the first refuses it for good, keeps it as evidence, says so on
+/// `/healthz`, and keeps the copy it had.
+#[test]
+fn a_mirror_refuses_a_second_history_under_the_same_key_and_keeps_the_first() {
+    let http = Http::new();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let service = Service::start(&data);
+    let key_file = dir.path().join("operator.key");
+    std::fs::copy(data.join("operator.key"), &key_file).unwrap();
+    let info = http.json(&service.url, "/v1/ledger");
+    let vkey = info["checkpoint_verifier_key"].as_str().unwrap().to_owned();
+    let public = ledger_api::cli::operator_key(&vkey).unwrap();
+    let market = market_on(&http, &service, &data);
+    let (old_note, old_export, _) = backup(&http, &service.url, &dir.path().join("old"));
+    transfers(&http, &service.url, &market, "L", 4);
+    let first = http.get(&service.url, "/v1/checkpoint").text();
+    let first = opened(&first, &public);
+    let mirror_dir = dir.path().join("mirror");
+    let mirror = MirrorProcess::start(&service.url, &mirror_dir, &vkey);
+    mirror.wait_for(&http, first.size);
+    drop(mirror);
+    service.kill();
+
+    // The old way: the old backup alone, and new entries on it.
+    let forked = dir.path().join("forked");
+    ok(&[
+        "restore",
+        "--data",
+        path(&forked),
+        "--export",
+        path(&old_export),
+        "--checkpoint",
+        path(&old_note),
+        "--operator-key-file",
+        path(&key_file),
+    ]);
+    let service = Service::start(&forked);
+    transfers(&http, &service.url, &market, "F", 2);
+    let other = opened(&http.get(&service.url, "/v1/checkpoint").text(), &public);
+    assert!(other.size < first.size);
+
+    let mirror = MirrorProcess::start(&service.url, &mirror_dir, &vkey);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        let answer = http.get(&mirror.url, "/healthz");
+        if answer.status.as_u16() == 503 {
+            let health: Value = answer.json().unwrap();
+            if health["status"] == "refused" {
+                break health;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mirror did not refuse the fork"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        health["detail"].as_str().unwrap().contains("two histories"),
+        "{health}"
+    );
+    let evidence = std::fs::read_to_string(mirror_dir.join("refused-checkpoint")).unwrap();
+    assert_eq!(opened(&evidence, &public), other);
+    // The copy is the first history, as verified.
+    let kept = opened(&http.get(&mirror.url, "/v1/checkpoint").text(), &public);
+    assert_eq!((kept.size, kept.root), (first.size, first.root));
+    assert!(service.terminate().success());
+}

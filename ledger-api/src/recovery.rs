@@ -394,7 +394,10 @@ fn build(
         operator_name: operator.1.to_string(),
     };
     let text = serde_json::to_string_pretty(&file).unwrap_or_default() + "\n";
-    std::fs::write(building.join("ledger.json"), text).map_err(io(building))?;
+    let ledger_json = building.join("ledger.json");
+    std::fs::write(&ledger_json, text)
+        .and_then(|()| std::fs::File::open(&ledger_json)?.sync_all())
+        .map_err(io(building))?;
     if let Some(url) = &options.store {
         // Into PostgreSQL in one transaction, from the verified copy; then the copy goes.
         let scratch = SledStore::open(&store_dir).map_err(|e| CliError(e.to_string()))?;

@@ -688,6 +688,9 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
         "integrity",
         "checkpoint",
         "store-unavailable",
+        // A ledger restored behind a checkpoint its key signed: tested over HTTP with the real
+        // binary by `tests/recovery.rs`.
+        "behind-floor",
     ];
     let expected: BTreeSet<&str> = rule_kinds_tested_in_core
         .into_iter()
