@@ -113,12 +113,21 @@ pub fn sign(
 /// `submit --url URL FILE`: posts a submission (or a group `{"entries": [...]}`) and returns the
 /// receipt(s) as JSON.
 pub async fn submit(url: &str, file: &Path) -> Result<String, CliError> {
-    submit_to(&Client::new(url)?, file).await
+    Ok(submit_to(&Client::new(url)?, file).await?.answer)
+}
+
+/// What `submit` did: the route it posted to, and the service's answer.
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    /// `/v1/entries`, or `/v1/entries/group` for a group.
+    pub path: &'static str,
+    /// The receipt (or the group's receipts), as pretty JSON.
+    pub answer: String,
 }
 
 /// `submit`, through a client set up with options (`--ca-cert` for a service with a private
 /// certificate).
-pub async fn submit_to(client: &Client, file: &Path) -> Result<String, CliError> {
+pub async fn submit_to(client: &Client, file: &Path) -> Result<Submitted, CliError> {
     let bytes = read(file)?;
     let is_group = wire::parse_strict(&bytes)
         .ok()
@@ -128,9 +137,13 @@ pub async fn submit_to(client: &Client, file: &Path) -> Result<String, CliError>
     } else {
         "/v1/entries"
     };
+    // A connection error names the URL already; a refusal is told where it came from.
     let response = client.post(path, bytes).await?;
-    let value: Value = response.ok_json()?;
-    serde_json::to_string_pretty(&value).map_err(|e| CliError(e.to_string()))
+    let value: Value = response
+        .ok_json()
+        .map_err(|e| CliError(format!("{e} (answered by {}{path})", client.url())))?;
+    let answer = serde_json::to_string_pretty(&value).map_err(|e| CliError(e.to_string()))?;
+    Ok(Submitted { path, answer })
 }
 
 /// Reads an operator key given as base64 (as `GET /v1/ledger` shows it), as a C2SP verifier key

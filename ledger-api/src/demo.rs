@@ -5,7 +5,7 @@
 //! examples and the tests. The demo and the HTTP tests replay them with [`replay`].
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use ledger_core::ledger::{ConsistencyProof, InclusionProof, Receipt};
@@ -107,6 +107,9 @@ pub struct DemoOptions {
     pub operator_key: Option<PathBuf>,
     /// A CA certificate (PEM) to trust for an `https://` service, besides the platform's roots.
     pub ca_cert: Option<PathBuf>,
+    /// A folder to write the participants' secret keys to (with `url`), so that more entries can
+    /// be signed for them after the demo.
+    pub keys: Option<PathBuf>,
 }
 
 /// Writes `12345678.90` as `12,345,678.90`.
@@ -151,6 +154,14 @@ fn tonnes(value: &Value, key: &str) -> String {
     }
 }
 
+/// How many steps were appended, and how many were refused on purpose.
+pub fn counts(outcomes: &[Outcome]) -> (u64, u64) {
+    let appended = outcomes.iter().filter(|o| o.receipt.is_some()).count();
+    let refused = outcomes.len() - appended;
+    let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    (as_u64(appended), as_u64(refused))
+}
+
 fn entries_word(n: u64) -> &'static str {
     if n == 1 {
         "entry"
@@ -187,6 +198,11 @@ fn unhex(text: &str) -> Result<merkle::Hash, ClientError> {
 /// `carbon-ledger demo`: replays the case and writes the report to `out`.
 pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), ClientError> {
     let io = |e: std::io::Error| ClientError(format!("cannot write the report: {e}"));
+    if options.keys.is_some() && options.url.is_none() {
+        return Err(ClientError(
+            "--keys needs --url: without it the demo's own ledger is gone when the demo ends, and its keys with it".to_owned(),
+        ));
+    }
     let (running, _temp, operator_key) = match &options.url {
         Some(_) => {
             let path = options.operator_key.as_ref().ok_or_else(|| {
@@ -232,7 +248,14 @@ pub async fn run(options: DemoOptions, out: &mut dyn Write) -> Result<(), Client
             ca_cert: options.ca_cert.clone(),
         },
     )?;
-    let result = report(&client, running.is_some(), operator_key, out).await;
+    let result = report(
+        &client,
+        running.is_some(),
+        operator_key,
+        options.keys.as_deref(),
+        out,
+    )
+    .await;
     if let Some(running) = running {
         running
             .stop()
@@ -264,6 +287,7 @@ async fn report(
     client: &Client,
     own_service: bool,
     operator_key: SigningKey,
+    keys_folder: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<(), ClientError> {
     let url = client.url().to_owned();
@@ -286,8 +310,14 @@ async fn report(
     let verifying_key = operator_key.verifying_key();
     let case = ReferenceCase::new(&info.origin, &operator, operator_key);
     report.heading(&url, own_service, &info, &operator)?;
+    if let Some(folder) = keys_folder {
+        check_keys_folder(folder, &case)?;
+    }
     let outcomes = replay(&report.client, &case).await?;
     report.submitted(&outcomes)?;
+    if let Some(folder) = keys_folder {
+        report.write_keys(folder, &case)?;
+    }
     report.wetland().await?;
     report.issuance().await?;
     report.trades().await?;
@@ -295,10 +325,36 @@ async fn report(
     report.pledge().await?;
     report.proofs(&info, &verifying_key).await?;
     report.bank(&info, &verifying_key).await?;
+    let (appended, refused) = counts(&outcomes);
     say!(
         report,
-        "\nDone: every figure above is in the ledger, and the checkpoint proves it to anyone holding the operator's public key."
+        "\nDone: {appended} {} appended and {refused} refused on purpose. Every figure above is in the ledger, and the checkpoint proves it to anyone holding the operator's public key.",
+        entries_word(appended)
     )
+}
+
+/// The key file of each party of the case in `folder`.
+fn key_path(folder: &Path, party: &Party) -> PathBuf {
+    folder.join(format!("{}.key", party.id))
+}
+
+/// Before anything is submitted: the folder for the parties' keys can be made, and holds none of
+/// their key files yet (a key file is never overwritten).
+fn check_keys_folder(folder: &Path, case: &ReferenceCase) -> Result<(), ClientError> {
+    std::fs::create_dir_all(folder)
+        .map_err(|e| ClientError(format!("cannot make the folder {}: {e}", folder.display())))?;
+    match case
+        .parties
+        .iter()
+        .map(|p| key_path(folder, p))
+        .find(|p| p.exists())
+    {
+        Some(taken) => Err(ClientError(format!(
+            "{} exists: give --keys a folder without the demo's key files (they are never overwritten)",
+            taken.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 impl Report<'_> {
@@ -341,12 +397,12 @@ impl Report<'_> {
 
     /// 1. What was appended, and what the ledger refused on purpose.
     fn submitted(&mut self, outcomes: &[Outcome]) -> Result<(), ClientError> {
-        let appended = outcomes.iter().filter(|o| o.receipt.is_some()).count();
-        let refused = outcomes.len() - appended;
+        let (appended, refused) = counts(outcomes);
         say!(
             self,
-            "\n1. Submitted {} entries over HTTP: {appended} appended, {refused} refused on purpose (the ledger refusing what it must)",
-            outcomes.len()
+            "\n1. {appended} {} appended over HTTP; {refused} {} shown on purpose (entries the rules forbid, which the ledger refused and did not append)",
+            entries_word(appended),
+            if refused == 1 { "refusal" } else { "refusals" }
         )?;
         for o in outcomes {
             match (&o.receipt, &o.refusal) {
@@ -358,6 +414,19 @@ impl Report<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The parties' secret keys, one file each, so that the user can sign more entries for them.
+    fn write_keys(&mut self, folder: &Path, case: &ReferenceCase) -> Result<(), ClientError> {
+        for party in &case.parties {
+            keys::write_key_file(&key_path(folder, party), &party.key)
+                .map_err(|e| ClientError(e.to_string()))?;
+        }
+        say!(
+            self,
+            "   the participants' secret keys are in {} (one file each, <participant>.key, mode 0600): sign more entries for them with carbon-ledger sign --key",
+            folder.display()
+        )
     }
 
     /// 2. The wetland and its monitoring report.

@@ -4,10 +4,10 @@
 //! carbon-ledger serve  [--data DIR] [--store postgres://USER@HOST:PORT/DB] [--listen ADDR] [--origin ORIGIN] [limits...]
 //! carbon-ledger keygen --out FILE
 //! carbon-ledger sign   --key FILE --signer ID [--key FILE --signer ID ...] [--ledger ORIGIN] BODY.json
-//! carbon-ledger submit --url URL [--ca-cert PEM] FILE.json
+//! carbon-ledger submit [--url URL] [--ca-cert PEM] FILE.json     (default URL http://127.0.0.1:8080)
 //! carbon-ledger verify --export FILE --checkpoint FILE --operator-key KEY
 //! carbon-ledger verify-pledge --bundle FILE --operator-key KEY
-//! carbon-ledger demo   [--url URL --operator-key FILE [--ca-cert PEM]]
+//! carbon-ledger demo   [--url URL --operator-key FILE [--keys DIR] [--ca-cert PEM]]
 //! carbon-ledger restore --data DIR --operator-key-file FILE [--export FILE --checkpoint FILE] [--mirror URL|DIR]... [--floor FILE|URL]... [--witness URL]...
 //! carbon-ledger mirror --url URL --data DIR [--operator-key KEY] [--listen ADDR] [--once]
 //! ```
@@ -59,9 +59,11 @@ enum Command {
         /// The body (or submission) file.
         input: PathBuf,
     },
-    /// Submits a signed file (one submission, or a group {"entries": [...]}) and prints the receipt.
+    /// Submits a signed file (one submission, or a group {"entries": [...]}) and prints the
+    /// receipt. Without --url (or CARBON_LEDGER_URL) it posts to http://127.0.0.1:8080; it says on
+    /// standard error where it posted.
     Submit {
-        /// The service.
+        /// The service: without this flag, CARBON_LEDGER_URL, else http://127.0.0.1:8080.
         #[arg(
             long,
             env = "CARBON_LEDGER_URL",
@@ -236,6 +238,10 @@ enum Command {
         /// A CA certificate (PEM) to trust for an https:// service, besides the platform's roots.
         #[arg(long, env = "CARBON_LEDGER_CA_CERT")]
         ca_cert: Option<PathBuf>,
+        /// With --url: a folder to write the participants' secret keys to (<participant>.key),
+        /// to sign more entries for them after the demo.
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
 }
 
@@ -428,10 +434,18 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 ledger_api::client::ClientOptions { ca_cert },
             )
             .map_err(|e| cli::CliError(e.0))?;
-            out(&format!(
-                "{}\n",
-                runtime()?.block_on(cli::submit_to(&client, &file))?
-            ))
+            let submitted = runtime()?.block_on(cli::submit_to(&client, &file))?;
+            // Where it went is a note for the person at the terminal; the answer is the output.
+            {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "submitted to {}{}",
+                    client.url(),
+                    submitted.path
+                );
+            }
+            out(&format!("{}\n", submitted.answer))
         }
         Command::Verify {
             export,
@@ -561,6 +575,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             url,
             operator_key,
             ca_cert,
+            keys,
         } => {
             let _log = ledger_api::logging::init("warn");
             let mut out = std::io::stdout();
@@ -568,6 +583,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
                 url,
                 operator_key,
                 ca_cert,
+                keys,
             };
             runtime()?
                 .block_on(demo::run(options, &mut out))

@@ -174,6 +174,7 @@ async fn the_demo_runs_against_an_https_service() {
             url: Some(format!("https://localhost:{}", addr.port())),
             operator_key: Some(key_file),
             ca_cert: Some(ca),
+            keys: None,
         },
         &mut out,
     )
