@@ -37,6 +37,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod problem;
+pub mod query;
 pub mod recovery;
 pub mod routes;
 pub mod server;

@@ -436,15 +436,7 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             .map_err(|e| cli::CliError(e.0))?;
             let submitted = runtime()?.block_on(cli::submit_to(&client, &file))?;
             // Where it went is a note for the person at the terminal; the answer is the output.
-            {
-                use std::io::Write as _;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "submitted to {}{}",
-                    client.url(),
-                    submitted.path
-                );
-            }
+            note(&format!("submitted to {}{}", client.url(), submitted.path));
             out(&format!("{}\n", submitted.answer))
         }
         Command::Verify {

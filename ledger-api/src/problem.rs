@@ -15,7 +15,8 @@
 //! string. `detail` is the core's clerk-readable message, except for 5xx answers, whose detail is
 //! generic: the log has the real error.
 
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::ledger::LedgerError;
@@ -415,13 +416,45 @@ impl From<BytesRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        ApiError::malformed_request(rejection.body_text())
+        ApiError::malformed_request(path_refusal(&rejection))
     }
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::malformed_request(rejection.body_text())
+/// What is wrong with a path parameter, in plain words that name it.
+pub fn path_refusal(rejection: &PathRejection) -> String {
+    let PathRejection::FailedToDeserializePathParams(failed) = rejection else {
+        return rejection.body_text();
+    };
+    let plain = |expected_type: &str| match expected_type {
+        "u64" | "u32" | "usize" | "u16" => "it must be a whole number (digits only)".to_owned(),
+        other => format!("it must be a {other}"),
+    };
+    match failed.kind() {
+        ErrorKind::ParseErrorAtKey {
+            key,
+            value,
+            expected_type,
+        } => format!(
+            "the path's {key} \"{value}\" is not valid: {}",
+            plain(expected_type)
+        ),
+        ErrorKind::ParseError {
+            value,
+            expected_type,
+        } => format!(
+            "\"{value}\" in the path is not valid: {}",
+            plain(expected_type)
+        ),
+        ErrorKind::DeserializeError {
+            key,
+            value,
+            message,
+        } => format!("the path's {key} \"{value}\" is not valid: {message}"),
+        ErrorKind::InvalidUtf8InPathParam { key } => {
+            format!("the path's {key} is not UTF-8 text")
+        }
+        ErrorKind::Message(message) => format!("the path is not valid: {message}"),
+        _ => failed.body_text(),
     }
 }
 

@@ -496,15 +496,33 @@ async fn no_route(uri: axum::http::Uri) -> Response {
 #[derive(Debug)]
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         Bytes::from_request(request, state)
             .await
             .map(RawBody)
-            .map_err(ApiError::from)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    "body-too-large",
+                    body_limit_words(state.limits().body_bytes),
+                ),
+                _ => ApiError::from(rejection),
+            })
     }
+}
+
+/// The refusal of a body over the limit, naming the limit.
+pub fn body_limit_words(limit: usize) -> String {
+    let size = match limit {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{n} bytes ({} MiB)", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{n} bytes ({} KiB)", n >> 10),
+        n => format!("{n} bytes"),
+    };
+    format!(
+        "the body is larger than this service's limit of {size} (serve --max-body-bytes); split a group into smaller groups"
+    )
 }
 
 /// A path parameter whose rejection is a problem.
@@ -512,10 +530,22 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct PathParam<T>(pub T);
 
-/// A query string whose rejection is a problem.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// A query string whose rejection is a problem that names the parameter in plain words.
+#[derive(Debug)]
 pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        crate::query::parse(parts.uri.query().unwrap_or_default())
+            .map(QueryParams)
+            .map_err(ApiError::malformed_request)
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Submitting
@@ -700,16 +730,11 @@ impl Limits {
     /// A page of history: its size, and where it starts (a cursor is a seq).
     fn page_request(
         &self,
+        list: &'static str,
         asked: Option<usize>,
         after: Option<&str>,
     ) -> Result<PageRequest, ApiError> {
-        let after = after
-            .map(|a| {
-                a.parse::<u64>().map_err(|_| {
-                    ApiError::malformed_request(format!("\"{a}\" is not a cursor of this list"))
-                })
-            })
-            .transpose()?;
+        let after = after.map(|a| cursor_key::<u64>(list, a)).transpose()?;
         Ok(PageRequest {
             after,
             limit: self.page(asked)?,
@@ -840,8 +865,49 @@ struct Page<T> {
     next: Option<String>,
 }
 
+/// The lists that page with a cursor, by the name their cursors carry.
+const CURSOR_LISTS: &[&str] = &[
+    "participants",
+    "methodologies",
+    "projects",
+    "reports",
+    "batches",
+    "proceeds",
+    "price-history",
+    "trades",
+    "certificates",
+    "pledges",
+];
+
+/// The cursor of list `list` after the row whose key is `key`: `<list>:<key>`. A cursor names
+/// its list, so that every other list refuses it rather than read it as one of its own keys.
+fn cursor(list: &'static str, key: impl std::fmt::Display) -> String {
+    debug_assert!(CURSOR_LISTS.contains(&list), "{list}");
+    format!("{list}:{key}")
+}
+
+/// The key a cursor of list `list` carries; a cursor of another list, or no cursor at all, is
+/// refused, the same way on every list.
+fn cursor_key<K: std::str::FromStr>(list: &'static str, after: &str) -> Result<K, ApiError> {
+    let refused = |why: String| {
+        ApiError::malformed_request(format!(
+            "after=\"{after}\" {why}: pass the \"next\" of this list's previous page, as it was given"
+        ))
+    };
+    match after.split_once(':') {
+        Some((name, key)) if name == list => key
+            .parse()
+            .map_err(|_| refused(format!("is not a cursor of the {list} list"))),
+        Some((name, _)) if CURSOR_LISTS.contains(&name) => Err(refused(format!(
+            "is a cursor of the {name} list, not of the {list} list"
+        ))),
+        _ => Err(refused(format!("is not a cursor of the {list} list"))),
+    }
+}
+
 /// Pages through items sorted by `key`: those after the cursor, at most `limit`.
 fn page<T, K>(
+    list: &'static str,
     items: impl IntoIterator<Item = T>,
     key: impl Fn(&T) -> K,
     after: Option<&str>,
@@ -850,13 +916,7 @@ fn page<T, K>(
 where
     K: PartialOrd + std::str::FromStr + ToString,
 {
-    let after = after
-        .map(|a| {
-            a.parse::<K>().map_err(|_| {
-                ApiError::malformed_request(format!("\"{a}\" is not a cursor of this list"))
-            })
-        })
-        .transpose()?;
+    let after = after.map(|a| cursor_key::<K>(list, a)).transpose()?;
     let mut items: Vec<T> = items
         .into_iter()
         .filter(|item| after.as_ref().is_none_or(|a| key(item) > *a))
@@ -864,7 +924,7 @@ where
         .collect();
     let next = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|item| key(item).to_string())
+        items.last().map(|item| cursor(list, key(item).to_string()))
     } else {
         None
     };
@@ -895,6 +955,7 @@ macro_rules! list_by_id {
             state
                 .read(move |s| {
                     let page = page(
+                        stringify!($iter),
                         s.$iter().cloned(),
                         |item| item.$id.to_string(),
                         query.after.as_deref(),
@@ -1045,6 +1106,7 @@ async fn all_proceeds(
             let items: Vec<ProceedsView> = s.proceeds().map(proceeds_view).collect();
             to_json(
                 page(
+                    "proceeds",
                     items.into_iter().enumerate(),
                     |(i, _)| *i,
                     query.after.as_deref(),
@@ -1095,6 +1157,7 @@ async fn price_history(
             // Ordered by effective time; the cursor is a position in that order.
             let history = s.price_history(query.basis.as_ref());
             let p = page(
+                "price-history",
                 history.into_iter().cloned().enumerate(),
                 |(i, _)| *i,
                 query.after.as_deref(),
@@ -1126,7 +1189,7 @@ async fn trades(
 ) -> Result<Json<Value>, ApiError> {
     let request = state
         .limits()
-        .page_request(query.limit, query.after.as_deref())?;
+        .page_request("trades", query.limit, query.after.as_deref())?;
     let filter = TradeFilter {
         batch: query.batch,
         party: query.party,
@@ -1135,7 +1198,9 @@ async fn trades(
         until: query.until,
     };
     state
-        .blocking(move |ledger| to_json(history_page(ledger.trade_page(&filter, request)?)))
+        .blocking(move |ledger| {
+            to_json(history_page("trades", ledger.trade_page(&filter, request)?))
+        })
         .await
 }
 
@@ -1151,22 +1216,28 @@ async fn certificates(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<CertificatesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let request = state
-        .limits()
-        .page_request(query.limit, query.after.as_deref())?;
+    let request =
+        state
+            .limits()
+            .page_request("certificates", query.limit, query.after.as_deref())?;
     let filter = CertificateFilter {
         holder: query.holder,
     };
     state
-        .blocking(move |ledger| to_json(history_page(ledger.certificate_page(&filter, request)?)))
+        .blocking(move |ledger| {
+            to_json(history_page(
+                "certificates",
+                ledger.certificate_page(&filter, request)?,
+            ))
+        })
         .await
 }
 
-/// A page of history as the list routes answer it: the cursor is the last row's seq.
-fn history_page<T>(page: HistoryPage<T>) -> Page<T> {
+/// A page of history as the list routes answer it: the cursor carries the last row's seq.
+fn history_page<T>(list: &'static str, page: HistoryPage<T>) -> Page<T> {
     Page {
         items: page.items,
-        next: page.next.map(|seq| seq.to_string()),
+        next: page.next.map(|seq| cursor(list, seq)),
     }
 }
 
@@ -1230,6 +1301,7 @@ async fn pledges(
                         .is_none_or(|ratio| s.covered_below(p, ratio, &now))
             });
             let p = page(
+                "pledges",
                 matching,
                 |p| p.id.to_string(),
                 query.after.as_deref(),

@@ -28,6 +28,17 @@ pub enum SignatureError {
     /// The same key signed twice.
     #[error("{0} signed the entry twice with the same key")]
     DuplicateSignature(String),
+    /// A signature that does not verify with the signer's current key, but does with a key the
+    /// signer held before: it was made before a `rotate_key`.
+    #[error(
+        "the signature of {signer} was signed with a key that is not the current one: {signer} rotated its key at entry {rotated_at}; sign the body again with the current key"
+    )]
+    FormerKey {
+        /// Who signed.
+        signer: String,
+        /// The `rotate_key` entry from which the current key signs.
+        rotated_at: u64,
+    },
 }
 
 impl SignatureError {
@@ -36,7 +47,7 @@ impl SignatureError {
         match self {
             SignatureError::Unsigned => "unsigned",
             SignatureError::UnknownSigner(_) => "unknown-signer",
-            SignatureError::BadSignature(_) => "bad-signature",
+            SignatureError::BadSignature(_) | SignatureError::FormerKey { .. } => "bad-signature",
             SignatureError::DuplicateSignature(_) => "duplicate-signature",
         }
     }
@@ -68,11 +79,23 @@ pub fn sign_body(
 pub trait KeyLookup {
     /// The key that signs for `id` now, if `id` is a participant.
     fn current_key(&self, id: &ParticipantId) -> Option<PublicKey>;
+
+    /// The keys `id` held before its current one, and the entry from which the current one
+    /// signs: for a refusal that says a signature was made with a key rotated away. None by
+    /// default.
+    fn former_keys(&self, _id: &ParticipantId) -> Option<(Vec<PublicKey>, u64)> {
+        None
+    }
 }
 
 impl KeyLookup for State {
     fn current_key(&self, id: &ParticipantId) -> Option<PublicKey> {
         self.participant(id).map(|p| p.public_key)
+    }
+
+    fn former_keys(&self, id: &ParticipantId) -> Option<(Vec<PublicKey>, u64)> {
+        let since = self.participant(id)?.key_since_seq;
+        Some((State::former_keys(self, id), since))
     }
 }
 
@@ -153,8 +176,31 @@ pub fn verify_signatures(
             None if current.is_none() => {
                 return Err(SignatureError::UnknownSigner(line.signer.to_string()))
             }
-            _ => return Err(SignatureError::BadSignature(line.signer.to_string())),
+            _ => return Err(bad_signature(keys, &line.signer, &message, &line.sig)),
         }
     }
     Ok(verified)
+}
+
+/// A signature that verifies with no key it may be checked with: [`SignatureError::FormerKey`]
+/// if it verifies with a key the signer rotated away, else [`SignatureError::BadSignature`].
+fn bad_signature(
+    keys: &impl KeyLookup,
+    signer: &ParticipantId,
+    message: &[u8],
+    sig: &SignatureBytes,
+) -> SignatureError {
+    match keys.former_keys(signer) {
+        Some((former, rotated_at))
+            if former
+                .iter()
+                .any(|k| verifies(k.verifying_key(), message, sig)) =>
+        {
+            SignatureError::FormerKey {
+                signer: signer.to_string(),
+                rotated_at,
+            }
+        }
+        _ => SignatureError::BadSignature(signer.to_string()),
+    }
 }

@@ -281,9 +281,10 @@ fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
             ],
         )
         .unwrap();
-        ledger.submit(submission).unwrap();
+        let rotated_at = ledger.submit(submission).unwrap().seq;
 
-        // The old key no longer signs.
+        // The old key no longer signs, and the refusal says that is what happened, so that a
+        // clerk holding an old key file knows to sign again with the current one.
         let err = ledger
             .submit(signed(
                 body("T-old", transfer("1")),
@@ -291,6 +292,24 @@ fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
             ))
             .unwrap_err();
         assert_eq!(err.kind(), "bad-signature");
+        let said = err.to_string();
+        assert!(
+            said.contains("two-mountains-bank was signed with a key that is not the current one")
+                && said.contains(&format!("rotated its key at entry {rotated_at}")),
+            "{said}"
+        );
+        // A key the signer never held is a plain bad signature.
+        let stranger = sign_body(
+            body("T-stranger", transfer("1")),
+            &[
+                (&platform, &signing_key("nobody")),
+                (&pid("enterprise-a"), &signing_key("enterprise-a")),
+            ],
+        )
+        .unwrap();
+        let err = ledger.submit(stranger).unwrap_err();
+        assert_eq!(err.kind(), "bad-signature");
+        assert!(!err.to_string().contains("not the current one"), "{err}");
         // The new key does.
         let enterprise = pid("enterprise-a");
         let submission = sign_body(

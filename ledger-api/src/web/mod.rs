@@ -37,8 +37,8 @@ mod pages;
 mod table;
 
 use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path};
 use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -242,13 +242,10 @@ pub struct PageQuery<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for PageQuery<T> {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| PageQuery(q))
-            .map_err(|e: QueryRejection| {
-                WebError::bad_request(format!("The query is not valid: {}", e.body_text()))
-            })
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, WebError> {
+        crate::query::parse(parts.uri.query().unwrap_or_default())
+            .map(PageQuery)
+            .map_err(|e| WebError::bad_request(format!("The query is not valid: {e}")))
     }
 }
 
@@ -264,7 +261,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PagePat
             .await
             .map(|Path(p)| PagePath(p))
             .map_err(|e: PathRejection| {
-                WebError::bad_request(format!("The address is not valid: {}", e.body_text()))
+                WebError::bad_request(format!(
+                    "The address is not valid: {}",
+                    crate::problem::path_refusal(&e)
+                ))
             })
     }
 }

@@ -171,8 +171,13 @@ impl Ledger {
                 };
                 match again {
                     Some(receipt) => return Ok(receipt),
-                    None if self.store.shared() => self.verify(&prepared)?,
-                    None => return Err(LedgerError::Signature(error)),
+                    None if self.store.shared() => match self.verify(&prepared) {
+                        Err(LedgerError::Signature(error)) => {
+                            return Err(self.explained(error, &prepared))
+                        }
+                        other => other?,
+                    },
+                    None => return Err(self.explained(error, &prepared)),
                 }
             }
             other => other?,
@@ -208,6 +213,18 @@ impl Ledger {
             verified.push((prepared, checked));
         }
         self.run(Unit::Group(verified))
+    }
+
+    /// A signature refusal that stands, checked once more against the state, which knows the
+    /// keys each participant rotated away: a signature made with one of them is refused as such
+    /// ([`sign::SignatureError::FormerKey`]) rather than as a bare bad signature.
+    fn explained(&self, error: sign::SignatureError, prepared: &Prepared) -> LedgerError {
+        let head = self.read_head();
+        LedgerError::Signature(
+            sign::verify_signatures(&head.state, prepared)
+                .err()
+                .unwrap_or(error),
+        )
     }
 
     /// Verifies many submissions, spread over the machine's cores.

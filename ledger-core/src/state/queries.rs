@@ -229,6 +229,21 @@ impl State {
         self.participants.get(id)
     }
 
+    /// The keys a participant held before its current one (rotated away), in no order. Only a
+    /// refused signature asks, so a scan of the key table is enough.
+    pub fn former_keys(&self, id: &ParticipantId) -> Vec<crate::ids::PublicKey> {
+        let Some(current) = self.participant(id).map(|p| p.public_key.to_bytes()) else {
+            return Vec::new();
+        };
+        self.keys
+            .rows
+            .iter()
+            .filter(|(bytes, holder)| *holder == id && **bytes != current)
+            .filter_map(|(bytes, _)| ed25519_dalek::VerifyingKey::from_bytes(bytes).ok())
+            .map(crate::ids::PublicKey::from)
+            .collect()
+    }
+
     /// All participants, by id.
     pub fn participants(&self) -> impl Iterator<Item = &Participant> {
         self.participants.rows.values()
