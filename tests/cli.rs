@@ -114,13 +114,25 @@ fn serve_keygen_then_two_parties_sign_one_after_the_other_and_submit() {
     // Half-signed, it is refused with the problem's detail; fully signed, it is appended once.
     let refusal = fails(&["submit", "--url", &url, half.to_str().unwrap()]);
     assert!(refusal.contains("wrong-signers"), "{refusal}");
-    let receipt: Value =
-        serde_json::from_str(&ok(&["submit", "--url", &url, full.to_str().unwrap()])).unwrap();
+    assert!(
+        refusal.contains(&format!("answered by {url}/v1/entries")),
+        "{refusal}"
+    );
+    // submit says on standard error where it posted; its standard output is the receipt alone.
+    let output = run(&["submit", "--url", &url, full.to_str().unwrap()]);
+    assert!(output.status.success());
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(said.trim(), format!("submitted to {url}/v1/entries"));
+    let receipt: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(receipt["seq"], 1);
     assert_eq!(receipt["duplicate"], false);
     let again: Value =
         serde_json::from_str(&ok(&["submit", "--url", &url, full.to_str().unwrap()])).unwrap();
     assert_eq!(again["duplicate"], true);
+
+    // Without --url, submit posts to 127.0.0.1:8080, and its help says so.
+    let help = ok(&["submit", "--help"]);
+    assert!(help.contains("http://127.0.0.1:8080"), "{help}");
 
     // The demo needs the operator key against a running service; with it, it replays the case.
     let refusal = fails(&["demo", "--url", &url]);
@@ -145,14 +157,19 @@ fn demo_against_a_running_service_then_offline_verification() {
     let service = Service::start(&data);
     let url = service.url.clone();
     let operator_key = data.join("operator.key");
+    let keys = dir.path().join("demo-keys");
     let report = ok(&[
         "demo",
         "--url",
         &url,
         "--operator-key",
         operator_key.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
     ]);
     for expected in [
+        "19 entries appended over HTTP; 2 refusals shown on purpose",
+        "Done: 19 entries appended and 2 refused on purpose.",
         "588,300.00",
         "10,000 t × 58.83 CNY",
         "CERT-2022-0001",
@@ -168,6 +185,72 @@ fn demo_against_a_running_service_then_offline_verification() {
     let info: Value = http_get(&url, "/v1/ledger").json().unwrap();
     let public = info["operator_public_key"].as_str().unwrap();
     let vkey = info["checkpoint_verifier_key"].as_str().unwrap();
+
+    // The participants' keys are where --keys said, and sign for them: enterprise-b retires a
+    // tonne, as docs/api.md shows.
+    let retire = dir.path().join("retire.json");
+    std::fs::write(
+        &retire,
+        r#"{"type": "retire", "id": "CERT-2022-0007", "holder": "enterprise-b", "batch": "XZH-2021",
+            "quantity": "1", "beneficiary": "Enterprise B", "purpose": "test"}"#,
+    )
+    .unwrap();
+    let signed = dir.path().join("retire.signed.json");
+    let enterprise_key = keys.join("enterprise-b.key");
+    std::fs::write(
+        &signed,
+        ok(&[
+            "sign",
+            "--ledger",
+            info["origin"].as_str().unwrap(),
+            "--key",
+            enterprise_key.to_str().unwrap(),
+            "--signer",
+            "enterprise-b",
+            retire.to_str().unwrap(),
+        ]),
+    )
+    .unwrap();
+    let receipt: Value =
+        serde_json::from_str(&ok(&["submit", "--url", &url, signed.to_str().unwrap()])).unwrap();
+    assert_eq!(receipt["id"], "CERT-2022-0007");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&enterprise_key)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // A second run is refused as a whole: the case's entry ids are taken (409
+    // entry-id-conflict, as docs/api.md says), and nothing is appended; its key files are kept.
+    let size_before = http_get(&url, "/v1/ledger").json::<Value>().unwrap()["size"].clone();
+    let refusal = fails(&[
+        "demo",
+        "--url",
+        &url,
+        "--operator-key",
+        operator_key.to_str().unwrap(),
+    ]);
+    assert!(refusal.contains("409 entry-id-conflict"), "{refusal}");
+    let size_after = http_get(&url, "/v1/ledger").json::<Value>().unwrap()["size"].clone();
+    assert_eq!(size_before, size_after);
+    let refusal = fails(&[
+        "demo",
+        "--url",
+        &url,
+        "--operator-key",
+        operator_key.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(refusal.contains("never overwritten"), "{refusal}");
+
+    // check on the folder of the running service says to stop the service first.
+    let refusal = fails(&["check", "--data", data.to_str().unwrap()]);
+    assert!(refusal.contains("stop the service first"), "{refusal}");
 
     // Offline: the export against the checkpoint, and the bank's bundle.
     let checkpoint = dir.path().join("checkpoint.txt");

@@ -298,8 +298,20 @@ pub fn check(dir: &Path, store: Option<&str>) -> Result<String, CliError> {
         config,
         store,
         ledger_core::store::DEFAULT_RESERVE_BYTES,
-    )
-    .map_err(|e| CliError(format!("{e}")))?;
+    ).map_err(|e| match &e {
+        crate::server::ServeError::Ledger { source, .. }
+            if matches!(
+                **source,
+                ledger_core::ledger::LedgerError::Store(ledger_core::store::StoreError::InUse(_))
+            ) =>
+        {
+            CliError(format!(
+                "the ledger in {} is open in a running service (its store is locked): stop the service first, then check again; check re-verifies a stopped ledger",
+                dir.display()
+            ))
+        }
+        _ => CliError(format!("{e}")),
+    })?;
     let report = ledger.verify_full().map_err(|e| {
         CliError(format!(
             "the ledger in {} does NOT verify: {e}",

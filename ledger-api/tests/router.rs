@@ -1210,3 +1210,133 @@ async fn reads_say_the_size_they_reflect_and_wait_for_a_minimum_seq() {
         .await
         .problem("malformed-request");
 }
+
+/// Every list that pages with a cursor refuses, the same way, a cursor handed out by another list
+/// (a trades cursor once read as a participant id and paged silently from there), and a cursor
+/// that is none at all; its own cursor pages on.
+#[tokio::test]
+async fn a_cursor_of_another_list_is_refused_by_every_list() {
+    let (app, _) = populated().await;
+    let lists = [
+        ("/v1/participants", "participants"),
+        ("/v1/methodologies", "methodologies"),
+        ("/v1/projects", "projects"),
+        ("/v1/reports", "reports"),
+        ("/v1/batches", "batches"),
+        ("/v1/proceeds", "proceeds"),
+        ("/v1/prices/history", "price-history"),
+        ("/v1/trades", "trades"),
+        ("/v1/certificates", "certificates"),
+        ("/v1/pledges", "pledges"),
+    ];
+    // A cursor of each list, from its first page of one row (lists of one row are paged from
+    // a cursor made as the list makes them).
+    let mut cursors = Vec::new();
+    for (path, name) in lists {
+        let page = get(&app, &format!("{path}?limit=1")).await.json();
+        let cursor = match page["next"].as_str() {
+            Some(next) => next.to_owned(),
+            None => format!("{name}:0"),
+        };
+        assert!(cursor.starts_with(&format!("{name}:")), "{path}: {cursor}");
+        cursors.push(cursor);
+    }
+    for (i, (path, name)) in lists.iter().enumerate() {
+        if let Some(next) = get(&app, &format!("{path}?limit=1")).await.json()["next"].as_str() {
+            let answer = get(&app, &format!("{path}?limit=1&after={next}")).await;
+            assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+        }
+        for (j, (_, other)) in lists.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let answer = get(&app, &format!("{path}?after={}", cursors[j])).await;
+            let problem = answer.problem("malformed-request");
+            assert_eq!(
+                problem.detail,
+                format!(
+                    "after=\"{}\" is a cursor of the {other} list, not of the {name} list: pass the \"next\" of this list's previous page, as it was given",
+                    cursors[j]
+                ),
+                "{path}"
+            );
+        }
+        for foreign in ["13", "two-mountains-bank", "nothing:1"] {
+            let answer = get(&app, &format!("{path}?after={foreign}")).await;
+            let problem = answer.problem("malformed-request");
+            assert_eq!(
+                problem.detail,
+                format!("after=\"{foreign}\" is not a cursor of the {name} list: pass the \"next\" of this list's previous page, as it was given"),
+                "{path}"
+            );
+        }
+    }
+}
+
+/// Refusals a clerk can act on: a body over the limit names the limit; a query or path
+/// parameter that does not parse is named in plain words, not in the HTTP framework's.
+#[tokio::test]
+async fn refusals_of_a_request_name_the_limit_and_the_parameter() {
+    let limits = Limits {
+        body_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let (app, _, _) = memory_app(limits);
+    let answer = send(&app, "POST", "/v1/entries", vec![b' '; (64 << 10) + 1]).await;
+    assert_eq!(
+        answer.problem("body-too-large").detail,
+        "the body is larger than this service's limit of 65536 bytes (64 KiB) (serve --max-body-bytes); split a group into smaller groups"
+    );
+    let answer = send(
+        &app,
+        "POST",
+        "/v1/entries/group",
+        vec![b' '; (64 << 10) + 1],
+    )
+    .await;
+    assert!(
+        answer
+            .problem("body-too-large")
+            .detail
+            .contains("limit of 65536 bytes"),
+        "{}",
+        answer.text()
+    );
+    for (path, detail) in [
+        (
+            "/v1/entries?limit=lots",
+            "the query parameter limit=\"lots\" is not valid: it must be a whole number (digits only)",
+        ),
+        (
+            "/v1/trades?kind=gift",
+            "the query parameter kind=\"gift\" is not valid: it is one of acquisition, eco_compensation, transfer",
+        ),
+        (
+            "/v1/entries?colour=blue",
+            "there is no query parameter \"colour\" on this route; it takes from, limit",
+        ),
+        (
+            "/v1/proofs/consistency",
+            "the query parameter old_size is required",
+        ),
+        (
+            "/v1/batches?limit=1&limit=2",
+            "the query parameter limit is given twice; give it once",
+        ),
+        (
+            "/v1/trades?since=yesterday",
+            "the query parameter since=\"yesterday\" is not valid: the date \"yesterday\" is not a calendar date written YYYY-MM-DD",
+        ),
+        (
+            "/v1/entries/minus-one",
+            "\"minus-one\" in the path is not valid: it must be a whole number (digits only)",
+        ),
+    ] {
+        let answer = get(&app, path).await;
+        let problem = answer.problem("malformed-request");
+        assert_eq!(problem.detail, detail, "{path}");
+        for framework in ["Failed to", "deserialize", "Invalid URL"] {
+            assert!(!problem.detail.contains(framework), "{path}: {}", problem.detail);
+        }
+    }
+}

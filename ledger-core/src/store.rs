@@ -48,6 +48,10 @@ pub enum StoreError {
     /// A row could not be encoded for storage (a programming error: every row type encodes).
     #[error("a row could not be encoded for storage: {0}")]
     Encode(String),
+    /// The store's folder is open in another process — a running service, most likely — which
+    /// holds its lock. Nothing was read or written.
+    #[error("{0} is open in another process, such as a running carbon-ledger serve, which holds its lock")]
+    InUse(String),
     /// The store cannot be reached now (a database restarting, a connection dropped); nothing
     /// was written, or a write's outcome is in doubt until the store answers again. Retry.
     #[error("the store cannot be reached: {0}")]
@@ -471,10 +475,10 @@ impl SledHandle {
         let deadline = Instant::now() + Duration::from_secs(3);
         let db = loop {
             match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && Instant::now() < deadline =>
-                {
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if Instant::now() >= deadline {
+                        return Err(StoreError::InUse(dir.display().to_string()));
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 other => break other?,

@@ -310,10 +310,12 @@ impl Ledger {
                 }
                 *state = State::Accepting;
             }
-            // The store failed again (its disk is still full, it does not open yet, the database
-            // cannot be reached, or another instance sharing it appended meanwhile): retry.
+            // The store failed again (its disk is still full, it does not open yet, its folder is
+            // still locked by the database being closed, the database cannot be reached, or
+            // another instance sharing it appended meanwhile): retry.
             Err(LedgerError::Store(
                 error @ (StoreError::Io(_)
+                | StoreError::InUse(_)
                 | StoreError::Full(_)
                 | StoreError::Unavailable(_)
                 | StoreError::Behind { .. }),
