@@ -49,6 +49,9 @@ const CARGO_RUN: &str = "cargo run --release -p ledger-api --";
 /// The longest a document's commands may take, all together.
 const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How the CLI's refusals start: a shown output that starts so is an expected failure.
+const REFUSAL_PREFIX: &str = "carbon-ledger: ";
+
 /// One command of a tested block, with the output the doc shows for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Step {
@@ -58,6 +61,16 @@ struct Step {
     command: String,
     /// The expected standard output, one line per `#` line; empty: not checked.
     expected: Vec<String>,
+}
+
+impl Step {
+    /// Whether the doc shows this command refused: it must fail, and what it shows is the
+    /// command's standard error.
+    fn refused(&self) -> bool {
+        self.expected
+            .first()
+            .is_some_and(|line| line.starts_with(REFUSAL_PREFIX))
+    }
 }
 
 /// Whether a fence's info string marks a tested shell block: `sh` first, `tested` among the rest.
@@ -238,8 +251,9 @@ fn script(steps: &[Step], work: &Path, record: &Path) -> String {
         let out = quote(&record.join(format!("{i}.out")));
         let err = quote(&record.join(format!("{i}.err")));
         let status = quote(&record.join(format!("{i}.status")));
+        let go_on = if step.refused() { "-ne" } else { "-eq" };
         text.push_str(&format!(
-            "{{\n{}\n}} > {out} 2> {err} < /dev/null\nstatus=$?\necho $status > {status}\n[ $status -eq 0 ] || exit 0\n",
+            "{{\n{}\n}} > {out} 2> {err} < /dev/null\nstatus=$?\necho $status > {status}\n[ $status {go_on} 0 ] || exit 0\n",
             step.command
         ));
     }
@@ -294,6 +308,23 @@ fn run_document(name: &str, markdown: &str, url: &str, work: &Path) -> Result<us
                 "{}: the shell stopped before this command:\n{}",
                 step.at, step.command
             ));
+        }
+        if step.refused() {
+            if status.trim() == "0" {
+                return Err(format!(
+                    "{}: this command succeeded, but the doc shows it refused:\n{}\nits output:\n{out}",
+                    step.at, step.command
+                ));
+            }
+            if !output_matches(&step.expected, &err) {
+                return Err(format!(
+                    "{}: this command's refusal is not what the doc shows:\n{}\nthe doc shows:\n{}\nit said:\n{err}",
+                    step.at,
+                    step.command,
+                    step.expected.join("\n")
+                ));
+            }
+            continue;
         }
         if status.trim() != "0" {
             return Err(format!(
@@ -467,6 +498,12 @@ fn a_failing_command_or_drifted_output_fails_the_document() {
         why.contains("failing.md:2") && why.contains("failed"),
         "{why}"
     );
+    // A refusal the doc shows must happen, and say what the doc shows.
+    let refused = "```sh tested\ncarbon-ledger verify --export none --checkpoint none --operator-key x\n# carbon-ledger: --operator-key \"x\" is …\necho after\n# after\n```\n";
+    assert_eq!(run_document("refused.md", refused, url, work.path()), Ok(2));
+    let accepted = "```sh tested\ntrue\n# carbon-ledger: refused\n```\n";
+    let why = run_document("accepted.md", accepted, url, work.path()).unwrap_err();
+    assert!(why.contains("the doc shows it refused"), "{why}");
     // The documented address and `cargo run` are rewritten, and only those.
     let rewrites = format!("```sh tested\necho {DOCUMENTED_URL}/v1\n# {DOCUMENTED_URL}/v1\n{CARGO_RUN} --version\n# carbon-ledger …\n```\n");
     assert_eq!(
