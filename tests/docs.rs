@@ -511,3 +511,46 @@ fn a_failing_command_or_drifted_output_fails_the_document() {
         Ok(2)
     );
 }
+
+/// The docs cite the repository's own files: every relative link of the README and of `docs/`
+/// leads to a file that exists, and none cites the product brief that is not in the repository
+/// (`DESIGN §2/§3` once was, in the docs and the demo's first line).
+#[test]
+fn the_docs_cite_only_files_of_the_repository() {
+    let mut documents = vec![
+        repository().join("README.md"),
+        repository().join("ARCHITECTURE.md"),
+    ];
+    for entry in std::fs::read_dir(repository().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            documents.push(path);
+        }
+    }
+    for document in documents {
+        let text = std::fs::read_to_string(&document).unwrap();
+        assert!(
+            !text.contains("DESIGN"),
+            "{} cites DESIGN, which is not in the repository",
+            document.display()
+        );
+        let folder = document.parent().unwrap();
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let target = &rest[..rest.find(')').unwrap_or(rest.len())];
+            let file = target.split('#').next().unwrap_or_default();
+            if file.is_empty() || file.contains("://") || file.starts_with("mailto:") {
+                continue;
+            }
+            assert!(
+                folder.join(file).exists(),
+                "{} links to {target}, which does not exist",
+                document.display()
+            );
+        }
+    }
+    for source in ["ledger-api/src/demo.rs", "ledger-core/src/reference.rs"] {
+        let text = std::fs::read_to_string(repository().join(source)).unwrap();
+        assert!(!text.contains("DESIGN"), "{source} cites DESIGN");
+    }
+}
