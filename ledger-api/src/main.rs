@@ -238,8 +238,8 @@ enum Command {
         /// A CA certificate (PEM) to trust for an https:// service, besides the platform's roots.
         #[arg(long, env = "CARBON_LEDGER_CA_CERT")]
         ca_cert: Option<PathBuf>,
-        /// With --url: a folder to write the participants' secret keys to (<participant>.key),
-        /// to sign more entries for them after the demo.
+        /// With --url: a folder to write the participants' secret keys to (one file
+        /// PARTICIPANT.key each), to sign more entries for them after the demo.
         #[arg(long)]
         keys: Option<PathBuf>,
     },
