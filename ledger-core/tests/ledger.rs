@@ -11,7 +11,7 @@ use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Receipt, Restore};
 use ledger_core::merkle;
 use ledger_core::sign::sign_body;
 use ledger_core::store::MemoryStore;
-use ledger_core::verify::{verify_export, verify_pledge_bundle};
+use ledger_core::verify::{verify_export, verify_pledge_bundle, ReplayError, Replayer};
 use ledger_core::wire::Prepared;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -323,6 +323,114 @@ fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
         ledger.submit(submission).unwrap();
         // Everything signed before the rotation still verifies on replay.
         ledger.verify_full().unwrap();
+    }
+}
+
+/// A full verification checks signatures on helper threads, ahead of the replay, against the
+/// keys the signers are expected to hold. It must find exactly what a replay entry by entry
+/// finds: with a rotation and a late registration on the way, with one helper or several, and on
+/// every damaged copy the same first bad entry and the same fault.
+#[test]
+fn signatures_checked_ahead_find_what_a_replay_entry_by_entry_finds() {
+    let ledger = Ledger::in_memory(config()).unwrap();
+    populate(&ledger);
+    let platform = pid("two-mountains-bank");
+    let new_key = signing_key("two-mountains-bank/2023");
+    let rotation = body(
+        "rot-1",
+        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+        "new_public_key": common::encode_key(&new_key.verifying_key())}),
+    );
+    let rotation = sign_body(
+        rotation,
+        &[
+            (&platform, &signing_key("two-mountains-bank")),
+            (&platform, &new_key),
+        ],
+    )
+    .unwrap();
+    ledger.submit(rotation).unwrap();
+    for n in 0..3 {
+        let transfer = sign_body(
+            body(&format!("T-new-{n}"), transfer("1")),
+            &[
+                (&platform, &new_key),
+                (&pid("enterprise-a"), &signing_key("enterprise-a")),
+            ],
+        )
+        .unwrap();
+        ledger.submit(transfer).unwrap();
+    }
+    ledger
+        .submit(signed(
+            common::registration("late-verifier", "Late Verifier", &["verifier"]),
+            &[OPERATOR, "late-verifier"],
+        ))
+        .unwrap();
+    let leaves: Vec<Vec<u8>> = ledger
+        .leaves(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, leaf)| leaf)
+        .collect();
+
+    let origin = config().origin;
+    let one_by_one = |leaves: &[Vec<u8>]| {
+        let mut replayer = Replayer::new(origin.clone());
+        for leaf in leaves {
+            replayer.push(leaf)?;
+        }
+        Ok::<_, ReplayError>((replayer.root(), replayer.signatures()))
+    };
+    let ahead = |leaves: &[Vec<u8>], helpers: usize| {
+        let mut replayer = Replayer::new(origin.clone());
+        let mut seen = Vec::new();
+        replayer.replay_ahead::<ReplayError>(
+            helpers,
+            |push| leaves.iter().try_for_each(|leaf| push(leaf)),
+            |seq, _| {
+                seen.push(seq);
+                Ok(())
+            },
+        )?;
+        assert_eq!(seen, (0..replayer.size()).collect::<Vec<_>>());
+        Ok::<_, ReplayError>((
+            (replayer.root(), replayer.signatures()),
+            replayer.signatures_checked_ahead(),
+        ))
+    };
+
+    let expected = one_by_one(&leaves).unwrap();
+    assert_eq!(expected.0, ledger.root());
+    for helpers in 1..=3 {
+        let (found, checked_ahead) = ahead(&leaves, helpers).unwrap();
+        assert_eq!(found, expected, "{helpers} helpers");
+        // Every signature was checked on a helper thread: the expected keys were right.
+        assert_eq!(checked_ahead, expected.1, "{helpers} helpers");
+    }
+    assert_eq!(
+        ledger.verify_full().unwrap().signatures,
+        expected.1,
+        "verify_full replays with helpers"
+    );
+
+    // A byte changed in each leaf in turn, in its body and in its signatures: the same first bad
+    // entry and the same fault, whatever the helpers expected.
+    for seq in 0..leaves.len() {
+        for at in [leaves[seq].len() / 3, leaves[seq].len() - 40] {
+            let mut damaged = leaves.clone();
+            let byte = &mut damaged[seq][at];
+            *byte = if byte.is_ascii_digit() {
+                b'0' + (*byte - b'0' + 1) % 10
+            } else if *byte == b'A' {
+                b'B'
+            } else {
+                b'A'
+            };
+            let expected = one_by_one(&damaged).unwrap_err();
+            assert_eq!(expected.seq, seq as u64, "{expected}");
+            assert_eq!(ahead(&damaged, 2).unwrap_err(), expected);
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::state::State;
 use crate::store::{RowRange, StoreError};
-use crate::verify::Replayer;
+use crate::verify::{helper_threads, ReplayError, Replayer};
 
 use super::{hex32, Ledger, LedgerError, VerifyReport};
 
@@ -21,27 +21,36 @@ impl Ledger {
         let size = head.tree.size();
         let mut replayer = Replayer::new(self.origin.clone());
         let mut expected = 0u64;
-        self.store.scan_leaves(0, &mut |seq, leaf| {
-            if seq >= size {
-                return Ok(false);
-            }
-            if seq != expected {
-                return Err(StoreError::Corrupt(format!("entry {expected} is missing")));
-            }
-            expected += 1;
-            let nodes = replayer
-                .push(leaf)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            for (id, hash) in nodes {
-                if self.store.node(id)? != Some(hash) {
-                    return Err(StoreError::Corrupt(format!(
-                        "entry {seq}: the stored Merkle node at level {} index {} is wrong",
-                        id.level, id.index
-                    )));
+        // The store reads the leaves and the replay applies them on this thread; the helpers
+        // decode them and check their signatures ahead, on the other cores.
+        let replayed = replayer.replay_ahead(
+            helper_threads(),
+            |push| {
+                self.store.scan_leaves(0, &mut |seq, leaf| {
+                    // A gap stops the reading; it is reported below, once the entries before it
+                    // are replayed (one of them may be the first bad entry).
+                    if seq >= size || seq != expected {
+                        return Ok(false);
+                    }
+                    expected += 1;
+                    push(leaf).map_err(Audit::into_store)?;
+                    Ok(true)
+                })?;
+                Ok(())
+            },
+            |seq, nodes| {
+                for (id, hash) in nodes {
+                    if self.store.node(id)? != Some(hash) {
+                        return Err(Audit::Store(StoreError::Corrupt(format!(
+                            "entry {seq}: the stored Merkle node at level {} index {} is wrong",
+                            id.level, id.index
+                        ))));
+                    }
                 }
-            }
-            Ok(true)
-        })?;
+                Ok(())
+            },
+        );
+        replayed.map_err(Audit::into_store)?;
         if expected != size {
             return Err(LedgerError::Integrity(format!(
                 "entry {expected} is missing"
@@ -93,6 +102,34 @@ impl Ledger {
                 "the stored state differs from a replay of the entries at row {row}"
             ))),
             None => Ok(()),
+        }
+    }
+}
+
+/// What stops a full verification while it reads the leaves: the store, or a leaf that does not
+/// replay (reported, as ever, as a store holding a corrupt entry).
+enum Audit {
+    Store(StoreError),
+    Replay(ReplayError),
+}
+
+impl From<StoreError> for Audit {
+    fn from(error: StoreError) -> Self {
+        Audit::Store(error)
+    }
+}
+
+impl From<ReplayError> for Audit {
+    fn from(error: ReplayError) -> Self {
+        Audit::Replay(error)
+    }
+}
+
+impl Audit {
+    fn into_store(self) -> StoreError {
+        match self {
+            Audit::Store(error) => error,
+            Audit::Replay(error) => StoreError::Corrupt(error.to_string()),
         }
     }
 }

@@ -5,8 +5,11 @@
 //! signatures, the keys that made them, the tree — is recomputed from bytes. Every refusal has a
 //! typed error with a stable `kind()`.
 
+mod ahead;
 pub mod bundle;
 pub mod replay;
+
+pub use ahead::helper_threads;
 
 pub use bundle::{
     verify_pledge_bundle, verify_pledge_bundle_with, BankPolicy, BundleConsistency, BundleError,

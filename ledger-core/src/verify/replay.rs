@@ -133,6 +133,7 @@ pub struct Replayer {
     prev: Hash,
     last_accepted_at: Option<Timestamp>,
     signatures: u64,
+    checked_ahead: u64,
 }
 
 /// One leaf checked and applied: the Merkle nodes it completed and when it was accepted.
@@ -159,40 +160,110 @@ pub fn replay_leaf(
     prev: &mut Hash,
     leaf: &[u8],
 ) -> Result<Replayed, ReplayError> {
-    let seq = tree.size();
-    let fail = |fault: ReplayFault| ReplayError { seq, fault };
-    let envelope = Envelope::from_leaf(leaf).map_err(|e| fail(ReplayFault::Leaf(e.to_string())))?;
-    if envelope.seq != seq {
-        return Err(fail(ReplayFault::Position {
-            found: envelope.seq,
-        }));
+    let decoded = Decoded::new(tree.size(), leaf)?;
+    apply_decoded(origin, state, tree, prev, leaf, decoded, None)
+}
+
+/// A leaf read back and checked for what needs no state: its bytes are a canonical envelope
+/// that names its position. Decoding is the part of a replay that can run ahead of it, on
+/// another thread ([`super::ahead`]).
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    seq: u64,
+    prev: String,
+    accepted_at: Timestamp,
+    signatures: u64,
+    /// The submission with its body's canonical bytes, or why the body cannot be encoded (a
+    /// fault reported after the chain and origin checks, as the replay's order has it).
+    prepared: Result<Prepared, String>,
+}
+
+impl Decoded {
+    /// Decodes the leaf at position `seq`.
+    pub(crate) fn new(seq: u64, leaf: &[u8]) -> Result<Self, ReplayError> {
+        let fail = |fault: ReplayFault| ReplayError { seq, fault };
+        let envelope =
+            Envelope::from_leaf(leaf).map_err(|e| fail(ReplayFault::Leaf(e.to_string())))?;
+        if envelope.seq != seq {
+            return Err(fail(ReplayFault::Position {
+                found: envelope.seq,
+            }));
+        }
+        Ok(Self {
+            seq,
+            prev: envelope.prev,
+            accepted_at: envelope.accepted_at,
+            signatures: envelope.entry.signatures.len() as u64,
+            prepared: Prepared::new(envelope.entry).map_err(|e| e.to_string()),
+        })
     }
-    if envelope.prev != hex::encode(*prev) {
+
+    /// The decoded submission, if its body could be encoded.
+    pub(crate) fn prepared(&self) -> Option<&Prepared> {
+        self.prepared.as_ref().ok()
+    }
+}
+
+/// Signatures checked ahead of the replay, against the keys the signers were expected to hold
+/// (the keys registered and rotated in the entries before, as if every one were accepted). The
+/// check stands only if those are the keys the replayed state holds when the entry is applied;
+/// otherwise the signatures are checked again against the state.
+#[derive(Debug)]
+pub(crate) struct CheckedAhead {
+    /// Who signed, as [`sign::verify_signatures`] found it with the expected keys.
+    pub(crate) verified: sign::Verified,
+    /// Each signer's expected current key (`None`: not expected to be a participant yet).
+    pub(crate) expected: Vec<(ParticipantId, Option<[u8; 32]>)>,
+}
+
+impl CheckedAhead {
+    fn holds_for(&self, state: &State) -> bool {
+        use sign::KeyLookup as _;
+        self.expected
+            .iter()
+            .all(|(id, key)| state.current_key(id).map(|k| k.to_bytes()) == *key)
+    }
+}
+
+/// The state-dependent part of [`replay_leaf`], for a leaf already decoded: the chain link, the
+/// origin, the signatures (taken from `ahead` when it was checked against the keys the state
+/// holds), the market's rules and the tree.
+pub(crate) fn apply_decoded(
+    origin: &Origin,
+    state: &mut State,
+    tree: &mut CompactTree,
+    prev: &mut Hash,
+    leaf: &[u8],
+    decoded: Decoded,
+    ahead: Option<CheckedAhead>,
+) -> Result<Replayed, ReplayError> {
+    let seq = decoded.seq;
+    let fail = |fault: ReplayFault| ReplayError { seq, fault };
+    if decoded.prev != hex::encode(*prev) {
         return Err(fail(ReplayFault::Chain));
     }
-    let body = &envelope.entry.body;
+    let prepared = decoded
+        .prepared
+        .map_err(|e| fail(ReplayFault::Encoding(e)))?;
+    let body = prepared.body();
     if body.ledger != *origin {
         return Err(fail(ReplayFault::Ledger(body.ledger.to_string())));
     }
-    let signatures = envelope.entry.signatures.len() as u64;
-    let prepared =
-        Prepared::new(envelope.entry).map_err(|e| fail(ReplayFault::Encoding(e.to_string())))?;
-    let verified =
-        sign::verify_signatures(&*state, &prepared).map_err(|e| fail(ReplayFault::Signature(e)))?;
+    let verified = match ahead.filter(|ahead| ahead.holds_for(state)) {
+        Some(ahead) => ahead.verified,
+        None => sign::verify_signatures(&*state, &prepared)
+            .map_err(|e| fail(ReplayFault::Signature(e)))?,
+    };
     let ctx = Context {
         seq,
-        accepted_at: envelope.accepted_at.clone(),
+        accepted_at: decoded.accepted_at.clone(),
         signers: verified.signers,
         body_digest: prepared.body_digest,
     };
     state
         .apply(&ctx, prepared.body())
         .map_err(|e| fail(ReplayFault::Rule(e)))?;
-    let key = match &prepared.body().kind {
-        EntryKind::RegisterParticipant(r) => Some((r.participant.clone(), r.public_key)),
-        EntryKind::RotateKey(r) => Some((r.participant.clone(), r.new_public_key)),
-        _ => None,
-    };
+    let key = key_change(prepared.body());
     let leaf_hash = merkle::leaf_hash(leaf);
     let nodes = tree
         .append(leaf_hash)
@@ -200,10 +271,19 @@ pub fn replay_leaf(
     *prev = leaf_hash;
     Ok(Replayed {
         nodes,
-        accepted_at: envelope.accepted_at,
-        signatures,
+        accepted_at: decoded.accepted_at,
+        signatures: decoded.signatures,
         key,
     })
+}
+
+/// The key an entry registers or rotates to, if it is a registration or a rotation.
+pub(crate) fn key_change(body: &crate::entry::Body) -> Option<(ParticipantId, PublicKey)> {
+    match &body.kind {
+        EntryKind::RegisterParticipant(r) => Some((r.participant.clone(), r.public_key)),
+        EntryKind::RotateKey(r) => Some((r.participant.clone(), r.new_public_key)),
+        _ => None,
+    }
 }
 
 impl Replayer {
@@ -216,20 +296,41 @@ impl Replayer {
             prev: [0; 32],
             last_accepted_at: None,
             signatures: 0,
+            checked_ahead: 0,
         }
     }
 
     /// Replays the next leaf; returns the Merkle nodes it completed.
     pub fn push(&mut self, leaf: &[u8]) -> Result<Vec<(NodeId, Hash)>, ReplayError> {
-        let replayed = replay_leaf(
+        let decoded = Decoded::new(self.size(), leaf)?;
+        self.apply(leaf, decoded, None)
+    }
+
+    /// Replays the next leaf, decoded already, with its signatures checked ahead if `ahead` says
+    /// so.
+    pub(super) fn apply(
+        &mut self,
+        leaf: &[u8],
+        decoded: Decoded,
+        ahead: Option<CheckedAhead>,
+    ) -> Result<Vec<(NodeId, Hash)>, ReplayError> {
+        let taken = ahead
+            .as_ref()
+            .is_some_and(|ahead| ahead.holds_for(&self.state));
+        let replayed = apply_decoded(
             &self.origin,
             &mut self.state,
             &mut self.tree,
             &mut self.prev,
             leaf,
+            decoded,
+            ahead,
         )?;
         self.state.settle();
         self.signatures += replayed.signatures;
+        if taken {
+            self.checked_ahead += replayed.signatures;
+        }
         self.last_accepted_at = Some(replayed.accepted_at);
         Ok(replayed.nodes)
     }
@@ -252,6 +353,12 @@ impl Replayer {
     /// Signatures checked so far.
     pub fn signatures(&self) -> u64 {
         self.signatures
+    }
+
+    /// Of the signatures checked, those a helper thread checked ahead of the replay
+    /// ([`Replayer::replay_ahead`]) against the very keys the replayed state held.
+    pub fn signatures_checked_ahead(&self) -> u64 {
+        self.checked_ahead
     }
 
     /// The tree's right edge and the hash of the last leaf.
