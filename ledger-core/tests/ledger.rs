@@ -388,7 +388,7 @@ fn signatures_checked_ahead_find_what_a_replay_entry_by_entry_finds() {
         replayer.replay_ahead::<ReplayError>(
             helpers,
             |push| leaves.iter().try_for_each(|leaf| push(leaf)),
-            |seq, _| {
+            |_, seq, _, _| {
                 seen.push(seq);
                 Ok(())
             },

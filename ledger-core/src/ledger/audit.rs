@@ -38,7 +38,7 @@ impl Ledger {
                 })?;
                 Ok(())
             },
-            |seq, nodes| {
+            |_, seq, _, nodes| {
                 for (id, hash) in nodes {
                     if self.store.node(id)? != Some(hash) {
                         return Err(Audit::Store(StoreError::Corrupt(format!(

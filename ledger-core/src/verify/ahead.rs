@@ -46,14 +46,17 @@ struct Ahead {
 impl Replayer {
     /// Replays, in order, the leaves that `source` hands to the function it is given, as
     /// [`Replayer::push`] would, with `helpers` threads decoding them and checking their
-    /// signatures ahead. `applied` is called for each leaf replayed, in order, with its seq and
-    /// the Merkle nodes it completed. The first error (from `source`, a leaf, or `applied`)
-    /// stops the replay.
+    /// signatures ahead. `applied` is called for each leaf replayed, in order, with the replay
+    /// as it stands after it, its seq, its bytes and the Merkle nodes it completed.
+    ///
+    /// The first error stops the replay, and it is the error of the first entry that has one: if
+    /// `source` fails (it cannot read the next leaf, or finds one missing), the leaves it handed
+    /// over before are replayed first, and a fault among them is the one returned.
     pub fn replay_ahead<E: From<ReplayError>>(
         &mut self,
         helpers: usize,
         source: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E>,
-        applied: impl FnMut(u64, Vec<(NodeId, Hash)>) -> Result<(), E>,
+        applied: impl FnMut(&Replayer, u64, &[u8], Vec<(NodeId, Hash)>) -> Result<(), E>,
     ) -> Result<(), E> {
         let helpers = helpers.max(1);
         let expected = self.current_keys();
@@ -67,6 +70,7 @@ impl Replayer {
                 in_flight: VecDeque::new(),
                 next: first,
                 turn: 0,
+                stopped: false,
             };
             for k in 0..helpers {
                 let (input, leaves) = mpsc::channel::<Arc<[u8]>>();
@@ -76,11 +80,13 @@ impl Replayer {
                 pipe.inputs.push(input);
                 pipe.outputs.push(output);
             }
-            source(&mut |leaf| pipe.push(leaf))?;
-            while !pipe.in_flight.is_empty() {
-                pipe.apply_oldest()?;
+            let fed = source(&mut |leaf| pipe.push(leaf));
+            if !pipe.stopped {
+                while !pipe.in_flight.is_empty() {
+                    pipe.apply_oldest()?;
+                }
             }
-            Ok(())
+            fed
             // Dropping the pipe closes the helpers' inputs: they stop, and the scope joins them.
         })
     }
@@ -106,11 +112,13 @@ struct Pipe<'r, F> {
     next: u64,
     /// The helper that checked the oldest leaf in flight.
     turn: usize,
+    /// A leaf failed: nothing after it is replayed.
+    stopped: bool,
 }
 
 impl<F, E> Pipe<'_, F>
 where
-    F: FnMut(u64, Vec<(NodeId, Hash)>) -> Result<(), E>,
+    F: FnMut(&Replayer, u64, &[u8], Vec<(NodeId, Hash)>) -> Result<(), E>,
     E: From<ReplayError>,
 {
     fn push(&mut self, leaf: &[u8]) -> Result<(), E> {
@@ -142,8 +150,13 @@ where
                 checked: None,
             },
         };
-        let nodes = self.replayer.apply(&leaf, ahead.decoded?, ahead.checked)?;
-        (self.applied)(seq, nodes)
+        let outcome = ahead
+            .decoded
+            .and_then(|decoded| self.replayer.apply(&leaf, decoded, ahead.checked))
+            .map_err(E::from)
+            .and_then(|nodes| (self.applied)(self.replayer, seq, &leaf, nodes));
+        self.stopped = outcome.is_err();
+        outcome
     }
 }
 

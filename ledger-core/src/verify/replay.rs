@@ -447,28 +447,39 @@ pub fn replay_export(
         .map_err(|e: crate::ids::FieldError| at(0, ReplayFault::Origin(e.to_string())))?;
     let mut replayer = Replayer::new(origin);
     let mut root_at_checkpoint = (checkpoint.size == 0).then(merkle::empty_root);
-    for line in export.split(b'\n') {
-        let seq = replayer.size();
-        let line = line.map_err(|e| at(seq, ReplayFault::Unreadable(e.to_string())))?;
-        if line.is_empty() {
-            continue;
-        }
-        let nodes = replayer.push(&line)?;
-        sink(seq, &line, nodes).map_err(|reason| at(seq, ReplayFault::Sink(reason)))?;
-        if seq == 0 {
-            let operator = replayer
-                .state()
-                .operator()
-                .and_then(|id| replayer.state().participant(id));
-            if operator.map(|p| p.public_key.to_bytes()) != Some(operator_key.to_bytes()) {
-                return Err(at(0, ReplayFault::Operator));
+    // The export is read and replayed on this thread; helper threads decode the lines and check
+    // their signatures ahead.
+    replayer.replay_ahead::<ReplayError>(
+        super::helper_threads(),
+        |push| {
+            let mut seq = 0;
+            for line in export.split(b'\n') {
+                let line = line.map_err(|e| at(seq, ReplayFault::Unreadable(e.to_string())))?;
+                if !line.is_empty() {
+                    push(&line)?;
+                    seq += 1;
+                }
             }
-        }
-        if replayer.size() == checkpoint.size {
-            root_at_checkpoint = Some(replayer.root());
-            check_state_line(&checkpoint, &replayer)?;
-        }
-    }
+            Ok(())
+        },
+        |replayer, seq, leaf, nodes| {
+            sink(seq, leaf, nodes).map_err(|reason| at(seq, ReplayFault::Sink(reason)))?;
+            if seq == 0 {
+                let operator = replayer
+                    .state()
+                    .operator()
+                    .and_then(|id| replayer.state().participant(id));
+                if operator.map(|p| p.public_key.to_bytes()) != Some(operator_key.to_bytes()) {
+                    return Err(at(0, ReplayFault::Operator));
+                }
+            }
+            if replayer.size() == checkpoint.size {
+                root_at_checkpoint = Some(replayer.root());
+                check_state_line(&checkpoint, replayer)?;
+            }
+            Ok(())
+        },
+    )?;
     match root_at_checkpoint {
         Some(root) if root == checkpoint.root => Ok((
             ExportReport {
