@@ -171,34 +171,70 @@ fn the_checkpoint_commits_to_the_state_and_rows_are_proved_present_or_absent() {
 #[test]
 fn the_incremental_commitment_equals_one_computed_from_every_row() {
     let (ledger, case) = reference_ledger();
-    let at = ledger_core::ids::Timestamp::now();
-    let from_rows = |ledger: &Ledger| {
+    let now = ledger_core::ids::Timestamp::now();
+    let from_rows = |ledger: &Ledger, at: &ledger_core::ids::Timestamp| {
         ledger.read(|s| {
             let mut tree = merkle::CompactTree::new();
-            for row in s.state_rows(&at).unwrap() {
+            for row in s.state_rows(at).unwrap() {
                 tree.append(row.leaf_hash()).unwrap();
             }
-            (tree.size(), tree.root())
+            StateCommitment {
+                rows: tree.size(),
+                root: tree.root(),
+            }
         })
     };
-    let cached = |ledger: &Ledger| {
-        let c = ledger.read(|s| s.state_commitment(&at)).unwrap();
-        (c.rows, c.root)
+    let cached = |ledger: &Ledger, at: &ledger_core::ids::Timestamp| {
+        ledger.read(|s| s.state_commitment(at)).unwrap()
     };
-    assert_eq!(cached(&ledger), from_rows(&ledger));
-    // More entries after the cache was filled: the cache follows them.
-    for (i, quantity) in ["1", "2.5", "0.001"].iter().enumerate() {
+    assert_eq!(cached(&ledger, &now), from_rows(&ledger, &now));
+    // More entries after the cache was filled: the cache follows them. The last one gives the
+    // bank its first holding, a new row in the middle of the rows' order.
+    let transfers = [
+        (ENTERPRISE_A, PLATFORM, "1"),
+        (ENTERPRISE_A, PLATFORM, "2.5"),
+        (ENTERPRISE_A, PLATFORM, "0.001"),
+        (ENTERPRISE_A, BANK, "3"),
+    ];
+    for (i, (seller, buyer, quantity)) in transfers.into_iter().enumerate() {
         let body = case.body(
             &format!("T-c-{i}"),
             &case.at(20),
-            json!({"type": "trade", "kind": "transfer", "seller": ENTERPRISE_A,
-                   "buyer": PLATFORM, "batch": BATCH, "quantity": quantity}),
+            json!({"type": "trade", "kind": "transfer", "seller": seller,
+                   "buyer": buyer, "batch": BATCH, "quantity": quantity}),
         );
-        ledger
-            .submit(case.sign(body, &[ENTERPRISE_A, PLATFORM]))
-            .unwrap();
-        assert_eq!(cached(&ledger), from_rows(&ledger));
+        ledger.submit(case.sign(body, &[seller, buyer])).unwrap();
+        assert_eq!(cached(&ledger, &now), from_rows(&ledger, &now));
     }
+    // Committed at a time before any price was in force, then at the present again: the rows of
+    // the prices in force leave the tree and come back.
+    let before_prices: ledger_core::ids::Timestamp = "2020-01-01T00:00:00Z".parse().unwrap();
+    let early = cached(&ledger, &before_prices);
+    assert_eq!(early, from_rows(&ledger, &before_prices));
+    assert!(early.rows < cached(&ledger, &now).rows);
+    assert_eq!(cached(&ledger, &now), from_rows(&ledger, &now));
+    // Proofs from the cached tree verify against the commitment computed from every row.
+    let expected = from_rows(&ledger, &now);
+    let present = StateRow::sort_key_of("balances", &(BANK, BATCH)).unwrap();
+    let absent = StateRow::sort_key_of("balances", &(BANK, "XZH-1999")).unwrap();
+    let (commitment, proofs) = ledger
+        .read(|s| s.prove_state_rows(&now, &[present, absent]))
+        .unwrap();
+    assert_eq!(commitment, expected);
+    let held = verify_row_proof(&proofs[0], "balances", &json!([BANK, BATCH]), &expected)
+        .unwrap()
+        .unwrap();
+    assert_eq!(held["available"], "3.000");
+    assert_eq!(
+        verify_row_proof(
+            &proofs[1],
+            "balances",
+            &json!([BANK, "XZH-1999"]),
+            &expected
+        )
+        .unwrap(),
+        None
+    );
 }
 
 #[test]

@@ -11,19 +11,24 @@
 //! `prices_in_force`: for each basis, the price in force at the time of the ledger's last entry.
 //! A row's absence is proved by its two neighbours in sort-key order (or one, at either end).
 //!
-//! The leaf hash of every settled row is cached and refreshed lazily for the rows written since
-//! the last commitment, so a commitment costs O(rows) hashes of 32-byte nodes, not O(rows)
-//! encodings.
+//! The cache keeps the rows' sort keys and every perfect subtree of the last commitment's tree.
+//! A commitment re-encodes only the rows written since the last one, and rehashes only the
+//! subtrees that cover them: O(changed rows × log rows) when rows were only updated. A new or
+//! removed row moves every row after it by one position, so every subtree to its right is
+//! rehashed: O(rows after it) node hashes, which the format's positional tree makes unavoidable.
+//! The first commitment of a state encodes and hashes every row. Rows written since the last
+//! settle (a commitment read in the middle of a group) are re-read at every commitment until they
+//! are settled, so that a rollback of them is followed too.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::canonical;
 use crate::ids::Timestamp;
-use crate::merkle::{self, CompactTree, Hash, MemoryNodes};
+use crate::merkle::{self, Hash, NodeId, NodeSource, ProofError};
 use crate::store::StoreError;
 
 use super::State;
@@ -169,14 +174,192 @@ pub enum RowProof {
     },
 }
 
-/// The cached leaf hashes of the settled committed rows, and the rows written since they were
-/// last refreshed.
-#[derive(Debug, Default)]
+/// A row to set in the state tree: its sort key, and its new leaf hash or `None` to remove it.
+type RowChange = (Vec<u8>, Option<Hash>);
+
+/// The committed rows' sort keys, in order, and every perfect subtree of their RFC 9162 tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct LeafTree {
+    /// The rows' sort keys, in byte order.
+    keys: Vec<Vec<u8>>,
+    /// `levels[l][i]` is the hash of the perfect subtree over the leaves `[i·2^l, (i+1)·2^l)`:
+    /// `levels[0]` holds the leaf hashes, and level `l` holds `leaves / 2^l` nodes.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl NodeSource for LeafTree {
+    fn node(&self, id: NodeId) -> Result<Hash, ProofError> {
+        let index = usize::try_from(id.index).map_err(|_| ProofError::MissingNode(id))?;
+        self.levels
+            .get(usize::from(id.level))
+            .and_then(|level| level.get(index))
+            .copied()
+            .ok_or(ProofError::MissingNode(id))
+    }
+}
+
+impl LeafTree {
+    /// The tree of these rows (sort key and leaf hash), which are in sort-key order.
+    fn new(rows: Vec<(Vec<u8>, Hash)>) -> Self {
+        let (keys, leaves): (Vec<Vec<u8>>, Vec<Hash>) = rows.into_iter().unzip();
+        assert!(
+            keys.windows(2).all(|pair| pair[0] < pair[1]),
+            "the state tree's rows are in strict sort-key order"
+        );
+        let mut tree = Self {
+            keys,
+            levels: vec![leaves],
+        };
+        tree.rehash(0, Vec::new());
+        tree
+    }
+
+    fn size(&self) -> u64 {
+        self.keys.len() as u64
+    }
+
+    fn position(&self, sort_key: &[u8]) -> Result<usize, usize> {
+        self.keys.binary_search_by(|k| k.as_slice().cmp(sort_key))
+    }
+
+    fn root(&self) -> Result<Hash, ProofError> {
+        merkle::root_at(self.size(), self)
+    }
+
+    /// Sets the rows named by `changes` (sort key → new leaf hash, or `None` to remove it), in
+    /// strict sort-key order, and rehashes the subtrees that changed.
+    fn apply(&mut self, changes: Vec<RowChange>) {
+        assert!(
+            changes.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "changes to the state tree are in strict sort-key order"
+        );
+        // A row that comes or goes at position `first` moves every row after it; rows before it
+        // are changed where they are.
+        let mut first = None;
+        let mut updated = Vec::new();
+        for (key, hash) in &changes {
+            match (self.position(key), hash) {
+                (Ok(at), None) | (Err(at), Some(_)) => {
+                    first = Some(at);
+                    break;
+                }
+                (Ok(at), Some(hash)) if self.levels[0][at] != *hash => {
+                    self.levels[0][at] = *hash;
+                    updated.push(at);
+                }
+                _ => {}
+            }
+        }
+        let first = match first {
+            Some(first) => {
+                self.splice(first, changes);
+                first
+            }
+            None => self.keys.len(),
+        };
+        self.rehash(first, updated);
+    }
+
+    /// Merges `changes` into the rows from position `first` on (the changes of rows before it
+    /// are already made).
+    fn splice(&mut self, first: usize, changes: Vec<RowChange>) {
+        let old_keys = self.keys.split_off(first);
+        let old_leaves = self.levels[0].split_off(first);
+        let mut old = old_keys.into_iter().zip(old_leaves).peekable();
+        let last = self.keys.last().cloned();
+        let mut changes = changes
+            .into_iter()
+            .skip_while(|(key, _)| last.as_ref().is_some_and(|last| key <= last))
+            .peekable();
+        loop {
+            let change_first = match (old.peek(), changes.peek()) {
+                (None, None) => break,
+                (Some((old_key, _)), Some((key, _))) => key <= old_key,
+                (old_row, _) => old_row.is_none(),
+            };
+            let (key, hash) = if change_first {
+                let Some((key, hash)) = changes.next() else {
+                    break;
+                };
+                // A change replaces the row with its key, if there is one.
+                if old.peek().is_some_and(|(old_key, _)| *old_key == key) {
+                    old.next();
+                }
+                match hash {
+                    Some(hash) => (key, hash),
+                    None => continue,
+                }
+            } else {
+                let Some(row) = old.next() else {
+                    break;
+                };
+                row
+            };
+            self.keys.push(key);
+            self.levels[0].push(hash);
+        }
+    }
+
+    /// Recomputes the interior nodes over the leaves from position `first` on, and over the
+    /// leaves `updated` (in order, all before `first`); the others are as they were.
+    fn rehash(&mut self, first: usize, updated: Vec<usize>) {
+        let mut first = first;
+        let mut updated = updated;
+        let mut level = 0;
+        while self.levels[level].len() >= 2 {
+            let parents = self.levels[level].len() / 2;
+            if self.levels.len() == level + 1 {
+                self.levels.push(Vec::with_capacity(parents));
+            }
+            let (below, above) = self.levels.split_at_mut(level + 1);
+            let (children, nodes) = (&below[level], &mut above[0]);
+            // A parent is unchanged when both its children are.
+            first = (first / 2).min(parents).min(nodes.len());
+            nodes.truncate(first);
+            for at in &mut updated {
+                *at /= 2;
+            }
+            updated.dedup();
+            updated.retain(|&at| at < first);
+            for &at in &updated {
+                nodes[at] = merkle::node_hash(&children[2 * at], &children[2 * at + 1]);
+            }
+            nodes.extend(
+                (first..parents)
+                    .map(|at| merkle::node_hash(&children[2 * at], &children[2 * at + 1])),
+            );
+            level += 1;
+        }
+        self.levels.truncate(level + 1);
+        assert!(
+            self.levels
+                .iter()
+                .enumerate()
+                .all(|(l, nodes)| nodes.len() == self.keys.len() >> l)
+                && self.levels[0].len() == self.keys.len(),
+            "every level of the state tree holds the perfect subtrees of its size"
+        );
+    }
+
+    /// Heap bytes held: the sort keys and the hashes.
+    fn heap_bytes(&self) -> usize {
+        let keys: usize = self.keys.iter().map(Vec::capacity).sum();
+        let hashes: usize = self.levels.iter().map(Vec::capacity).sum();
+        keys + self.keys.capacity() * std::mem::size_of::<Vec<u8>>()
+            + hashes * std::mem::size_of::<Hash>()
+    }
+}
+
+/// The state tree of the last commitment, and the rows written since.
+#[derive(Clone, Debug, Default)]
 pub(super) struct CommitmentCache {
-    leaves: BTreeMap<Vec<u8>, Hash>,
+    /// The tree over every committed row as of the last commitment (`None` until the first: a
+    /// state loaded from a store starts without it).
+    tree: Option<LeafTree>,
+    /// The sort keys of the prices in force in that tree (they depend on the time committed at).
+    price_keys: Vec<Vec<u8>>,
+    /// Stored rows written since, and those not yet settled then.
     dirty: BTreeSet<(&'static str, Vec<u8>)>,
-    /// Whether `leaves` was ever filled (a state loaded from a store starts empty).
-    filled: bool,
 }
 
 /// A [`CommitmentCache`] behind a lock, so that a state read under a shared borrow can refresh
@@ -186,12 +369,7 @@ pub(super) struct SharedCache(pub(super) Mutex<CommitmentCache>);
 
 impl Clone for SharedCache {
     fn clone(&self) -> Self {
-        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        SharedCache(Mutex::new(CommitmentCache {
-            leaves: cache.leaves.clone(),
-            dirty: cache.dirty.clone(),
-            filled: cache.filled,
-        }))
+        SharedCache(Mutex::new(self.lock().clone()))
     }
 }
 
@@ -202,16 +380,27 @@ impl PartialEq for SharedCache {
 }
 
 impl SharedCache {
-    /// Whether the cache holds the leaves (until the first commitment, nothing is tracked).
-    pub(super) fn is_filled(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).filled
+    /// The cache, locked. A panic while it was locked may have left it half updated: it is then
+    /// emptied, and the next commitment starts from every row.
+    fn lock(&self) -> MutexGuard<'_, CommitmentCache> {
+        self.0.lock().unwrap_or_else(|poisoned| {
+            let mut cache = poisoned.into_inner();
+            *cache = CommitmentCache::default();
+            self.0.clear_poison();
+            cache
+        })
     }
 
-    /// Notes that rows of `table` with these JSON keys were written.
-    pub(super) fn mark(&self, table: &'static str, keys: impl IntoIterator<Item = Vec<u8>>) {
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.filled {
-            cache.dirty.extend(keys.into_iter().map(|k| (table, k)));
+    /// Whether the cache holds a tree (until the first commitment, nothing is tracked).
+    pub(super) fn is_filled(&self) -> bool {
+        self.lock().tree.is_some()
+    }
+
+    /// Notes that these rows (table, JSON key) were written.
+    fn mark(&self, keys: BTreeSet<(&'static str, Vec<u8>)>) {
+        let mut cache = self.lock();
+        if cache.tree.is_some() {
+            cache.dirty.extend(keys);
         }
     }
 }
@@ -274,55 +463,95 @@ impl State {
         Ok(rows)
     }
 
-    /// The leaf hashes of every committed row at `at`, in sort-key order: the cached ones of the
-    /// stored tables, refreshed where written since, merged with the prices in force.
-    fn state_leaves(&self, at: &Timestamp) -> Result<Vec<(Vec<u8>, Hash)>, StoreError> {
-        let mut cache = self.commitment.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !cache.filled {
-            cache.leaves = self
+    /// Brings the cached tree up to the committed rows at `at`, and hands it to `read`: the
+    /// rows written since the last commitment are re-encoded, the prices in force at `at` put in
+    /// place of those of the last commitment, and the subtrees over them rehashed. The first
+    /// commitment encodes every row.
+    fn with_state_tree<T>(
+        &self,
+        at: &Timestamp,
+        read: impl FnOnce(&LeafTree) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut cache = self.commitment.lock();
+        let cache = &mut *cache;
+        let prices = self.price_rows(at)?;
+        // Rows written since the last settle are read as they are now, and stay marked after
+        // this commitment: a rollback may still put back what they replaced.
+        let pending = self.pending_committed_keys();
+        let Some(tree) = cache.tree.as_mut() else {
+            let mut rows: Vec<(Vec<u8>, Hash)> = self
                 .stored_rows()?
                 .into_iter()
+                .chain(prices.iter().cloned())
                 .map(|row| {
                     let hash = row.leaf_hash();
                     (row.sort_key, hash)
                 })
                 .collect();
-            cache.dirty.clear();
-            cache.filled = true;
-        }
-        let dirty: BTreeSet<(&'static str, Vec<u8>)> = std::mem::take(&mut cache.dirty);
+            // Each table is read in the order of its typed keys, which is nearly always the
+            // order of the sort keys too: a stable sort merges those runs in about linear time.
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            cache.dirty = pending;
+            cache.price_keys = prices.into_iter().map(|row| row.sort_key).collect();
+            return read(cache.tree.insert(LeafTree::new(rows)));
+        };
+        // Nothing is forgotten before every change is encoded: after an error, the next
+        // commitment tries again.
+        let changes = self.changes_since(
+            cache.dirty.iter().chain(&pending),
+            &cache.price_keys,
+            &prices,
+        )?;
+        cache.dirty = pending;
+        cache.price_keys = prices.into_iter().map(|row| row.sort_key).collect();
+        tree.apply(changes);
+        read(tree)
+    }
+
+    /// The rows to set in the tree of the last commitment (sort key → leaf hash, or `None` to
+    /// remove one), in sort-key order: the stored rows written since, and the prices in force
+    /// now in place of those then.
+    fn changes_since<'a>(
+        &self,
+        dirty: impl Iterator<Item = &'a (&'static str, Vec<u8>)>,
+        price_keys: &[Vec<u8>],
+        prices: &[StateRow],
+    ) -> Result<Vec<RowChange>, StoreError> {
+        let mut changes: BTreeMap<Vec<u8>, Option<Hash>> = BTreeMap::new();
         for (table, key) in dirty {
-            let key_value: Value = super::table::decode(table, &key)?;
+            let key_value: Value = super::table::decode(table, key)?;
             let sort_key = StateRow::sort_key_of(table, &key_value)?;
-            match self.committed_row(table, &key)? {
-                Some(row) => cache.leaves.insert(sort_key, row.leaf_hash()),
-                None => cache.leaves.remove(&sort_key),
-            };
+            let hash = self.committed_row(table, key)?.map(|row| row.leaf_hash());
+            changes.insert(sort_key, hash);
         }
-        let mut leaves: Vec<(Vec<u8>, Hash)> =
-            cache.leaves.iter().map(|(k, h)| (k.clone(), *h)).collect();
-        drop(cache);
-        for row in self.price_rows(at)? {
-            let hash = row.leaf_hash();
-            leaves.push((row.sort_key, hash));
+        for key in price_keys {
+            changes.insert(key.clone(), None);
         }
-        leaves.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(leaves)
+        for row in prices {
+            changes.insert(row.sort_key.clone(), Some(row.leaf_hash()));
+        }
+        Ok(changes.into_iter().collect())
     }
 
     /// The commitment to the market's state at `at` (the time of the ledger's last entry, which
     /// decides the prices in force).
     pub fn state_commitment(&self, at: &Timestamp) -> Result<StateCommitment, StoreError> {
-        let leaves = self.state_leaves(at)?;
-        let mut tree = CompactTree::new();
-        for (_, hash) in &leaves {
-            tree.append(*hash)
-                .map_err(|e| StoreError::Encode(e.to_string()))?;
-        }
-        Ok(StateCommitment {
-            rows: tree.size(),
-            root: tree.root(),
+        self.with_state_tree(at, |tree| {
+            Ok(StateCommitment {
+                rows: tree.size(),
+                root: tree.root().map_err(|e| StoreError::Encode(e.to_string()))?,
+            })
         })
+    }
+
+    /// Heap bytes held by the cache of the state commitment: the committed rows' sort keys and
+    /// the hashes of their tree's perfect subtrees (none before the first commitment).
+    pub fn commitment_cache_bytes(&self) -> usize {
+        self.commitment
+            .lock()
+            .tree
+            .as_ref()
+            .map_or(0, LeafTree::heap_bytes)
     }
 
     /// The committed row whose sort key is `sort_key`, at `at`.
@@ -351,61 +580,64 @@ impl State {
         at: &Timestamp,
         sort_keys: &[Vec<u8>],
     ) -> Result<(StateCommitment, Vec<RowProof>), StoreError> {
-        let leaves = self.state_leaves(at)?;
-        let mut tree = CompactTree::new();
-        let mut nodes = MemoryNodes::new();
-        for (_, hash) in &leaves {
-            nodes.extend(
-                tree.append(*hash)
-                    .map_err(|e| StoreError::Encode(e.to_string()))?,
-            );
+        self.with_state_tree(at, |tree| {
+            let encode = |e: ProofError| StoreError::Encode(e.to_string());
+            let size = tree.size();
+            let proved = |index: usize| -> Result<ProvedRow, StoreError> {
+                let row = self.row_at(&tree.keys[index], at)?;
+                let index = index as u64;
+                let proof = merkle::inclusion_proof(index, size, tree).map_err(encode)?;
+                Ok(ProvedRow {
+                    row: String::from_utf8(row.bytes)
+                        .map_err(|e| StoreError::Encode(e.to_string()))?,
+                    index,
+                    proof: proof.iter().map(hex::encode).collect(),
+                })
+            };
+            let proofs = sort_keys
+                .iter()
+                .map(|key| match tree.position(key) {
+                    Ok(index) => proved(index).map(RowProof::Present),
+                    Err(index) => Ok(RowProof::Absent {
+                        before: index.checked_sub(1).map(&proved).transpose()?,
+                        after: (index < tree.keys.len())
+                            .then(|| proved(index))
+                            .transpose()?,
+                    }),
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((
+                StateCommitment {
+                    rows: size,
+                    root: tree.root().map_err(encode)?,
+                },
+                proofs,
+            ))
+        })
+    }
+
+    /// The committed rows (table, JSON key) written since the last settle.
+    fn pending_committed_keys(&self) -> BTreeSet<(&'static str, Vec<u8>)> {
+        fn keys<'a, K: Serialize, V>(
+            table: &'static str,
+            rows: &'a super::table::Table<K, V>,
+        ) -> impl Iterator<Item = (&'static str, Vec<u8>)> + 'a {
+            rows.undo
+                .iter()
+                .filter_map(move |(k, _)| serde_json::to_vec(k).ok().map(|k| (table, k)))
         }
-        let size = tree.size();
-        let proved = |index: usize| -> Result<ProvedRow, StoreError> {
-            let row = self.row_at(&leaves[index].0, at)?;
-            let index = index as u64;
-            let proof = merkle::inclusion_proof(index, size, &nodes)
-                .map_err(|e| StoreError::Encode(e.to_string()))?;
-            Ok(ProvedRow {
-                row: String::from_utf8(row.bytes).map_err(|e| StoreError::Encode(e.to_string()))?,
-                index,
-                proof: proof.iter().map(hex::encode).collect(),
-            })
-        };
-        let proofs = sort_keys
-            .iter()
-            .map(|key| match leaves.binary_search_by(|(k, _)| k.cmp(key)) {
-                Ok(index) => proved(index).map(RowProof::Present),
-                Err(index) => Ok(RowProof::Absent {
-                    before: index.checked_sub(1).map(&proved).transpose()?,
-                    after: (index < leaves.len()).then(|| proved(index)).transpose()?,
-                }),
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((
-            StateCommitment {
-                rows: size,
-                root: tree.root(),
-            },
-            proofs,
-        ))
+        keys("batches", &self.batches)
+            .chain(keys("balances", &self.balances))
+            .chain(keys("pledges", &self.pledges))
+            .collect()
     }
 
     /// Notes, before a settle, which committed rows were written since the last one.
     pub(super) fn mark_committed_rows(&self) {
-        fn keys<K: Serialize, V>(table: &super::table::Table<K, V>) -> Vec<Vec<u8>> {
-            table
-                .undo
-                .iter()
-                .filter_map(|(k, _)| serde_json::to_vec(k).ok())
-                .collect()
-        }
         if !self.commitment.is_filled() {
             return;
         }
-        self.commitment.mark("batches", keys(&self.batches));
-        self.commitment.mark("balances", keys(&self.balances));
-        self.commitment.mark("pledges", keys(&self.pledges));
+        self.commitment.mark(self.pending_committed_keys());
     }
 }
 
@@ -541,5 +773,285 @@ pub fn verify_row_proof(
             }
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use serde_json::{json, Value};
+
+    use super::{verify_row_proof, LeafTree, SharedCache, StateCommitment, StateRow};
+    use crate::ids::Timestamp;
+    use crate::merkle::{self, CompactTree, Hash};
+    use crate::state::{Balance, State};
+
+    /// The size and root of a tree built from the rows one by one: the oracle.
+    fn from_scratch(rows: &BTreeMap<Vec<u8>, Hash>) -> (u64, Hash) {
+        let mut tree = CompactTree::new();
+        for hash in rows.values() {
+            tree.append(*hash).expect("append");
+        }
+        (tree.size(), tree.root())
+    }
+
+    fn check(tree: &LeafTree, rows: &BTreeMap<Vec<u8>, Hash>) -> Result<(), TestCaseError> {
+        let (size, root) = from_scratch(rows);
+        prop_assert_eq!(tree.size(), size);
+        prop_assert_eq!(tree.root().expect("root"), root);
+        prop_assert_eq!(&tree.keys, &rows.keys().cloned().collect::<Vec<_>>());
+        for (index, hash) in rows.values().enumerate() {
+            let index = index as u64;
+            let proof = merkle::inclusion_proof(index, size, tree).expect("proof");
+            prop_assert_eq!(
+                merkle::verify_inclusion(hash, index, size, &proof, &root),
+                Ok(())
+            );
+        }
+        // Built at once, the same tree.
+        prop_assert_eq!(
+            tree,
+            &LeafTree::new(rows.iter().map(|(k, h)| (k.clone(), *h)).collect())
+        );
+        Ok(())
+    }
+
+    fn key(n: u16) -> Vec<u8> {
+        format!("[\"balances\",[\"holder-{n:05}\",\"B\"]]").into_bytes()
+    }
+
+    fn hash(n: u16, version: u8) -> Hash {
+        merkle::leaf_hash(&[&n.to_be_bytes()[..], &[version]].concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Rows updated, added and removed in rounds, as between checkpoints: the cached tree
+        /// has the root, proofs and nodes of one built from every row.
+        #[test]
+        fn the_cached_tree_equals_one_built_from_every_row(
+            initial in proptest::collection::btree_set(0u16..400, 0..200),
+            rounds in proptest::collection::vec(
+                proptest::collection::btree_map(0u16..400, proptest::option::of(any::<u8>()), 0..24),
+                1..6,
+            ),
+        ) {
+            let mut rows: BTreeMap<Vec<u8>, Hash> =
+                initial.iter().map(|&n| (key(n), hash(n, 0))).collect();
+            let mut tree = LeafTree::new(rows.iter().map(|(k, h)| (k.clone(), *h)).collect());
+            check(&tree, &rows)?;
+            for round in rounds {
+                let changes: Vec<super::RowChange> = round
+                    .iter()
+                    .map(|(&n, version)| (key(n), version.map(|v| hash(n, v))))
+                    .collect();
+                for (k, h) in &changes {
+                    match h {
+                        Some(h) => rows.insert(k.clone(), *h),
+                        None => rows.remove(k),
+                    };
+                }
+                tree.apply(changes);
+                check(&tree, &rows)?;
+            }
+        }
+    }
+
+    /// What happens to a state between and during checkpoints.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A balance row written: holder, batch, thousandths of a tonne available.
+        Put(u8, u8, u16),
+        /// A group starts.
+        Savepoint,
+        /// The group is refused: its writes are undone.
+        Rollback,
+        /// The whole pass fails to be written: every write since the last settle is undone.
+        Revert,
+        /// The writes are durable.
+        Settle,
+        /// A commitment.
+        Commit,
+        /// A commitment with a proof of this balance row's presence or absence.
+        Prove(u8, u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0u8..12, 0u8..6, any::<u16>()).prop_map(|(h, b, v)| Step::Put(h, b, v)),
+            1 => Just(Step::Savepoint),
+            1 => Just(Step::Rollback),
+            1 => Just(Step::Revert),
+            2 => Just(Step::Settle),
+            1 => Just(Step::Commit),
+            1 => (0u8..13, 0u8..7).prop_map(|(h, b)| Step::Prove(h, b)),
+        ]
+    }
+
+    fn balance_key(holder: u8, batch: u8) -> Value {
+        json!([format!("holder-{holder:02}"), format!("B-{batch}")])
+    }
+
+    /// The commitment of a tree built from every row, one by one: the oracle.
+    fn from_every_row(state: &State, at: &Timestamp) -> StateCommitment {
+        let mut tree = CompactTree::new();
+        for row in state.state_rows(at).expect("rows") {
+            tree.append(row.leaf_hash()).expect("append");
+        }
+        StateCommitment {
+            rows: tree.size(),
+            root: tree.root(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Balances written, groups refused and rolled back, passes reverted, writes settled,
+        /// commitments made between them and in the middle of a group: every commitment and
+        /// proof from the cache is that of the rows as they are, and that of a state whose cache
+        /// is empty.
+        #[test]
+        fn the_cached_commitment_follows_writes_rollbacks_and_reverts(
+            steps in proptest::collection::vec(step(), 1..80),
+        ) {
+            let at: Timestamp = "2022-06-01T09:30:00Z".parse().expect("a time");
+            let mut state = State::new();
+            let mut savepoints = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Put(holder, batch, thousandths) => {
+                        let key = serde_json::from_value(balance_key(holder, batch)).expect("a key");
+                        let value: Balance = serde_json::from_value(json!({
+                            "available": format!("{}.{:03}", thousandths / 1000, thousandths % 1000),
+                            "pledged": "0.000",
+                        }))
+                        .expect("a balance");
+                        state.balances.put(key, value);
+                    }
+                    Step::Savepoint => savepoints.push(state.savepoint()),
+                    Step::Rollback => match savepoints.pop() {
+                        Some(savepoint) => state.rollback_to(savepoint),
+                        None => state.revert(),
+                    },
+                    Step::Revert => {
+                        state.revert();
+                        savepoints.clear();
+                    }
+                    Step::Settle => {
+                        state.settle();
+                        savepoints.clear();
+                    }
+                    Step::Commit => {
+                        let expected = from_every_row(&state, &at);
+                        prop_assert_eq!(state.state_commitment(&at).expect("commit"), expected);
+                    }
+                    Step::Prove(holder, batch) => {
+                        let expected = from_every_row(&state, &at);
+                        let key = balance_key(holder, batch);
+                        let sort_key = StateRow::sort_key_of("balances", &key).expect("a key");
+                        let (commitment, proofs) = state
+                            .prove_state_rows(&at, std::slice::from_ref(&sort_key))
+                            .expect("proof");
+                        prop_assert_eq!(commitment, expected);
+                        let held = verify_row_proof(&proofs[0], "balances", &key, &expected);
+                        let in_state = state
+                            .state_rows(&at)
+                            .expect("rows")
+                            .iter()
+                            .any(|row| row.sort_key == sort_key);
+                        prop_assert!(matches!(held, Ok(ref row) if row.is_some() == in_state));
+                        // A state whose cache is empty proves the same, with the same hashes.
+                        let mut cold = state.clone();
+                        cold.commitment = SharedCache::default();
+                        prop_assert_eq!(
+                            cold.prove_state_rows(&at, std::slice::from_ref(&sort_key))
+                                .expect("proof"),
+                            (expected, proofs)
+                        );
+                    }
+                }
+            }
+            let expected = from_every_row(&state, &at);
+            prop_assert_eq!(state.state_commitment(&at).expect("commit"), expected);
+        }
+    }
+
+    /// A commitment made while a group's writes were pending, the first to fill the cache or a
+    /// later one, read those writes; the group was then refused and rolled back. The cache once
+    /// forgot such rows at the commitment, and kept their refused values.
+    #[test]
+    fn a_commitment_in_the_middle_of_a_refused_group_is_not_kept() {
+        let at: Timestamp = "2022-06-01T09:30:00Z".parse().expect("a time");
+        let put = |state: &mut State, holder: u8, thousandths: u16| {
+            let key = serde_json::from_value(balance_key(holder, 0)).expect("a key");
+            let value: Balance = serde_json::from_value(json!({
+                "available": format!("{}.{:03}", thousandths / 1000, thousandths % 1000),
+                "pledged": "0.000",
+            }))
+            .expect("a balance");
+            state.balances.put(key, value);
+        };
+        for filled_before in [false, true] {
+            let mut state = State::new();
+            put(&mut state, 1, 1000);
+            state.settle();
+            if filled_before {
+                state.state_commitment(&at).expect("commit");
+            }
+            let savepoint = state.savepoint();
+            put(&mut state, 1, 2000);
+            put(&mut state, 2, 3000);
+            assert_eq!(
+                state.state_commitment(&at).expect("commit"),
+                from_every_row(&state, &at)
+            );
+            state.rollback_to(savepoint);
+            state.settle();
+            assert_eq!(
+                state.state_commitment(&at).expect("commit"),
+                from_every_row(&state, &at),
+                "after the rollback (cache filled before the group: {filled_before})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tree_grows_from_empty_and_shrinks_back() {
+        let mut tree = LeafTree::new(Vec::new());
+        let mut rows = BTreeMap::new();
+        for n in 0..70u16 {
+            rows.insert(key(n), hash(n, 1));
+            tree.apply(vec![(key(n), Some(hash(n, 1)))]);
+            check(&tree, &rows).expect("after an append");
+        }
+        for n in (0..70u16).rev().step_by(3) {
+            rows.remove(&key(n));
+            tree.apply(vec![(key(n), None)]);
+            check(&tree, &rows).expect("after a removal");
+        }
+        let every: Vec<_> = rows.keys().map(|k| (k.clone(), None)).collect();
+        tree.apply(every);
+        assert_eq!(tree.root().expect("root"), merkle::empty_root());
+        assert_eq!(tree.levels.len(), 1);
+    }
+
+    #[test]
+    fn a_panic_while_the_cache_was_locked_empties_it() {
+        let cache = SharedCache::default();
+        cache.lock().tree = Some(LeafTree::new(vec![(key(1), hash(1, 0))]));
+        assert!(cache.is_filled());
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _locked = cache.lock();
+            panic!("a panic in the middle of an update");
+        }));
+        assert!(cache.0.is_poisoned());
+        // Half updated, perhaps: the next commitment starts from every row.
+        assert!(!cache.is_filled());
+        assert!(!cache.0.is_poisoned());
     }
 }
