@@ -120,6 +120,66 @@ async fn the_reference_case_end_to_end_over_http() {
     running.stop().await.unwrap();
 }
 
+/// The log as C2SP tlog tiles over a real socket: the checkpoint at `/checkpoint`, the level-0
+/// tile and the entry bundle of the reference case's 20 entries (a partial tile of width 20),
+/// the bundle's leaves the export's lines and hashing to the tile, which leads to the signed
+/// root; the caching headers as the spec asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_reads_as_tlog_tiles_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), Some(ORIGIN), Limits::default()).await;
+    let client = Client::new(&running.url()).unwrap();
+    let key = key_of(&running);
+    let case = ReferenceCase::new(ORIGIN, OPERATOR, key.clone());
+    demo::replay(&client, &case).await.unwrap();
+
+    let answer = client.get("/checkpoint").await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    let cp = checkpoint::open_checkpoint(&answer.text(), ORIGIN, &key.verifying_key()).unwrap();
+    assert_eq!(cp.size, 20);
+
+    let immutable = "public, max-age=31536000, immutable";
+    let tile = client.get("/tile/0/000.p/20").await.unwrap();
+    assert_eq!(tile.status, 200);
+    assert_eq!(tile.headers["content-type"], "application/octet-stream");
+    assert_eq!(tile.headers["cache-control"], immutable);
+    let bundle = client.get("/tile/entries/000.p/20").await.unwrap();
+    assert_eq!(bundle.status, 200);
+    assert_eq!(bundle.headers["cache-control"], immutable);
+    let export = client.get("/v1/export").await.unwrap();
+
+    let mut rest = bundle.body.as_ref();
+    let mut hashes = Vec::new();
+    for (line, expected) in export.body.split(|b| *b == b'\n').zip(tile.body.chunks(32)) {
+        let length = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let leaf = &rest[2..2 + length];
+        rest = &rest[2 + length..];
+        assert_eq!(leaf, line);
+        assert_eq!(merkle::leaf_hash(leaf).as_slice(), expected);
+        hashes.push(merkle::leaf_hash(leaf));
+    }
+    assert!(rest.is_empty());
+    assert_eq!(hashes.len(), 20);
+    let mut tree = merkle::CompactTree::new();
+    for hash in &hashes {
+        tree.append(*hash).unwrap();
+    }
+    assert_eq!(tree.root(), cp.root);
+
+    for (path, status) in [
+        ("/tile/0/000", 404),
+        ("/tile/0/000.p/21", 404),
+        ("/tile/0/0", 400),
+    ] {
+        let answer = client.get(path).await.unwrap();
+        assert_eq!(answer.status, status, "{path}");
+        assert_eq!(answer.headers["content-type"], "application/problem+json");
+    }
+    running.stop().await.unwrap();
+}
+
 /// Sets up a ledger where the platform holds 10,000 t of the batch, and nothing else happened.
 async fn platform_holds_10000(client: &Client, case: &ReferenceCase) {
     let registrations: Vec<_> = case

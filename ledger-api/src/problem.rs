@@ -87,6 +87,11 @@ pub const PROBLEM_TYPES: &[ProblemType] = &[
     p("wrong-ledger", 403, "The entry was made for another ledger"),
     // Things that do not exist.
     p("not-found", 404, "Not in the ledger"),
+    p(
+        "leaf-too-large-for-bundle",
+        404,
+        "An entry is too long for an entry bundle",
+    ),
     p("unknown-participant", 404, "Unknown participant"),
     p("unknown-methodology", 404, "Unknown methodology"),
     p("unknown-project", 404, "Unknown project"),

@@ -209,20 +209,33 @@ impl AppState {
 // The route table
 // ---------------------------------------------------------------------------------------------
 
-/// One route: method, path (axum and OpenAPI share the `{param}` syntax), whether the request
-/// limits apply, and the handler.
+/// One route: method, path (axum and OpenAPI share the `{param}` syntax; axum's `{*param}`,
+/// which spans several segments, is `{param}` in the OpenAPI document), which layers apply, and
+/// the handler.
 struct Route {
     method: &'static str,
     path: &'static str,
-    limited: bool,
+    group: Group,
     handler: MethodRouter<AppState>,
+}
+
+/// Which of the service's layers a route is under.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// `/v1`: the request limits, and read-your-writes (`min_seq`, `X-Ledger-Size`).
+    Versioned,
+    /// The log as C2SP tlog tiles (`/checkpoint`, `/tile/…`): the in-flight limit and the
+    /// request timeout, as the registry's pages. Unversioned: the paths are the spec's.
+    Tiles,
+    /// Operations: outside every limit, so that they answer when the service is saturated.
+    Operations,
 }
 
 fn route(method: &'static str, path: &'static str, handler: MethodRouter<AppState>) -> Route {
     Route {
         method,
         path,
-        limited: true,
+        group: Group::Versioned,
         handler,
     }
 }
@@ -264,6 +277,19 @@ fn table() -> Vec<Route> {
         route("GET", "/v1/export", get(export)),
         route("GET", "/v1/openapi.json", get(openapi)),
     ];
+    // The log as the C2SP tlog-tiles spec lays it out, for transparency tools and witnesses.
+    for (method, path, handler) in [
+        ("GET", "/checkpoint", get(checkpoint_note)),
+        ("GET", "/tile/{level}/{*index}", get(tile)),
+        ("GET", "/tile/entries/{*index}", get(tile)),
+    ] {
+        routes.push(Route {
+            method,
+            path,
+            group: Group::Tiles,
+            handler,
+        });
+    }
     // Operations routes answer even when the service is saturated.
     for (method, path, handler) in [
         ("GET", "/healthz", get(healthz)),
@@ -273,28 +299,33 @@ fn table() -> Vec<Route> {
         routes.push(Route {
             method,
             path,
-            limited: false,
+            group: Group::Operations,
             handler,
         });
     }
     routes
 }
 
-/// Every (method, path) the router serves, for the OpenAPI check.
-pub fn route_list() -> Vec<(&'static str, &'static str)> {
-    table().iter().map(|r| (r.method, r.path)).collect()
+/// Every (method, path) the router serves, as the OpenAPI document writes them, for the OpenAPI
+/// check.
+pub fn route_list() -> Vec<(&'static str, String)> {
+    table()
+        .iter()
+        .map(|r| (r.method, r.path.replace("{*", "{")))
+        .collect()
 }
 
 /// The service's router.
 pub fn app(state: AppState) -> Router {
     let limits = state.limits().clone();
     let mut limited = Router::new();
+    let mut tiles = Router::new();
     let mut open = Router::new();
     for r in table() {
-        if r.limited {
-            limited = limited.route(r.path, r.handler);
-        } else {
-            open = open.route(r.path, r.handler);
+        match r.group {
+            Group::Versioned => limited = limited.route(r.path, r.handler),
+            Group::Tiles => tiles = tiles.route(r.path, r.handler),
+            Group::Operations => open = open.route(r.path, r.handler),
         }
     }
     let limited = limited
@@ -306,8 +337,12 @@ pub fn app(state: AppState) -> Router {
     let pages = crate::web::router()
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), admit));
+    let tiles = tiles
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .merge(limited)
+        .merge(tiles)
         .merge(open)
         .merge(pages)
         .fallback(no_route)
@@ -1384,13 +1419,65 @@ async fn pledge_bundle(
 // Checkpoint, proofs, export
 // ---------------------------------------------------------------------------------------------
 
+/// `GET /v1/checkpoint` and the tlog-tiles `GET /checkpoint`: the latest checkpoint, with the
+/// witnesses' cosignatures. It changes as the ledger grows: not to be cached.
 async fn checkpoint_note(State(state): State<AppState>) -> Result<Response, ApiError> {
     let note = state.blocking(|ledger| Ok(ledger.checkpoint()?)).await?;
     let note = match state.cosigner() {
         Some(cosigner) => cosigner.decorate(&note),
         None => note,
     };
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        note,
+    )
+        .into_response())
+}
+
+/// How long a tile may be cached: a year, and never revalidated. A tile's content never changes
+/// once the tree holds it, a partial tile's at its width included.
+const TILE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// `GET /tile/<L>/<N>[.p/<W>]` and `GET /tile/entries/<N>[.p/<W>]` (C2SP tlog-tiles): a hash tile
+/// or an entry bundle, read from the store. A path the spec does not allow is 400; a tile the
+/// tree does not hold yet is 404, and not cached, since it will exist.
+async fn tile(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    let served = match uri
+        .path()
+        .strip_prefix("/tile/")
+        .map(ledger_core::tiles::Tile::parse)
+    {
+        Some(Ok(tile)) => {
+            state
+                .blocking_fresh(move |ledger| Ok(ledger.tile(&tile)?))
+                .await
+        }
+        Some(Err(error)) => Err(ApiError::malformed_request(error.to_string())),
+        None => Err(ApiError::new(
+            "no-such-route",
+            "a tile path starts with /tile/",
+        )),
+    };
+    match served {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, TILE_CACHE_CONTROL),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => {
+            let mut response = error.into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -691,6 +691,8 @@ async fn every_error_kind_comes_out_as_problem_json_with_its_status() {
         // A ledger restored behind a checkpoint its key signed: tested over HTTP with the real
         // binary by `tests/recovery.rs`.
         "behind-floor",
+        // A leaf planted in the store, too long for an entry bundle: `tests/tiles.rs`.
+        "leaf-too-large-for-bundle",
     ];
     let expected: BTreeSet<&str> = rule_kinds_tested_in_core
         .into_iter()
@@ -1034,13 +1036,15 @@ async fn every_get_route_answers_as_the_openapi_document_says() {
             .replace("/v1/certificates/{id}", "/v1/certificates/CERT-2022-0001")
             .replace("/v1/pledges/{id}", "/v1/pledges/PL-2022-001")
             .replace("/problems/{kind}", "/problems/insufficient-sink")
+            .replace("/tile/entries/{index}", "/tile/entries/000.p/20")
+            .replace("/tile/{level}/{index}", "/tile/0/000.p/20")
     };
     let mut checked = 0;
     for (method, template) in ledger_api::routes::route_list() {
         if method != "GET" {
             continue;
         }
-        let mut path = concrete(template);
+        let mut path = concrete(&template);
         if path == "/v1/events" {
             // An event stream never ends: tests/bank.rs reads it over a socket.
             continue;

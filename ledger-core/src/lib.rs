@@ -27,6 +27,7 @@
 //! - [`canonical`] (RFC 8785), [`wire`] (strict decoding, envelopes), [`sign`] (Ed25519).
 //! - [`merkle`] (RFC 9162 tree and proofs), [`checkpoint`] (C2SP checkpoints and signed notes).
 //! - [`store`]: the storage trait, sled and memory stores.
+//! - [`tiles`]: the log as C2SP tlog tiles: tile paths, which tiles a tree holds, entry bundles.
 //! - [`ledger`]: the ledger a program embeds: open, the sequencer, proofs, full audit, restore.
 //! - [`verify`]: checks that need no storage: an export against a checkpoint, a bank's pledge
 //!   bundle.
@@ -66,6 +67,7 @@ pub mod reference;
 pub mod sign;
 pub mod state;
 pub mod store;
+pub mod tiles;
 pub mod verify;
 pub mod wire;
 pub mod witness;

@@ -196,6 +196,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError>;
     /// A perfect Merkle node's hash.
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError>;
+    /// The hashes of up to `count` perfect Merkle nodes of one level, from index `first` on, in
+    /// order; it stops at the first node not stored. A tile (`crate::tiles`) is one such run.
+    /// The default reads them one by one; stores override it with one range read.
+    fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let mut hashes = Vec::new();
+        for index in (first..).take(usize::try_from(count).unwrap_or(usize::MAX)) {
+            match self.node(NodeId { level, index })? {
+                Some(hash) => hashes.push(hash),
+                None => break,
+            }
+        }
+        Ok(hashes)
+    }
     /// The state rows of one table (or of all tables) in `range`, in key order (or reverse),
     /// until `visit` returns `false`.
     fn scan_state(
@@ -259,6 +272,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
         (**self).node(id)
+    }
+    fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        (**self).node_run(level, first, count)
     }
     fn scan_state(
         &self,
@@ -777,6 +793,32 @@ impl Store for SledStore {
             .get(node_key(id))?
             .map(|v| hash_from(&v, "a Merkle node"))
             .transpose()
+    }
+
+    fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let end = first.saturating_add(count);
+        let mut hashes = Vec::new();
+        let handle = self.handle()?;
+        let low = node_key(NodeId {
+            level,
+            index: first,
+        });
+        let high = node_key(NodeId { level, index: end });
+        let mut expected = first;
+        for row in handle.db.range(low..high) {
+            let (key, value) = row?;
+            if key.as_ref()
+                != node_key(NodeId {
+                    level,
+                    index: expected,
+                })
+            {
+                break;
+            }
+            hashes.push(hash_from(&value, "a Merkle node")?);
+            expected += 1;
+        }
+        Ok(hashes)
     }
 
     fn scan_state(

@@ -894,6 +894,30 @@ impl Store for PgStore {
         bytes.map(|b| hash_from(&b)).transpose()
     }
 
+    fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
+        let level_sql = i16::from(level);
+        let low = seq_sql(first)?;
+        let high = seq_sql(first.saturating_add(count).min(i64::MAX as u64))?;
+        let rows = self.read(|conn| {
+            let statement = conn.statement(
+                "SELECT node_index, hash FROM ledger_nodes
+                 WHERE node_level = $1 AND node_index >= $2 AND node_index < $3
+                 ORDER BY node_index",
+            )?;
+            conn.client.query(&statement, &[&level_sql, &low, &high])
+        })?;
+        let mut hashes = Vec::with_capacity(rows.len());
+        for (expected, row) in (first..).zip(rows) {
+            let index: i64 = row.get(0);
+            if seq_of(index, "a Merkle node's index")? != expected {
+                break;
+            }
+            let hash: Vec<u8> = row.get(1);
+            hashes.push(hash_from(&hash)?);
+        }
+        Ok(hashes)
+    }
+
     fn scan_state(
         &self,
         table: Option<&str>,

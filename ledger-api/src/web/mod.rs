@@ -99,6 +99,9 @@ pub fn is_page_path(path: &str) -> bool {
     !(path.starts_with("/v1/")
         || path == "/v1"
         || path.starts_with("/problems/")
+        || path.starts_with("/tile/")
+        || path == "/tile"
+        || path == "/checkpoint"
         || path == "/healthz"
         || path == "/metrics")
 }

@@ -11,6 +11,7 @@
 //! - [`sequencer`](self#submitting): submitting entries, group commit;
 //! - `proofs`: inclusion and consistency proofs, checkpoints, a bank's pledge bundle;
 //! - `audit`: [`Ledger::verify_full`], the replay of the whole stored history;
+//! - `tiles`: [`Ledger::tile`], the tree and the leaves as C2SP tlog tiles ([`crate::tiles`]);
 //! - `restore`: [`Restore`], a ledger rebuilt from copies of its log (an export, a mirror) and
 //!   checked against the newest checkpoint its key signed (its floor); [`Ledger::restore`] from
 //!   an export and its checkpoint.
@@ -46,6 +47,7 @@ mod proofs;
 mod replica;
 mod restore;
 mod sequencer;
+mod tiles;
 
 pub use health::{FailureStats, WriteHealth};
 pub use replica::Replica;
@@ -91,6 +93,9 @@ pub enum LedgerError {
     /// Something asked for is not in the ledger (a sequence number past the end...).
     #[error("{0}")]
     NotFound(String),
+    /// An entry bundle cannot be written: one of its leaves is longer than a bundle can carry.
+    #[error("{0}; read the entry at /v1/entries/{seq}", seq = .0.seq)]
+    LeafTooLargeForBundle(#[from] crate::tiles::LeafTooLarge),
     /// A proof could not be made or checked.
     #[error(transparent)]
     Proof(#[from] ProofError),
@@ -134,6 +139,7 @@ impl LedgerError {
             LedgerError::Group { error, .. } => error.kind(),
             LedgerError::GroupSize(_) => "group-size",
             LedgerError::NotFound(_) => "not-found",
+            LedgerError::LeafTooLargeForBundle(_) => "leaf-too-large-for-bundle",
             // A proof's nodes could not be read because the store is away: retry, not damage.
             LedgerError::Proof(ProofError::Source(reason))
                 if reason.starts_with(STORE_UNAVAILABLE_PREFIX) =>
