@@ -804,8 +804,7 @@ impl Store for SledStore {
             index: first,
         });
         let high = node_key(NodeId { level, index: end });
-        let mut expected = first;
-        for row in handle.db.range(low..high) {
+        for (expected, row) in (first..).zip(handle.db.range(low..high)) {
             let (key, value) = row?;
             if key.as_ref()
                 != node_key(NodeId {
@@ -816,7 +815,6 @@ impl Store for SledStore {
                 break;
             }
             hashes.push(hash_from(&value, "a Merkle node")?);
-            expected += 1;
         }
         Ok(hashes)
     }

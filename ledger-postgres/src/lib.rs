@@ -896,8 +896,11 @@ impl Store for PgStore {
 
     fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
         let level_sql = i16::from(level);
-        let low = seq_sql(first)?;
-        let high = seq_sql(first.saturating_add(count).min(i64::MAX as u64))?;
+        // Indexes are BIGINT: no node is stored beyond i64::MAX.
+        let Ok(low) = i64::try_from(first) else {
+            return Ok(Vec::new());
+        };
+        let high = i64::try_from(first.saturating_add(count)).unwrap_or(i64::MAX);
         let rows = self.read(|conn| {
             let statement = conn.statement(
                 "SELECT node_index, hash FROM ledger_nodes
