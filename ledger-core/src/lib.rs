@@ -31,6 +31,8 @@
 //! - [`ledger`]: the ledger a program embeds: open, the sequencer, proofs, full audit, restore.
 //! - [`verify`]: checks that need no storage: an export against a checkpoint, a bank's pledge
 //!   bundle.
+//! - [`progress`]: how far a long pass (a full verification, a replay, a restore) has got,
+//!   told to a hook the program shows as it likes.
 //! - [`witness`]: a validating witness (C2SP tlog-witness and cosignature/v1) that replays every
 //!   entry before it cosigns.
 //! - [`reference`](mod@reference): the reference case of 2022 (Xiazhu Lake wetland) as signed entries; [`load`]:
@@ -63,6 +65,7 @@ pub mod ledger;
 pub mod load;
 pub mod merkle;
 pub mod num;
+pub mod progress;
 pub mod reference;
 pub mod sign;
 pub mod state;

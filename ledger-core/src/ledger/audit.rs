@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::progress::{Progress, Silent};
 use crate::state::State;
 use crate::store::{RowRange, StoreError};
 use crate::verify::{helper_threads, ReplayError, Replayer};
@@ -17,6 +18,11 @@ impl Ledger {
     /// per million entries on two cores, see docs/performance.md): run it on a stopped ledger
     /// (`carbon-ledger check`) or on a restored copy rather than on a busy service.
     pub fn verify_full(&self) -> Result<VerifyReport, LedgerError> {
+        self.verify_full_with(&Silent)
+    }
+
+    /// [`Ledger::verify_full`], telling `progress` after each entry replayed.
+    pub fn verify_full_with(&self, progress: &dyn Progress) -> Result<VerifyReport, LedgerError> {
         let head = self.read_head();
         let size = head.tree.size();
         let mut replayer = Replayer::new(self.origin.clone());
@@ -39,6 +45,7 @@ impl Ledger {
                 Ok(())
             },
             |_, seq, _, nodes| {
+                progress.entries(seq + 1, size);
                 for (id, hash) in nodes {
                     if self.store.node(id)? != Some(hash) {
                         return Err(Audit::Store(StoreError::Corrupt(format!(

@@ -208,6 +208,16 @@ impl Restore {
     /// the state line must be the checkpoint's. Each chunk between checkpoints is one durable
     /// write; nothing of a chunk is kept if one of its leaves fails, and the error names it.
     pub fn append(&mut self, leaves: &[Vec<u8>]) -> Result<(), LedgerError> {
+        self.append_with(leaves, &crate::progress::Silent)
+    }
+
+    /// [`Restore::append`], telling `progress` the entries held after each durable write (of
+    /// the floor's size).
+    pub fn append_with(
+        &mut self,
+        leaves: &[Vec<u8>],
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<(), LedgerError> {
         let mut rest = leaves;
         while !rest.is_empty() {
             let size = self.size();
@@ -221,6 +231,7 @@ impl Restore {
             self.replica.append(&rest[..take])?;
             rest = &rest[take..];
             self.check_reached()?;
+            progress.entries(self.size(), self.floor.checkpoint.size);
         }
         Ok(())
     }

@@ -16,6 +16,6 @@ pub use bundle::{
     BundleState, PledgeBundle, PledgeFinding, ProvedEntry, StateFinding,
 };
 pub use replay::{
-    replay_export, replay_leaf, verify_export, ExportReport, LeafSink, ReplayError, ReplayFault,
-    Replayed, Replayer,
+    replay_export, replay_leaf, verify_export, verify_export_with, ExportReport, LeafSink,
+    ReplayError, ReplayFault, Replayed, Replayer,
 };

@@ -426,6 +426,26 @@ pub fn verify_export(
     replay_export(export, checkpoint_note, operator_key, &mut |_, _, _| Ok(())).map(|(r, _)| r)
 }
 
+/// [`verify_export`], telling `progress` after each entry replayed (of the checkpoint's size).
+pub fn verify_export_with(
+    export: impl BufRead,
+    checkpoint_note: &str,
+    operator_key: &VerifyingKey,
+    progress: &dyn crate::progress::Progress,
+) -> Result<ExportReport, ReplayError> {
+    // The size line, read before the note is checked (the replay checks it, and fails first).
+    let total = checkpoint_note
+        .lines()
+        .nth(1)
+        .and_then(|line| line.parse().ok())
+        .unwrap_or(0);
+    let mut tell = |seq: u64, _: &[u8], _| {
+        progress.entries(seq + 1, total);
+        Ok(())
+    };
+    replay_export(export, checkpoint_note, operator_key, &mut tell).map(|(r, _)| r)
+}
+
 /// Called for each verified leaf of an export: its bytes and the Merkle nodes it completed.
 pub type LeafSink<'a> = dyn FnMut(u64, &[u8], Vec<(NodeId, Hash)>) -> Result<(), String> + 'a;
 

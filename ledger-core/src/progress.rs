@@ -1,0 +1,32 @@
+//! How far a long pass over the history has got: a full verification
+//! ([`Ledger::verify_full_with`](crate::ledger::Ledger::verify_full_with)), the replay of an
+//! export ([`verify_export_with`](crate::verify::verify_export_with)) and a restore
+//! ([`Restore::append_with`](crate::ledger::Restore::append_with)) take minutes at a million
+//! entries, and tell a [`Progress`] after each entry.
+//!
+//! The core only counts. Showing the count — a bar on a terminal, a line in a log — is the
+//! program's business: `carbon-ledger` does it on standard error, and a library user may pass
+//! any closure `Fn(done, total)`, or [`Silent`].
+
+/// Told how far a long pass has got.
+pub trait Progress {
+    /// `done` entries of about `total` have been processed. Called after every entry, so an
+    /// implementation must be cheap and decide itself how often to show anything. `done` may
+    /// pass `total` (an export longer than its checkpoint, a copy of the log longer than the
+    /// floor).
+    fn entries(&self, done: u64, total: u64);
+}
+
+/// A [`Progress`] that shows nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn entries(&self, _done: u64, _total: u64) {}
+}
+
+impl<F: Fn(u64, u64)> Progress for F {
+    fn entries(&self, done: u64, total: u64) {
+        self(done, total);
+    }
+}
