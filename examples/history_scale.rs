@@ -9,11 +9,18 @@
 //! cargo run --release --example history_scale -- verify DIR      # full verification vs signatures
 //! cargo run --release --example history_scale -- pages DIR       # a page of history, and submissions while a client pages
 //! ```
+//!
+//! `build` and `verify` run for minutes at 10⁶ entries: they show their progress on standard
+//! error (a bar on a terminal, a line at each tenth otherwise); the figures go to standard
+//! output.
 
 use std::time::{Duration, Instant};
 
+// The progress display of carbon-ledger's long commands: a bar on a terminal, lines otherwise.
+use ledger_api::progress::Reporter;
 use ledger_core::ledger::Ledger;
 use ledger_core::load::{measure_ceiling, Market};
+use ledger_core::progress::Progress as _;
 
 const HOLDERS: usize = 1000;
 
@@ -69,6 +76,7 @@ fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let first = usize::try_from(ledger.size())? - 1 - market.setup_entries();
     let start = Instant::now();
     let chunk = 1024;
+    let progress = Reporter::new("build");
     let mut k = first;
     while k < first + n {
         let end = (k + chunk).min(first + n);
@@ -92,14 +100,9 @@ fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
         })?;
         ledger.submit_group(group)?;
         k = end;
-        if (k - first) % (64 * chunk) < chunk {
-            eprintln!(
-                "  {} trades, {:.0} s",
-                k - first,
-                start.elapsed().as_secs_f64()
-            );
-        }
+        progress.entries((k - first) as u64, n as u64);
     }
+    progress.finish();
     ledger.checkpoint()?;
     println!(
         "built: {} entries in {dir} ({} trades added in {:.1} s); peak RSS {} MiB",
@@ -178,7 +181,9 @@ fn verify(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let market = Market::new(HOLDERS);
     let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
     let start = Instant::now();
-    let report = ledger.verify_full()?;
+    let progress = Reporter::new("verify");
+    let report = ledger.verify_full_with(&progress)?;
+    progress.finish();
     let took = start.elapsed().as_secs_f64();
     let signatures_alone = report.signatures as f64 / single_core_strict;
     let on_all_cores = report.signatures as f64 / ceiling.strict_per_second;

@@ -494,3 +494,231 @@ fn bench_runs_both_modes_to_the_end() {
     }
     assert!(report["ceiling"]["batch64_per_second"].as_f64().unwrap() > 0.0);
 }
+
+/// A data folder for `serve`, `check` and `export` holding a synthetic market
+/// ([`ledger_core::load::Market`]) and `trades` two-signature trades, with a checkpoint. Returns
+/// the market, to sign more trades (from number `trades` on).
+fn market_data_dir(data: &Path, trades: usize) -> ledger_core::load::Market {
+    use ledger_core::ledger::Ledger;
+    let market = ledger_core::load::Market::new(20);
+    let config = market.config().unwrap();
+    std::fs::create_dir_all(data).unwrap();
+    ledger_api::keys::write_key_file(&data.join("operator.key"), &config.operator_key).unwrap();
+    let file = ledger_api::keys::LedgerFile {
+        origin: ledger_core::load::ORIGIN.to_owned(),
+        operator: "operator".to_owned(),
+        operator_name: "Bench operator".to_owned(),
+    };
+    std::fs::write(
+        data.join("ledger.json"),
+        serde_json::to_string_pretty(&file).unwrap(),
+    )
+    .unwrap();
+    let ledger = Ledger::open_dir(&data.join("store"), config).unwrap();
+    market.setup(&ledger).unwrap();
+    let signed: Vec<_> = (0..trades).map(|k| market.trade(k).unwrap()).collect();
+    for group in signed.chunks(256) {
+        ledger.submit_group(group.to_vec()).unwrap();
+    }
+    ledger.checkpoint().unwrap();
+    market
+}
+
+/// Regression: a client that asks for the export and stops reading it kept a graceful shutdown
+/// waiting for the response to end, for as long as the request timeout and 5 s more (with a
+/// long request timeout, about for ever). Now the shutdown has its own deadline
+/// (`--shutdown-timeout-secs`): the process exits, and a restart finds every entry that was
+/// acknowledged.
+#[test]
+fn sigterm_ends_the_service_while_a_client_stalls_an_export_and_nothing_acknowledged_is_lost() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // An export of some 15 MB: more than the socket buffers of both ends hold, so the service
+    // cannot finish writing it to a client that reads nothing.
+    let trades = 16_000;
+    let market = market_data_dir(&data, trades);
+    let service = Service::start_with(
+        &data,
+        &[
+            "--request-timeout-secs",
+            "600",
+            "--shutdown-timeout-secs",
+            "2",
+        ],
+    );
+    let url = service.url.clone();
+    let trade = market.trade(trades).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let receipt: Value = runtime.block_on(async {
+        Client::new(&url)
+            .unwrap()
+            .post(
+                "/v1/entries",
+                serde_json::to_vec(&trade.submission).unwrap(),
+            )
+            .await
+            .unwrap()
+            .ok_json()
+            .unwrap()
+    });
+    let size = receipt["seq"].as_u64().unwrap() + 1;
+
+    let address = url.trim_start_matches("http://");
+    let mut stalled = std::net::TcpStream::connect(address).unwrap();
+    stalled
+        .write_all(b"GET /v1/export HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // The head arrives; then the client reads no more.
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Let the service fill both ends' buffers (if it has not yet, the shutdown below is only
+    // easier).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    let status = service.terminate();
+    assert!(status.success(), "{status}");
+    drop(stalled);
+
+    let service = Service::start(&data);
+    let entry: Value = http_get(&service.url, &format!("/v1/entries/{}", size - 1))
+        .json()
+        .unwrap();
+    assert_eq!(entry["leaf_hash"], receipt["leaf_hash"]);
+    let ledger: Value = http_get(&service.url, "/v1/ledger").json().unwrap();
+    assert_eq!(ledger["size"], size);
+    assert!(service.terminate().success());
+    let checked = ok(&["check", "--data", data.to_str().unwrap()]);
+    assert!(checked.contains(&format!("{size} entries")), "{checked}");
+}
+
+/// The counts in the plain progress lines `carbon-ledger` writes to a stderr that is not a
+/// terminal (`WHAT: DONE of TOTAL entries (P %)`), in order.
+fn progress_counts(stderr: &str, what: &str) -> Vec<(u64, u64)> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(what)?.strip_prefix(": ")?;
+            let (done, rest) = rest.split_once(" of ")?;
+            let (total, _) = rest.split_once(" entries (")?;
+            Some((done.parse().ok()?, total.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Asserts plain progress: a line at each tenth of the way or so, counts that only grow, the
+/// last one the whole total.
+fn assert_progress(stderr: &str, what: &str, total: u64) {
+    let counts = progress_counts(stderr, what);
+    assert!(
+        counts.len() >= 10,
+        "few progress lines of {what}:\n{stderr}"
+    );
+    assert!(
+        counts.windows(2).all(|w| w[0].0 < w[1].0),
+        "progress of {what} does not grow:\n{stderr}"
+    );
+    assert!(counts.iter().all(|&(_, t)| t == total), "{stderr}");
+    assert_eq!(counts.last().unwrap().0, total, "{stderr}");
+}
+
+/// `check`, `verify` and `restore` run for minutes on a large ledger. With stderr not a
+/// terminal (here a pipe) they write plain progress lines to it; stdout says what it said
+/// before, and nothing else.
+#[test]
+fn long_commands_show_progress_on_stderr_and_leave_stdout_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    market_data_dir(&data, 300);
+    let service = Service::start(&data);
+    let url = service.url.clone();
+    let note = http_get(&url, "/v1/checkpoint").body;
+    let export_body = http_get(&url, "/v1/export").body;
+    let info: Value = http_get(&url, "/v1/ledger").json().unwrap();
+    assert!(service.terminate().success());
+    let size = info["size"].as_u64().unwrap();
+    let root = info["root"].as_str().unwrap();
+    let checkpoint = dir.path().join("checkpoint.txt");
+    std::fs::write(&checkpoint, &note).unwrap();
+    let export = dir.path().join("export.ndjson");
+    std::fs::write(&export, &export_body).unwrap();
+    let operator_key = data.join("operator.key");
+
+    let output = run(&["check", "--data", data.to_str().unwrap()]);
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!(
+            "ledger {} verifies: {size} entries, {} signatures, root {root}\n",
+            ledger_core::load::ORIGIN,
+            info_signatures(&export_body),
+        )
+    );
+    assert_progress(&String::from_utf8_lossy(&output.stderr), "check", size);
+
+    let output = run(&[
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--operator-key",
+        operator_key.to_str().unwrap(),
+    ]);
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!(
+            "OK: the export of ledger \"{}\" verifies against the checkpoint.\nentries replayed: {size}\nsignatures checked: {}\ncheckpoint size: {size}\ncheckpoint root: {root}\n",
+            ledger_core::load::ORIGIN,
+            info_signatures(&export_body),
+        )
+    );
+    assert_progress(&String::from_utf8_lossy(&output.stderr), "verify", size);
+
+    let restored = dir.path().join("restored");
+    let output = run(&[
+        "restore",
+        "--data",
+        restored.to_str().unwrap(),
+        "--export",
+        export.to_str().unwrap(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--operator-key-file",
+        operator_key.to_str().unwrap(),
+    ]);
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!(
+            "restored ledger {} into {}: {size} entries, root {root}\nfloor: the checkpoint of {size} entries from {}\n",
+            ledger_core::load::ORIGIN,
+            restored.display(),
+            checkpoint.display(),
+        )
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    // A durable write per chunk of 1,024 leaves: one line, the last.
+    assert_eq!(
+        progress_counts(&stderr, "restore"),
+        [(size, size)],
+        "{stderr}"
+    );
+}
+
+/// Signatures in an export: every line's `signatures`.
+fn info_signatures(export: &[u8]) -> usize {
+    export
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let envelope: Value = serde_json::from_slice(line).unwrap();
+            envelope["entry"]["signatures"].as_array().unwrap().len()
+        })
+        .sum()
+}

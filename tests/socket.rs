@@ -434,3 +434,82 @@ async fn shutdown_finishes_what_is_in_flight_and_every_receipt_is_durable() {
     );
     running.stop().await.unwrap();
 }
+
+/// `http_requests_in_flight` as `GET /metrics` shows it (the scrape counts itself).
+async fn requests_in_flight(client: &Client) -> i64 {
+    let text = client.get("/metrics").await.unwrap().text();
+    text.lines()
+        .find_map(|line| line.strip_prefix("http_requests_in_flight "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no http_requests_in_flight in:\n{text}"))
+}
+
+/// Polls the gauge until `settled` holds, for at most a generous deadline (a correctness bound:
+/// the gauge must get there at all).
+async fn wait_for_in_flight(client: &Client, settled: impl Fn(i64) -> bool, what: &str) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = requests_in_flight(client).await;
+        if settled(now) {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "http_requests_in_flight is {now}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Regression: the in-flight gauge was raised before a request and lowered after its answer, so
+/// a client that disconnected mid-request (the server then drops the request's future, which
+/// never reaches the decrement) left it one higher for ever. Clients that go away while their
+/// request waits, or in the middle of sending its body, leave it back at its baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_disconnect_mid_request_leave_the_in_flight_gauge_at_its_baseline() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), Some(ORIGIN), Limits::default()).await;
+    let client = Client::new(&running.url()).unwrap();
+    let baseline = requests_in_flight(&client).await;
+    assert_eq!(baseline, 1, "only the scrape itself is in flight");
+
+    // Requests that wait: each asks for an entry the ledger will not hold within the request
+    // timeout, so it is answered only after 30 s; its client hangs up long before.
+    let waiting = 4;
+    let mut sockets = Vec::new();
+    for _ in 0..waiting {
+        let mut socket = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+        socket
+            .write_all(b"GET /v1/entries?min_seq=1000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    // Requests that stop half-way through their body.
+    let partial = 4;
+    for _ in 0..partial {
+        let mut socket = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+        socket
+            .write_all(
+                b"POST /v1/entries HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{\"body\": {",
+            )
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    wait_for_in_flight(
+        &client,
+        |n| n >= baseline + waiting + partial,
+        "the requests were never counted",
+    )
+    .await;
+    drop(sockets);
+    wait_for_in_flight(
+        &client,
+        |n| n == baseline,
+        "the disconnected requests are still counted",
+    )
+    .await;
+    running.stop().await.unwrap();
+}

@@ -175,14 +175,17 @@ pub fn operator_key(text: &str) -> Result<VerifyingKey, CliError> {
     )))
 }
 
-/// `verify`: replays an export against a checkpoint signed by the operator key, offline.
+/// `verify`: replays an export against a checkpoint signed by the operator key, offline. Its
+/// progress goes to standard error (see [`crate::progress`]).
 pub fn verify(export: &Path, checkpoint_file: &Path, key: &str) -> Result<String, CliError> {
     let key = operator_key(key)?;
     let note = read_text(checkpoint_file)?;
     let file =
         std::fs::File::open(export).map_err(|e| CliError(format!("{}: {e}", export.display())))?;
-    let report = verify::verify_export(std::io::BufReader::new(file), &note, &key)
+    let progress = crate::progress::Reporter::new("verify");
+    let report = verify::verify_export_with(std::io::BufReader::new(file), &note, &key, &progress)
         .map_err(|e| CliError(format!("the export does NOT verify: {e}")))?;
+    progress.finish();
     Ok(format!(
         "OK: the export of ledger \"{}\" verifies against the checkpoint.\n\
          entries replayed: {}\nsignatures checked: {}\ncheckpoint size: {}\ncheckpoint root: {}\n",
@@ -289,7 +292,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 }
 
 /// `check --data DIR [--store URL]`: re-verifies a stopped ledger from its own store — every signature, the
-/// chain, the tree and the state — and names the first bad entry.
+/// chain, the tree and the state — and names the first bad entry. Its progress goes to standard
+/// error (see [`crate::progress`]).
 pub fn check(dir: &Path, store: Option<&str>) -> Result<String, CliError> {
     let data = existing_data_dir(dir)?;
     let config = data.config.clone();
@@ -312,12 +316,14 @@ pub fn check(dir: &Path, store: Option<&str>) -> Result<String, CliError> {
         }
         _ => CliError(format!("{e}")),
     })?;
-    let report = ledger.verify_full().map_err(|e| {
+    let progress = crate::progress::Reporter::new("check");
+    let report = ledger.verify_full_with(&progress).map_err(|e| {
         CliError(format!(
             "the ledger in {} does NOT verify: {e}",
             dir.display()
         ))
     })?;
+    progress.finish();
     if let Some(behind) = ledger.behind_floor() {
         return Err(CliError(format!(
             "the {} entries of the ledger in {} verify (root {}), but it is not whole: {behind}",

@@ -25,7 +25,8 @@
 //! and is closed.
 //!
 //! On shutdown the listener closes, every connection finishes the request it is answering (idle
-//! ones close at once), and those still open after the drain deadline are cut.
+//! ones close at once), and those still open after the drain deadline
+//! ([`Limits::shutdown_timeout`]) are cut — a response whose client stopped reading among them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

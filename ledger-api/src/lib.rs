@@ -21,6 +21,8 @@
 //! - [`demo`]: the reference case (Xiazhu Lake wetland, 2022) replayed over HTTP, with a readable
 //!   report.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`progress`](mod@progress): how far `check`, `verify` and `restore` have got, on standard
+//!   error (a bar on a terminal, plain lines otherwise).
 //! - [`bench`](mod@bench): the bounded load tool behind `carbon-ledger bench`.
 //! - [`web`]: the public registry's HTML pages at `/`, and the in-browser check.
 #![forbid(unsafe_code)]
@@ -37,6 +39,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod problem;
+pub mod progress;
 pub mod query;
 pub mod recovery;
 pub mod routes;

@@ -322,6 +322,12 @@ struct Serve {
     #[arg(long, env = "CARBON_LEDGER_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// On SIGTERM or Ctrl-C, longest time to wait for the requests being answered (and
+    /// downloads whose clients stopped reading), seconds; then their connections are cut and
+    /// the service exits. Keep it below the orchestrator's grace period (30 s in Kubernetes).
+    #[arg(long, env = "CARBON_LEDGER_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    shutdown_timeout_secs: u64,
     /// Disk space the store holds back (in DATA/store/reserve), MiB: released when the disk
     /// fills so that the ledger can still open its store and answer reads; writes resume once
     /// there is room to take it back. 0: none.
@@ -356,6 +362,7 @@ impl Serve {
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
                 max_connections: usize_of(self.max_connections),
                 store_reserve_bytes: self.store_reserve_mib.saturating_mul(1 << 20),
+                shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
             },
             entry_max_age: Duration::from_secs(self.entry_max_age_secs),
             witnesses: self.witnesses,
@@ -396,9 +403,12 @@ fn run(command: Command) -> Result<(), cli::CliError> {
             // queued when `serve` returns.
             let _log = ledger_api::logging::init("info");
             let options = serve.options();
-            runtime()?
-                .block_on(server::serve(options))
-                .map_err(|e| cli::CliError(e.to_string()))
+            let runtime = runtime()?;
+            let served = runtime.block_on(server::serve(options));
+            // A blocking thread still running (a handler stuck on a hung disk) does not hold
+            // the exit: nothing it would write was acknowledged.
+            runtime.shutdown_timeout(server::BLOCKING_EXIT_WAIT);
+            served.map_err(|e| cli::CliError(e.to_string()))
         }
         Command::Keygen { out: out_path } => {
             let public = cli::keygen(&out_path)?;

@@ -10,8 +10,8 @@
 //! | `ledger_entries_accepted_total` | counter | `entry_type` |
 //! | `ledger_entries_rejected_total` | counter | `kind` (the problem kind) |
 //! | `ledger_size_entries` | gauge | — (set at each scrape) |
-//! | `ledger_durable_writes` | gauge | — durable store writes since start (set at each scrape) |
-//! | `ledger_entries_written` | gauge | — entries those writes appended; ÷ writes = mean group size |
+//! | `ledger_durable_writes_total` | counter | — durable store writes since start (brought up to date at each scrape) |
+//! | `ledger_entries_written_total` | counter | — entries those writes appended; ÷ writes = mean group size |
 //! | `http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //! | `http_requests_in_flight` | gauge | — |
 //! | `ledger_witness_cosigned_size` | gauge | `witness` — size of the last checkpoint it cosigned |
@@ -72,14 +72,27 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// One request counted in `http_requests_in_flight` (see [`Metrics::request_in_flight`]).
+#[derive(Debug)]
+#[must_use = "the request is counted only while the guard lives"]
+pub struct InFlight {
+    gauge: Gauge<i64, AtomicI64>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
 /// The service's metrics and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
     accepted: Family<EntryTypeLabel, Counter>,
     rejected: Family<KindLabel, Counter>,
     size: Gauge<i64, AtomicI64>,
-    durable_writes: Gauge<i64, AtomicI64>,
-    entries_written: Gauge<i64, AtomicI64>,
+    durable_writes: Counter,
+    entries_written: Counter,
     latency: HistogramFamily,
     in_flight: Gauge<i64, AtomicI64>,
     witness_cosigned: Family<WitnessLabel, Gauge<i64, AtomicI64>>,
@@ -137,8 +150,10 @@ impl Metrics {
             rejected.clone(),
         );
         registry.register("ledger_size_entries", "Entries in the ledger", size.clone());
-        let durable_writes = Gauge::<i64, AtomicI64>::default();
-        let entries_written = Gauge::<i64, AtomicI64>::default();
+        // Counts since the start that only grow: counters (`_total`), so that `rate()` and
+        // `increase()` read them right across a restart.
+        let durable_writes = Counter::default();
+        let entries_written = Counter::default();
         registry.register(
             "ledger_durable_writes",
             "Atomic, durable store writes (flush and fdatasync) since the service started",
@@ -327,17 +342,25 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// A request started (+1) or ended (−1).
-    pub fn in_flight(&self, delta: i64) {
-        self.in_flight.inc_by(delta);
+    /// Counts a request in flight for as long as the guard lives. The guard lowers the gauge
+    /// when it is dropped, so a request whose client went away (hyper then drops the handler's
+    /// future, which never reaches the code after its `await`) is not counted for ever.
+    pub fn request_in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight {
+            gauge: self.in_flight.clone(),
+        }
     }
 
     /// The text exposition, with the ledger's size and write statistics as given.
     pub fn encode(&self, ledger_size: u64, writes: ledger_core::ledger::WriteStats) -> String {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.size.set(gauge(ledger_size));
-        self.durable_writes.set(gauge(writes.durable_writes));
-        self.entries_written.set(gauge(writes.entries));
+        {
+            let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|e| e.into_inner());
+            catch_up(&self.durable_writes, writes.durable_writes);
+            catch_up(&self.entries_written, writes.entries);
+        }
         let mut out = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(%error, "metrics could not be encoded");

@@ -206,7 +206,8 @@ fn find(
     Ok((origin, Found { notes, sources }))
 }
 
-/// Feeds the export, then every copy of the log from where the restore has got to.
+/// Feeds the export, then every copy of the log from where the restore has got to; its progress
+/// goes to standard error (see [`crate::progress`]).
 fn feed(
     restore: &mut Restore,
     export: Option<&Path>,
@@ -214,6 +215,8 @@ fn feed(
     rt: &tokio::runtime::Runtime,
 ) -> Result<(), CliError> {
     let fail = |source: &str, e: &dyn std::fmt::Display| CliError(format!("{e} (in {source})"));
+    // Entries held after each durable write, on standard error.
+    let progress = &crate::progress::Reporter::new("restore");
     if let Some(path) = export {
         let file = std::fs::File::open(path).map_err(|e| fail(&path.display().to_string(), &e))?;
         let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
@@ -230,11 +233,15 @@ fn feed(
             }
             chunk.push(line);
             if chunk.len() >= CHUNK {
-                restore.append(&chunk).map_err(|e| fail("the export", &e))?;
+                restore
+                    .append_with(&chunk, progress)
+                    .map_err(|e| fail("the export", &e))?;
                 chunk.clear();
             }
         }
-        restore.append(&chunk).map_err(|e| fail("the export", &e))?;
+        restore
+            .append_with(&chunk, progress)
+            .map_err(|e| fail("the export", &e))?;
     }
     for source in sources {
         let name = source.name();
@@ -251,7 +258,7 @@ fn feed(
                         next += 1;
                         chunk.push(leaf.to_vec());
                         if chunk.len() >= CHUNK {
-                            if let Err(e) = restore.append(&chunk) {
+                            if let Err(e) = restore.append_with(&chunk, progress) {
                                 failure = Some(e);
                                 return Ok(false);
                             }
@@ -263,7 +270,9 @@ fn feed(
                 if let Some(e) = failure {
                     return Err(fail(&name, &e));
                 }
-                restore.append(&chunk).map_err(|e| fail(&name, &e))?;
+                restore
+                    .append_with(&chunk, progress)
+                    .map_err(|e| fail(&name, &e))?;
             }
             Source::Url(client) => loop {
                 let leaves = rt
@@ -272,10 +281,13 @@ fn feed(
                 if leaves.is_empty() {
                     break;
                 }
-                restore.append(&leaves).map_err(|e| fail(&name, &e))?;
+                restore
+                    .append_with(&leaves, progress)
+                    .map_err(|e| fail(&name, &e))?;
             },
         }
     }
+    progress.finish();
     Ok(())
 }
 

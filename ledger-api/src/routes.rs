@@ -66,7 +66,14 @@ pub struct Limits {
     /// Disk space the store holds back, so that it can still be opened and read when its disk
     /// fills up (see [`ledger_core::store::SledStore`]); 0: none.
     pub store_reserve_bytes: u64,
+    /// Longest time a shutdown waits for the connections being answered (a download its client
+    /// stopped reading, a request still running); then they are cut and the service exits.
+    pub shutdown_timeout: Duration,
 }
+
+/// How long a shutdown waits for connections unless configured otherwise: below the 30 s an
+/// orchestrator such as Kubernetes gives a process between SIGTERM and SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -81,6 +88,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             store_reserve_bytes: ledger_core::store::DEFAULT_RESERVE_BYTES,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -501,9 +509,11 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().to_string();
     let start = Instant::now();
-    state.0.metrics.in_flight(1);
+    // A guard, not a decrement after the await: a request whose client disconnects is dropped
+    // at that await, and must leave the gauge too.
+    let in_flight = state.0.metrics.request_in_flight();
     let response = next.run(request).await;
-    state.0.metrics.in_flight(-1);
+    drop(in_flight);
     state
         .0
         .metrics

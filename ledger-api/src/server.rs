@@ -37,6 +37,14 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How long a stop waits, after the connections are closed, for handlers on blocking threads
+/// to let go of the ledger so that the store closes before the process exits.
+pub const STORE_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the process waits at its exit for blocking threads that are still running (see
+/// [`STORE_CLOSE_WAIT`]); then it exits without them.
+pub const BLOCKING_EXIT_WAIT: Duration = Duration::from_secs(5);
+
 /// How often, at most, a new checkpoint goes to the witnesses unless configured otherwise.
 pub const DEFAULT_COSIGN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -179,8 +187,9 @@ pub async fn start(options: ServeOptions) -> Result<Running, ServeError> {
     background.push(tokio::spawn(watch_store(Arc::clone(&ledger))));
     let router = app(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
-    // Requests in flight at a stop get the request timeout to finish, and a little more.
-    let drain = options.limits.request_timeout + Duration::from_secs(5);
+    // Connections being answered at a stop get the shutdown timeout to finish, whatever the
+    // request timeout: a download its client stopped reading would hold the stop until then.
+    let drain = options.limits.shutdown_timeout;
     let task = tokio::spawn(async move {
         let stopped = async move {
             let _ = stopped.await;
@@ -288,7 +297,9 @@ impl Running {
         &self.ledger
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, then closes the store.
+    /// Stops accepting connections, lets the requests being answered finish within the shutdown
+    /// timeout ([`Limits::shutdown_timeout`]; then their connections are cut), then closes the
+    /// store.
     pub async fn stop(mut self) -> Result<(), ServeError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -300,14 +311,25 @@ impl Running {
         let served = (&mut self.task)
             .await
             .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
-        // Handlers that ran on blocking threads may still hold the ledger for a moment.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Handlers that ran on blocking threads may still hold the ledger for a moment (an
+        // export whose connection was cut stops at its next chunk).
+        let deadline = Instant::now() + STORE_CLOSE_WAIT;
         while Arc::strong_count(&self.ledger) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let size = self.ledger.size();
+        let held = Arc::strong_count(&self.ledger) - 1;
         drop(self.ledger);
-        tracing::info!(entries = size, "stopped; the store is closed");
+        if held == 0 {
+            tracing::info!(entries = size, "stopped; the store is closed");
+        } else {
+            // Everything acknowledged is durable already: exiting loses nothing of it.
+            tracing::warn!(
+                entries = size,
+                handlers = held,
+                "stopped; handlers still running on blocking threads hold the store, which closes as the process exits"
+            );
+        }
         served.map_err(ServeError::from)
     }
 }

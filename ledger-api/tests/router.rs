@@ -281,9 +281,54 @@ async fn metrics_count_accepted_and_rejected_entries_and_latency() {
         "{text}"
     );
     assert!(text.contains("ledger_size_entries 20"), "{text}");
-    assert!(text.contains("ledger_entries_written "), "{text}");
-    assert!(text.contains("ledger_durable_writes "), "{text}");
+    // Counts that only grow are counters: typed so, and named `_total` in the exposition.
+    let sample = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(
+        text.contains("# TYPE ledger_entries_written counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE ledger_durable_writes counter"),
+        "{text}"
+    );
+    let (written, writes) = (
+        sample("ledger_entries_written_total"),
+        sample("ledger_durable_writes_total"),
+    );
+    assert!(written >= 19 && (1..=written).contains(&writes), "{text}");
     assert!(text.contains("http_request_duration_seconds_count{method=\"POST\",route=\"/v1/entries\",status=\"201\"}"), "{text}");
+}
+
+/// Regression: `ledger_durable_writes` and `ledger_entries_written` only grow but were exported
+/// as gauges, which `rate()` cannot read across a restart. The gauges left are levels that go
+/// up and down, or sizes (the ledger's, and the last one each witness cosigned): a size is the
+/// state of the log, not a count since the service started, so it stays a gauge.
+#[tokio::test]
+async fn only_levels_are_gauges_in_the_metrics() {
+    let (app, _, case) = memory_app(Limits::default());
+    replay_oneshot(&app, &case).await;
+    let text = get(&app, "/metrics").await.text();
+    let gauges: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" gauge"))
+        .collect();
+    assert_eq!(
+        gauges,
+        [
+            "ledger_size_entries",
+            "http_requests_in_flight",
+            "ledger_witness_cosigned_size",
+            "ledger_store_writable",
+            "ledger_store_halted",
+            "http_connections_open",
+        ],
+        "{text}"
+    );
 }
 
 #[tokio::test]
