@@ -528,7 +528,7 @@ fn market_data_dir(data: &Path, trades: usize) -> ledger_core::load::Market {
 /// waiting for the response to end, for as long as the request timeout and 5 s more (with a
 /// long request timeout, about for ever). Now the shutdown has its own deadline
 /// (`--shutdown-timeout-secs`): the process exits, and a restart finds every entry that was
-/// acknowledged.
+/// acknowledged. Without a shutdown, such a response is dropped after the idle timeout.
 #[test]
 fn sigterm_ends_the_service_while_a_client_stalls_an_export_and_nothing_acknowledged_is_lost() {
     use std::io::{Read as _, Write as _};
@@ -538,6 +538,39 @@ fn sigterm_ends_the_service_while_a_client_stalls_an_export_and_nothing_acknowle
     // cannot finish writing it to a client that reads nothing.
     let trades = 16_000;
     let market = market_data_dir(&data, trades);
+    let address = |url: &str| url.trim_start_matches("http://").to_owned();
+    let stall_export = |url: &str| {
+        let mut stalled = std::net::TcpStream::connect(address(url)).unwrap();
+        stalled
+            .write_all(b"GET /v1/export HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        // The head arrives; then the client reads no more.
+        let mut head = [0u8; 12];
+        stalled.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        stalled
+    };
+
+    // A response that makes no progress for the idle timeout is dropped, and its connection
+    // closed, without a shutdown.
+    let service = Service::start_with(&data, &["--idle-timeout-secs", "2"]);
+    let stalled = stall_export(&service.url);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let metrics = http_get(&service.url, "/metrics").text();
+        if metrics.contains("http_connections_closed_total{reason=\"stalled\"} 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled export was not dropped:\n{metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(stalled);
+    assert!(service.terminate().success());
+
+    // A shutdown while a client stalls an export.
     let service = Service::start_with(
         &data,
         &[
@@ -567,15 +600,7 @@ fn sigterm_ends_the_service_while_a_client_stalls_an_export_and_nothing_acknowle
     });
     let size = receipt["seq"].as_u64().unwrap() + 1;
 
-    let address = url.trim_start_matches("http://");
-    let mut stalled = std::net::TcpStream::connect(address).unwrap();
-    stalled
-        .write_all(b"GET /v1/export HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    // The head arrives; then the client reads no more.
-    let mut head = [0u8; 12];
-    stalled.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
+    let stalled = stall_export(&url);
     // Let the service fill both ends' buffers (if it has not yet, the shutdown below is only
     // easier).
     std::thread::sleep(std::time::Duration::from_secs(2));
