@@ -77,6 +77,9 @@ enum Command {
         ca_cert: Option<PathBuf>,
     },
     /// Checks an export against a checkpoint and the operator's public key, offline.
+    ///
+    /// Its progress goes to standard error: a bar on a terminal, otherwise a line at each tenth
+    /// of the way (and at least every 10 s); standard output carries the result alone.
     Verify {
         /// The NDJSON export (GET /v1/export).
         #[arg(long)]
@@ -130,6 +133,9 @@ enum Command {
     },
     /// Re-verifies a stopped ledger from its data folder: every signature, the chain, the tree
     /// and the state.
+    ///
+    /// Its progress goes to standard error: a bar on a terminal, otherwise a line at each tenth
+    /// of the way (and at least every 10 s); standard output carries the result alone.
     Check {
         /// The data folder.
         #[arg(long, env = "CARBON_LEDGER_DATA", default_value = "./data")]
@@ -142,6 +148,9 @@ enum Command {
     /// the newest checkpoint its key signed that you can find (the floor). A new folder is built
     /// apart and moved into place only once complete and checked; a folder holding a ledger
     /// behind its floor is completed in place.
+    ///
+    /// Its progress (entries held after each durable write) goes to standard error: a bar on a
+    /// terminal, otherwise plain lines; standard output carries the result alone.
     Restore {
         /// The data folder to create (or to complete, if it holds a ledger behind its floor).
         #[arg(long)]

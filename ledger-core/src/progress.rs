@@ -30,3 +30,35 @@ impl<F: Fn(u64, u64)> Progress for F {
         self(done, total);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use crate::ledger::Ledger;
+    use crate::load::Market;
+
+    /// Every long pass tells its hook after each entry, counts that grow to the total.
+    #[test]
+    fn the_long_passes_tell_their_progress_up_to_the_total() {
+        let market = Market::new(2);
+        let ledger = Ledger::in_memory(market.config().unwrap()).unwrap();
+        market.setup(&ledger).unwrap();
+        let trades: Vec<_> = (0..5).map(|k| market.trade(k).unwrap()).collect();
+        ledger.submit_group(trades).unwrap();
+        let size = ledger.size();
+        let told = RefCell::new(Vec::new());
+        let hook = |done: u64, total: u64| told.borrow_mut().push((done, total));
+        let every_entry: Vec<(u64, u64)> = (1..=size).map(|done| (done, size)).collect();
+
+        ledger.verify_full_with(&hook).unwrap();
+        assert_eq!(told.take(), every_entry);
+
+        let note = ledger.checkpoint().unwrap();
+        let mut export = Vec::new();
+        ledger.export(&mut export, Some(size)).unwrap();
+        crate::verify::verify_export_with(export.as_slice(), &note, &ledger.operator_key(), &hook)
+            .unwrap();
+        assert_eq!(told.take(), every_entry);
+    }
+}
