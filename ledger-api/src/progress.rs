@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ledger_core::progress::Progress;
 
 /// The longest time between two plain lines while a pass goes on.
@@ -60,11 +60,12 @@ impl Reporter {
         }
     }
 
-    /// A bar on standard error, whatever it is.
+    /// A bar on standard error, whatever it is. It is drawn from the first count on, and
+    /// cleared when the pass is over, so that the command's result follows on a clean line.
     pub fn bar(what: &str) -> Self {
-        let bar = ProgressBar::new(0);
+        let bar = ProgressBar::hidden();
         let style = ProgressStyle::with_template(
-            "{msg}: [{elapsed_precise}] [{wide_bar}] {human_pos}/{human_len} entries ({per_sec}, {eta} left)",
+            "{msg}: [{elapsed_precise}] [{wide_bar}] {human_pos}/{human_len} entries ({eta} left)",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
@@ -95,7 +96,7 @@ impl Reporter {
     /// none yet. Nothing is shown for a pass that told nothing.
     pub fn finish(&self) {
         match &self.shown {
-            Shown::Bar { bar, .. } => bar.finish(),
+            Shown::Bar { bar, .. } => bar.finish_and_clear(),
             Shown::Lines(lines) => {
                 let mut lines = lines.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((done, total)) = lines.latest {
@@ -132,8 +133,12 @@ impl Progress for Reporter {
         match &self.shown {
             Shown::Bar { bar, length } => {
                 let wanted = total.max(done);
-                if length.swap(wanted, Ordering::Relaxed) != wanted {
+                let before = length.swap(wanted, Ordering::Relaxed);
+                if before != wanted {
                     bar.set_length(wanted);
+                    if before == 0 {
+                        bar.set_draw_target(ProgressDrawTarget::stderr());
+                    }
                 }
                 bar.set_position(done);
             }
@@ -151,12 +156,12 @@ impl Progress for Reporter {
 }
 
 impl Drop for Reporter {
-    /// A bar left unfinished (the command failed) stays as it was, and what follows is written
-    /// below it.
+    /// A bar left unfinished (the command failed) is cleared too: the error that follows names
+    /// the entry where it stopped.
     fn drop(&mut self) {
         if let Shown::Bar { bar, .. } = &self.shown {
             if !bar.is_finished() {
-                bar.abandon();
+                bar.finish_and_clear();
             }
         }
     }
