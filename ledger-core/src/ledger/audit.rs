@@ -14,9 +14,11 @@ impl Ledger {
     /// Recomputes everything from the stored leaves — signatures, chain, tree, state — and
     /// compares it with what the store holds. Names the first bad sequence number.
     ///
-    /// It reads a consistent ledger, so submissions wait until it is done (about two minutes
-    /// per million entries on two cores, see docs/performance.md): run it on a stopped ledger
-    /// (`carbon-ledger check`) or on a restored copy rather than on a busy service.
+    /// It reads a consistent ledger, so submissions wait until it is done (about 70 s per
+    /// million entries on two cores, and memory for the whole history: see
+    /// docs/performance.md): run it on a stopped ledger (`carbon-ledger check`) or on a restored
+    /// copy rather than on a busy service. The signatures are checked on helper threads, one
+    /// per core, ahead of the replay ([`Replayer::replay_ahead`]).
     pub fn verify_full(&self) -> Result<VerifyReport, LedgerError> {
         self.verify_full_with(&Silent)
     }
