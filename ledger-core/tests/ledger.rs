@@ -5,6 +5,8 @@ mod common;
 
 use std::sync::Arc;
 
+use ed25519_dalek::SigningKey;
+
 use common::{body, pid, signing_key, stores, HookedStore, LEDGER, REFERENCE_PARTICIPANTS};
 use ledger_core::entry::{Body, Submission};
 use ledger_core::ledger::{Ledger, LedgerConfig, LedgerError, Receipt, Restore};
@@ -75,6 +77,37 @@ fn populate(ledger: &Ledger) {
 fn transfer(quantity: &str) -> serde_json::Value {
     json!({"type": "trade", "kind": "transfer", "seller": "two-mountains-bank",
         "buyer": "enterprise-a", "batch": "XZH-2021", "quantity": quantity})
+}
+
+/// two-mountains-bank's rotation of its key to `new_key`, signed with the current key and the
+/// new one.
+fn platform_rotation(id: &str, new_key: &SigningKey) -> Submission {
+    let platform = pid("two-mountains-bank");
+    let rotation = body(
+        id,
+        json!({"type": "rotate_key", "participant": "two-mountains-bank",
+        "new_public_key": common::encode_key(&new_key.verifying_key())}),
+    );
+    sign_body(
+        rotation,
+        &[
+            (&platform, &signing_key("two-mountains-bank")),
+            (&platform, new_key),
+        ],
+    )
+    .unwrap()
+}
+
+/// A transfer of `quantity` from two-mountains-bank, signed with `platform_key`, to enterprise-a.
+fn transfer_signed_with(id: &str, quantity: &str, platform_key: &SigningKey) -> Submission {
+    sign_body(
+        body(id, transfer(quantity)),
+        &[
+            (&pid("two-mountains-bank"), platform_key),
+            (&pid("enterprise-a"), &signing_key("enterprise-a")),
+        ],
+    )
+    .unwrap()
 }
 
 fn submit_err(ledger: &Ledger, id: &str, fields: serde_json::Value) -> LedgerError {
@@ -267,21 +300,11 @@ fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
         let ledger = store.open(config()).unwrap();
         populate(&ledger);
         let new_key = signing_key("two-mountains-bank/2023");
-        let rotation = body(
-            "rot-1",
-            json!({"type": "rotate_key", "participant": "two-mountains-bank",
-            "new_public_key": common::encode_key(&new_key.verifying_key())}),
-        );
         let platform = pid("two-mountains-bank");
-        let submission = sign_body(
-            rotation,
-            &[
-                (&platform, &signing_key("two-mountains-bank")),
-                (&platform, &new_key),
-            ],
-        )
-        .unwrap();
-        let rotated_at = ledger.submit(submission).unwrap().seq;
+        let rotated_at = ledger
+            .submit(platform_rotation("rot-1", &new_key))
+            .unwrap()
+            .seq;
 
         // The old key no longer signs, and the refusal says that is what happened, so that a
         // clerk holding an old key file knows to sign again with the current one.
@@ -311,16 +334,9 @@ fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
         assert_eq!(err.kind(), "bad-signature");
         assert!(!err.to_string().contains("not the current one"), "{err}");
         // The new key does.
-        let enterprise = pid("enterprise-a");
-        let submission = sign_body(
-            body("T-new", transfer("1")),
-            &[
-                (&platform, &new_key),
-                (&enterprise, &signing_key("enterprise-a")),
-            ],
-        )
-        .unwrap();
-        ledger.submit(submission).unwrap();
+        ledger
+            .submit(transfer_signed_with("T-new", "1", &new_key))
+            .unwrap();
         // Everything signed before the rotation still verifies on replay.
         ledger.verify_full().unwrap();
     }
@@ -334,32 +350,12 @@ fn a_rotated_out_key_signs_nothing_new_and_history_still_verifies() {
 fn signatures_checked_ahead_find_what_a_replay_entry_by_entry_finds() {
     let ledger = Ledger::in_memory(config()).unwrap();
     populate(&ledger);
-    let platform = pid("two-mountains-bank");
     let new_key = signing_key("two-mountains-bank/2023");
-    let rotation = body(
-        "rot-1",
-        json!({"type": "rotate_key", "participant": "two-mountains-bank",
-        "new_public_key": common::encode_key(&new_key.verifying_key())}),
-    );
-    let rotation = sign_body(
-        rotation,
-        &[
-            (&platform, &signing_key("two-mountains-bank")),
-            (&platform, &new_key),
-        ],
-    )
-    .unwrap();
-    ledger.submit(rotation).unwrap();
+    ledger.submit(platform_rotation("rot-1", &new_key)).unwrap();
     for n in 0..3 {
-        let transfer = sign_body(
-            body(&format!("T-new-{n}"), transfer("1")),
-            &[
-                (&platform, &new_key),
-                (&pid("enterprise-a"), &signing_key("enterprise-a")),
-            ],
-        )
-        .unwrap();
-        ledger.submit(transfer).unwrap();
+        ledger
+            .submit(transfer_signed_with(&format!("T-new-{n}"), "1", &new_key))
+            .unwrap();
     }
     ledger
         .submit(signed(
@@ -877,30 +873,9 @@ fn a_group_may_rotate_a_key_and_sign_with_the_new_one() {
         eprintln!("a_group_may_rotate_a_key_and_sign_with_the_new_one: {store}");
         let ledger = store.open(config()).unwrap();
         populate(&ledger);
-        let platform = pid("two-mountains-bank");
-        let enterprise = pid("enterprise-a");
         let new_key = signing_key("two-mountains-bank/rotated");
-        let rotation = body(
-            "rot-g",
-            json!({"type": "rotate_key", "participant": "two-mountains-bank",
-            "new_public_key": common::encode_key(&new_key.verifying_key())}),
-        );
-        let rotation = sign_body(
-            rotation,
-            &[
-                (&platform, &signing_key("two-mountains-bank")),
-                (&platform, &new_key),
-            ],
-        )
-        .unwrap();
-        let trade = sign_body(
-            body("T-g", transfer("2")),
-            &[
-                (&platform, &new_key),
-                (&enterprise, &signing_key("enterprise-a")),
-            ],
-        )
-        .unwrap();
+        let rotation = platform_rotation("rot-g", &new_key);
+        let trade = transfer_signed_with("T-g", "2", &new_key);
         let group = vec![
             Prepared::new(rotation).unwrap(),
             Prepared::new(trade).unwrap(),
@@ -976,24 +951,9 @@ fn a_resubmission_is_recognised_by_its_signatures_not_just_its_body() {
         );
         let first = ledger.submit(original.clone()).unwrap();
 
-        let platform = pid("two-mountains-bank");
         let new_key = signing_key("two-mountains-bank/next");
-        let rotation = body(
-            "rot-keep",
-            json!({"type": "rotate_key", "participant": "two-mountains-bank",
-            "new_public_key": common::encode_key(&new_key.verifying_key())}),
-        );
         ledger
-            .submit(
-                sign_body(
-                    rotation,
-                    &[
-                        (&platform, &signing_key("two-mountains-bank")),
-                        (&platform, &new_key),
-                    ],
-                )
-                .unwrap(),
-            )
+            .submit(platform_rotation("rot-keep", &new_key))
             .unwrap();
         let again = ledger.submit(original.clone()).unwrap();
         assert!(again.duplicate);
