@@ -11,7 +11,8 @@
 //!
 //! Without PostgreSQL server binaries each test says it was skipped (and fails instead with
 //! `CARBON_LEDGER_REQUIRE_POSTGRES=1`, as `.ci/run` sets). `CRASH_SEED` and `PG_CRASH_ROUNDS`
-//! repeat or lengthen the crash run.
+//! repeat or lengthen the crash run (the clients' transfers run out after about 10 rounds: later
+//! rounds kill and restart an instance with no load).
 
 mod support;
 
@@ -206,7 +207,14 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
     let origin = market.case.origin.clone();
     let key = market.key(&market.case.operator).verifying_key();
     let pool: Arc<Vec<(String, Vec<u8>)>> = Arc::new(tokio::task::block_in_place(|| {
-        transfers(&market, &enterprises, "PG", 3000)
+        // About 600 transfers a round keeps the clients busy; what the two sellers hold (1 t a
+        // transfer) bounds the pool.
+        transfers(
+            &market,
+            &enterprises,
+            "PG",
+            (rounds * 600).clamp(3000, 6000),
+        )
     }));
     let mut services = [Some(a), Some(b)];
     let mut acked: BTreeMap<String, Receipt> = BTreeMap::new();
