@@ -51,7 +51,8 @@ impl Replayer {
     ///
     /// The first error stops the replay, and it is the error of the first entry that has one: if
     /// `source` fails (it cannot read the next leaf, or finds one missing), the leaves it handed
-    /// over before are replayed first, and a fault among them is the one returned.
+    /// over before are replayed first, and a fault among them is the one returned. `source` must
+    /// stop at the first error of the function it is given, and return it.
     pub fn replay_ahead<E: From<ReplayError>>(
         &mut self,
         helpers: usize,
