@@ -37,6 +37,25 @@ fn render(page: &impl Template) -> Result<Response, WebError> {
 
 /// A query value: blank (as an empty form field sends it) reads as absent; anything else must
 /// parse, or the page is a 400.
+/// The two handlers of a list page: `$html` answers the page, `$csv` the same rows as CSV.
+macro_rules! list_handlers {
+    ($html:ident, $csv:ident, $list:ident, $query:ty) => {
+        pub async fn $html(
+            State(state): State<AppState>,
+            PageQuery(query): PageQuery<$query>,
+        ) -> Result<Response, WebError> {
+            $list(state, query, Form::Html).await
+        }
+
+        pub async fn $csv(
+            State(state): State<AppState>,
+            PageQuery(query): PageQuery<$query>,
+        ) -> Result<Response, WebError> {
+            $list(state, query, Form::Csv).await
+        }
+    };
+}
+
 fn parsed<T: FromStr>(name: &str, value: &Option<String>) -> Result<Option<T>, WebError>
 where
     T::Err: std::fmt::Display,
@@ -726,19 +745,7 @@ async fn trades_list(
     respond(form, page, next_csv)
 }
 
-pub async fn trades(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<TradesQuery>,
-) -> Result<Response, WebError> {
-    trades_list(state, query, Form::Html).await
-}
-
-pub async fn trades_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<TradesQuery>,
-) -> Result<Response, WebError> {
-    trades_list(state, query, Form::Csv).await
-}
+list_handlers!(trades, trades_csv, trades_list, TradesQuery);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -789,19 +796,12 @@ async fn certificates_list(
     respond(form, page, next_csv)
 }
 
-pub async fn certificates(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<CertificatesQuery>,
-) -> Result<Response, WebError> {
-    certificates_list(state, query, Form::Html).await
-}
-
-pub async fn certificates_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<CertificatesQuery>,
-) -> Result<Response, WebError> {
-    certificates_list(state, query, Form::Csv).await
-}
+list_handlers!(
+    certificates,
+    certificates_csv,
+    certificates_list,
+    CertificatesQuery
+);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -870,19 +870,7 @@ async fn pledges_list(
     respond(form, page, next_csv)
 }
 
-pub async fn pledges(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<PledgesQuery>,
-) -> Result<Response, WebError> {
-    pledges_list(state, query, Form::Html).await
-}
-
-pub async fn pledges_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<PledgesQuery>,
-) -> Result<Response, WebError> {
-    pledges_list(state, query, Form::Csv).await
-}
+list_handlers!(pledges, pledges_csv, pledges_list, PledgesQuery);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -945,19 +933,7 @@ async fn prices_list(
     respond(form, page, next_csv)
 }
 
-pub async fn prices(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<PricesQuery>,
-) -> Result<Response, WebError> {
-    prices_list(state, query, Form::Html).await
-}
-
-pub async fn prices_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<PricesQuery>,
-) -> Result<Response, WebError> {
-    prices_list(state, query, Form::Csv).await
-}
+list_handlers!(prices, prices_csv, prices_list, PricesQuery);
 
 fn projects_table(s: &LedgerState, projects: &[&ledger_core::state::Project]) -> Table {
     let mut table = Table::new(
@@ -998,89 +974,93 @@ fn projects_table(s: &LedgerState, projects: &[&ledger_core::state::Project]) ->
     table
 }
 
-async fn projects_list(state: AppState, query: Paging, form: Form) -> Result<Response, WebError> {
-    let after = parsed::<ProjectId>("after", &query.after)?;
+/// A list page's path and headings.
+struct Heading {
+    path: &'static str,
+    zh: &'static str,
+    en: &'static str,
+    intro: &'static str,
+}
+
+/// One page of a registry of things listed by id, without filters (projects, batches,
+/// participants): `rows` makes the page's table and the next page's cursor from the state, the
+/// cursor asked for and the page size.
+async fn registry_list<K>(
+    state: AppState,
+    query: Paging,
+    form: Form,
+    heading: Heading,
+    rows_of: impl FnOnce(&LedgerState, Option<K>, usize) -> (Table, Option<String>) + Send + 'static,
+) -> Result<Response, WebError>
+where
+    K: FromStr + Send + 'static,
+    K::Err: std::fmt::Display,
+{
+    let after = parsed::<K>("after", &query.after)?;
     let limit = rows(&state, query.limit)?;
-    let (mut table, next) = state
-        .read(move |s| {
-            let (items, next) = page_by(s.projects(), |p| p.id.clone(), after.as_ref(), limit);
-            Ok((projects_table(s, &items), next.map(|n| n.to_string())))
-        })
-        .await?;
+    let (mut table, next) = state.read(move |s| Ok(rows_of(s, after, limit))).await?;
     let next_csv = paging_links(
         &mut table,
-        "/projects",
+        heading.path,
         &query,
         query.after.clone(),
         next,
         |q, a| q.after = a,
     );
     let page = ListPage {
+        zh: heading.zh,
+        en: heading.en,
+        intro: heading.intro,
+        filters: None,
+        chart: None,
+        table,
+    };
+    respond(form, page, next_csv)
+}
+
+async fn projects_list(state: AppState, query: Paging, form: Form) -> Result<Response, WebError> {
+    let heading = Heading {
+        path: "/projects",
         zh: "项目",
         en: "Projects",
         intro: "Wetland projects, their proponents (项目业主) and the sink issued from their verified monitoring reports.",
-        filters: None,
-        chart: None,
-        table,
     };
-    respond(form, page, next_csv)
+    registry_list(
+        state,
+        query,
+        form,
+        heading,
+        |s, after: Option<ProjectId>, limit| {
+            let (items, next) = page_by(s.projects(), |p| p.id.clone(), after.as_ref(), limit);
+            (projects_table(s, &items), next.map(|n| n.to_string()))
+        },
+    )
+    .await
 }
 
-pub async fn projects(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<Paging>,
-) -> Result<Response, WebError> {
-    projects_list(state, query, Form::Html).await
-}
-
-pub async fn projects_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<Paging>,
-) -> Result<Response, WebError> {
-    projects_list(state, query, Form::Csv).await
-}
+list_handlers!(projects, projects_csv, projects_list, Paging);
 
 async fn batches_list(state: AppState, query: Paging, form: Form) -> Result<Response, WebError> {
-    let after = parsed::<BatchId>("after", &query.after)?;
-    let limit = rows(&state, query.limit)?;
-    let (mut table, next) = state
-        .read(move |s| {
-            let (items, next) = page_by(s.batches(), |b| b.id.clone(), after.as_ref(), limit);
-            Ok((batches_table(&items), next.map(|n| n.to_string())))
-        })
-        .await?;
-    let next_csv = paging_links(
-        &mut table,
-        "/batches",
-        &query,
-        query.after.clone(),
-        next,
-        |q, a| q.after = a,
-    );
-    let page = ListPage {
+    let heading = Heading {
+        path: "/batches",
         zh: "签发批次",
         en: "Batches (issuances)",
         intro: "Every batch issued from a verified monitoring report, and where each of its tonnes is: issued = available + pledged + buffer + retired + reversed.",
-        filters: None,
-        chart: None,
-        table,
     };
-    respond(form, page, next_csv)
+    registry_list(
+        state,
+        query,
+        form,
+        heading,
+        |s, after: Option<BatchId>, limit| {
+            let (items, next) = page_by(s.batches(), |b| b.id.clone(), after.as_ref(), limit);
+            (batches_table(&items), next.map(|n| n.to_string()))
+        },
+    )
+    .await
 }
 
-pub async fn batches(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<Paging>,
-) -> Result<Response, WebError> {
-    batches_list(state, query, Form::Html).await
-}
-
-pub async fn batches_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<Paging>,
-) -> Result<Response, WebError> {
-    batches_list(state, query, Form::Csv).await
-}
+list_handlers!(batches, batches_csv, batches_list, Paging);
 
 fn participants_table(participants: &[&ledger_core::state::Participant]) -> Table {
     let mut table = Table::new(
@@ -1131,46 +1111,26 @@ async fn participants_list(
     query: Paging,
     form: Form,
 ) -> Result<Response, WebError> {
-    let after = parsed::<ParticipantId>("after", &query.after)?;
-    let limit = rows(&state, query.limit)?;
-    let (mut table, next) = state
-        .read(move |s| {
-            let (items, next) = page_by(s.participants(), |p| p.id.clone(), after.as_ref(), limit);
-            Ok((participants_table(&items), next.map(|n| n.to_string())))
-        })
-        .await?;
-    let next_csv = paging_links(
-        &mut table,
-        "/participants",
-        &query,
-        query.after.clone(),
-        next,
-        |q, a| q.after = a,
-    );
-    let page = ListPage {
+    let heading = Heading {
+        path: "/participants",
         zh: "参与方",
         en: "Participants",
         intro: "Everyone who signs entries in this ledger, with their roles and the public key they sign with now.",
-        filters: None,
-        chart: None,
-        table,
     };
-    respond(form, page, next_csv)
+    registry_list(
+        state,
+        query,
+        form,
+        heading,
+        |s, after: Option<ParticipantId>, limit| {
+            let (items, next) = page_by(s.participants(), |p| p.id.clone(), after.as_ref(), limit);
+            (participants_table(&items), next.map(|n| n.to_string()))
+        },
+    )
+    .await
 }
 
-pub async fn participants(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<Paging>,
-) -> Result<Response, WebError> {
-    participants_list(state, query, Form::Html).await
-}
-
-pub async fn participants_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<Paging>,
-) -> Result<Response, WebError> {
-    participants_list(state, query, Form::Csv).await
-}
+list_handlers!(participants, participants_csv, participants_list, Paging);
 
 // ---------------------------------------------------------------------------------------------
 // Entries
@@ -1295,19 +1255,7 @@ async fn entries_list(
     respond(form, page, next_csv)
 }
 
-pub async fn entries(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<EntriesQuery>,
-) -> Result<Response, WebError> {
-    entries_list(state, query, Form::Html).await
-}
-
-pub async fn entries_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<EntriesQuery>,
-) -> Result<Response, WebError> {
-    entries_list(state, query, Form::Csv).await
-}
+list_handlers!(entries, entries_csv, entries_list, EntriesQuery);
 
 /// One field of an entry's body, as its page lists them.
 pub struct Field {
@@ -2016,19 +1964,7 @@ async fn holdings_list(
     respond(form, page, next_csv)
 }
 
-pub async fn holdings(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<HoldingsQuery>,
-) -> Result<Response, WebError> {
-    holdings_list(state, query, Form::Html).await
-}
-
-pub async fn holdings_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<HoldingsQuery>,
-) -> Result<Response, WebError> {
-    holdings_list(state, query, Form::Csv).await
-}
+list_handlers!(holdings, holdings_csv, holdings_list, HoldingsQuery);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -2112,19 +2048,7 @@ async fn reports_list(
     respond(form, page, next_csv)
 }
 
-pub async fn reports(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<ProjectListQuery>,
-) -> Result<Response, WebError> {
-    reports_list(state, query, Form::Html).await
-}
-
-pub async fn reports_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<ProjectListQuery>,
-) -> Result<Response, WebError> {
-    reports_list(state, query, Form::Csv).await
-}
+list_handlers!(reports, reports_csv, reports_list, ProjectListQuery);
 
 /// Restoration proceeds by project and currency, of one project or all.
 fn proceeds_page(
@@ -2200,19 +2124,7 @@ async fn proceeds_list(
     respond(form, page, next_csv)
 }
 
-pub async fn proceeds(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<ProjectListQuery>,
-) -> Result<Response, WebError> {
-    proceeds_list(state, query, Form::Html).await
-}
-
-pub async fn proceeds_csv(
-    State(state): State<AppState>,
-    PageQuery(query): PageQuery<ProjectListQuery>,
-) -> Result<Response, WebError> {
-    proceeds_list(state, query, Form::Csv).await
-}
+list_handlers!(proceeds, proceeds_csv, proceeds_list, ProjectListQuery);
 
 /// A table of a detail page, with the links of the list page it is the first page of.
 fn embed<Q: Serialize + Clone>(
