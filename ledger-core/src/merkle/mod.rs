@@ -43,7 +43,7 @@ pub mod plan;
 pub mod verify;
 
 pub use compact::CompactTree;
-pub use hash::{empty_root, leaf_hash, node_hash, Hash};
+pub use hash::{empty_root, hashes_from_hex, leaf_hash, node_hash, Hash};
 pub use plan::{
     consistency_plan, consistency_proof, inclusion_plan, inclusion_proof, root_at, root_plan,
     ProofElement, ProofPlan,

@@ -671,15 +671,8 @@ pub fn verify_proved_row(
         index: proved.index,
         reason,
     };
-    let proof = proved
-        .proof
-        .iter()
-        .map(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h, &mut out).map(|()| out)
-        })
-        .collect::<Result<Vec<Hash>, _>>()
-        .map_err(|_| not_included("a proof hash is not hex".to_owned()))?;
+    let proof = merkle::hashes_from_hex(&proved.proof)
+        .ok_or_else(|| not_included("a proof hash is not hex".to_owned()))?;
     merkle::verify_inclusion(
         &merkle::leaf_hash(proved.row.as_bytes()),
         proved.index,

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::entry::{self, Body, EntryKind, Submission};
 use crate::ids::{Date, ParticipantId, PublicKey, Role, Timestamp};
-use crate::merkle::{self, Hash, ProofError};
+use crate::merkle::{self, ProofError};
 use crate::num::{Money, Rate, Tonnes, UnitPrice};
 use crate::state::{
     verify_row_proof, Balance, Batch, PledgeRecord, PledgeStatus, Price, RowProof, State,
@@ -544,15 +544,8 @@ pub fn proved_entries(
             return Err(BundleError::ForeignEntry(seq));
         }
         let not_included = |reason: String| BundleError::NotIncluded { seq, reason };
-        let proof = proved
-            .proof
-            .iter()
-            .map(|h| {
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(h, &mut out).map(|()| out)
-            })
-            .collect::<Result<Vec<Hash>, _>>()
-            .map_err(|_| not_included("a proof hash is not hex".to_owned()))?;
+        let proof = merkle::hashes_from_hex(&proved.proof)
+            .ok_or_else(|| not_included("a proof hash is not hex".to_owned()))?;
         merkle::verify_inclusion(
             &merkle::leaf_hash(leaf),
             seq,
@@ -819,15 +812,8 @@ fn check_extends_accepted(
             consistency.old_size, accepted.size
         )));
     }
-    let proof = consistency
-        .proof
-        .iter()
-        .map(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h, &mut out).map(|()| out)
-        })
-        .collect::<Result<Vec<Hash>, _>>()
-        .map_err(|_| BundleError::NotExtending("a proof hash is not hex".to_owned()))?;
+    let proof = merkle::hashes_from_hex(&consistency.proof)
+        .ok_or_else(|| BundleError::NotExtending("a proof hash is not hex".to_owned()))?;
     merkle::verify_consistency(
         accepted.size,
         checkpoint.size,
