@@ -226,16 +226,16 @@ impl CheckedAhead {
 }
 
 /// The state-dependent part of [`replay_leaf`], for a leaf already decoded: the chain link, the
-/// origin, the signatures (taken from `ahead` when it was checked against the keys the state
-/// holds), the market's rules and the tree.
-pub(crate) fn apply_decoded(
+/// origin, the signatures (unless `verified` says who signed, as checked ahead against the keys
+/// the state holds), the market's rules and the tree.
+fn apply_decoded(
     origin: &Origin,
     state: &mut State,
     tree: &mut CompactTree,
     prev: &mut Hash,
     leaf: &[u8],
     decoded: Decoded,
-    ahead: Option<CheckedAhead>,
+    verified: Option<sign::Verified>,
 ) -> Result<Replayed, ReplayError> {
     let seq = decoded.seq;
     let fail = |fault: ReplayFault| ReplayError { seq, fault };
@@ -249,8 +249,8 @@ pub(crate) fn apply_decoded(
     if body.ledger != *origin {
         return Err(fail(ReplayFault::Ledger(body.ledger.to_string())));
     }
-    let verified = match ahead.filter(|ahead| ahead.holds_for(state)) {
-        Some(ahead) => ahead.verified,
+    let verified = match verified {
+        Some(verified) => verified,
         None => sign::verify_signatures(&*state, &prepared)
             .map_err(|e| fail(ReplayFault::Signature(e)))?,
     };
@@ -314,9 +314,10 @@ impl Replayer {
         decoded: Decoded,
         ahead: Option<CheckedAhead>,
     ) -> Result<Vec<(NodeId, Hash)>, ReplayError> {
-        let taken = ahead
-            .as_ref()
-            .is_some_and(|ahead| ahead.holds_for(&self.state));
+        let verified = ahead
+            .filter(|ahead| ahead.holds_for(&self.state))
+            .map(|ahead| ahead.verified);
+        let taken = verified.is_some();
         let replayed = apply_decoded(
             &self.origin,
             &mut self.state,
@@ -324,7 +325,7 @@ impl Replayer {
             &mut self.prev,
             leaf,
             decoded,
-            ahead,
+            verified,
         )?;
         self.state.settle();
         self.signatures += replayed.signatures;
