@@ -11,8 +11,8 @@
 //!
 //! Without PostgreSQL server binaries each test says it was skipped (and fails instead with
 //! `CARBON_LEDGER_REQUIRE_POSTGRES=1`, as `.ci/run` sets). `CRASH_SEED` and `PG_CRASH_ROUNDS`
-//! repeat or lengthen the crash run (the clients' transfers run out after about 10 rounds: later
-//! rounds kill and restart an instance with no load).
+//! repeat or lengthen the crash run: its transfers cycle the sink among the enterprises, so every
+//! round is loaded however many there are, and each round reads only the entries that are new.
 
 mod support;
 
@@ -90,11 +90,7 @@ fn transfers(
 ) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {
-            let seller = if i % 2 == 0 {
-                demo::PLATFORM
-            } else {
-                demo::WETLAND
-            };
+            let seller = [demo::PLATFORM, demo::WETLAND][i % 2];
             let id = format!("{prefix}-{i:05}");
             let buyer = &enterprises[i % enterprises.len()];
             let bytes = serde_json::to_vec(&market.transfer(&id, seller, buyer, "1")).unwrap();
@@ -103,42 +99,129 @@ fn transfers(
         .collect()
 }
 
-/// Every entry of the ledger as `client`'s instance serves it once it holds `size` entries:
-/// checks the log is gap-free (each envelope's seq its position, its prev the previous leaf's
-/// hash) and returns the leaf hashes and the ids by seq.
-async fn read_log(client: &Client, size: u64) -> (Vec<merkle::Hash>, HashMap<String, u64>) {
-    let mut hashes = Vec::new();
-    let mut ids = HashMap::new();
-    while (hashes.len() as u64) < size {
-        let from = hashes.len();
-        let page = json_of(
-            client,
-            &format!("/v1/entries?from={from}&limit=1000&min_size={size}"),
-        )
-        .await;
-        let entries = page["entries"].as_array().unwrap();
-        assert!(!entries.is_empty(), "entry {from} of {size} cannot be read");
-        for row in entries {
-            let seq = hashes.len() as u64;
-            assert_eq!(row["seq"].as_u64(), Some(seq), "a gap at {seq}");
-            let leaf = serde_json::to_vec(&row["envelope"]).unwrap();
-            let envelope: Value = serde_json::from_slice(&leaf).unwrap();
-            assert_eq!(envelope["seq"].as_u64(), Some(seq));
-            let prev = hashes.last().map_or_else(|| "0".repeat(64), hex::encode);
-            assert_eq!(
-                envelope["prev"].as_str(),
-                Some(prev.as_str()),
-                "entry {seq}'s prev"
-            );
-            let hash = support::unhex(row["leaf_hash"].as_str().unwrap());
-            let id = envelope["entry"]["body"]["id"].as_str().unwrap().to_owned();
-            if let Some(first) = ids.insert(id.clone(), seq) {
-                panic!("{id} is in the log twice, at {first} and {seq}");
-            }
-            hashes.push(hash);
+/// The sink each enterprise is given before the crash rounds: 800 t from the platform and 400 t
+/// from the wetland (they hold 10,000 t and 5,300 t after the case's acquisition).
+const FUNDING: [(&str, &str); 2] = [(demo::PLATFORM, "800"), (demo::WETLAND, "400")];
+
+/// Gives every enterprise its [`FUNDING`], one transfer at a time through `client`.
+async fn fund(client: &Client, market: &Market, enterprises: &[String]) {
+    for (n, buyer) in enterprises.iter().enumerate() {
+        for (seller, quantity) in FUNDING {
+            let id = format!("FUND-{n:02}-{seller}");
+            let body = serde_json::to_vec(&market.transfer(&id, seller, buyer, quantity)).unwrap();
+            let answer = client.post("/v1/entries", body).await.unwrap();
+            assert_eq!(answer.status.as_u16(), 201, "{id}: {}", answer.text());
         }
     }
-    (hashes, ids)
+}
+
+/// The crash rounds' transfers, without end: transfer `i` moves 1 t from enterprise `i mod n` to
+/// the next one, so every run of `n` consecutive transfers leaves each enterprise's holding as it
+/// was. Submitted roughly in order (a few retried a round later), they never run a seller dry,
+/// however many rounds the run has; each is signed when a submitter takes it.
+struct Cycle {
+    market: Market,
+    enterprises: Vec<String>,
+}
+
+impl Cycle {
+    fn id(i: usize) -> String {
+        format!("PG-{i:07}")
+    }
+
+    fn submission(&self, i: usize) -> Vec<u8> {
+        let n = self.enterprises.len();
+        let (seller, buyer) = (&self.enterprises[i % n], &self.enterprises[(i + 1) % n]);
+        serde_json::to_vec(&self.market.transfer(&Self::id(i), seller, buyer, "1")).unwrap()
+    }
+}
+
+/// The transfers still to submit: those in doubt from the last round first, then fresh ones.
+#[derive(Default)]
+struct Queue {
+    retry: VecDeque<usize>,
+    next: usize,
+}
+
+impl Queue {
+    fn pop(&mut self) -> usize {
+        self.retry.pop_front().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+}
+
+/// The log as read so far from the instances, checked as it grows: gap-free (each envelope's seq
+/// its position, its prev the previous leaf's hash), each id once. Reading only what is new keeps
+/// a long crash run linear in its entries.
+#[derive(Default)]
+struct Log {
+    hashes: Vec<merkle::Hash>,
+    ids: HashMap<String, u64>,
+    tree: merkle::CompactTree,
+}
+
+impl Log {
+    /// Reads the entries from the log's end up to `size` from `client`'s instance.
+    async fn read_to(&mut self, client: &Client, size: u64) {
+        while (self.hashes.len() as u64) < size {
+            let from = self.hashes.len();
+            let page = json_of(
+                client,
+                &format!("/v1/entries?from={from}&limit=1000&min_size={size}"),
+            )
+            .await;
+            let entries = page["entries"].as_array().unwrap();
+            assert!(!entries.is_empty(), "entry {from} of {size} cannot be read");
+            for row in entries {
+                let seq = self.hashes.len() as u64;
+                assert_eq!(row["seq"].as_u64(), Some(seq), "a gap at {seq}");
+                let envelope = &row["envelope"];
+                assert_eq!(envelope["seq"].as_u64(), Some(seq));
+                let prev = self
+                    .hashes
+                    .last()
+                    .map_or_else(|| "0".repeat(64), hex::encode);
+                assert_eq!(
+                    envelope["prev"].as_str(),
+                    Some(prev.as_str()),
+                    "entry {seq}'s prev"
+                );
+                let hash = support::unhex(row["leaf_hash"].as_str().unwrap());
+                let id = envelope["entry"]["body"]["id"].as_str().unwrap().to_owned();
+                if let Some(first) = self.ids.insert(id.clone(), seq) {
+                    panic!("{id} is in the log twice, at {first} and {seq}");
+                }
+                self.hashes.push(hash);
+                self.tree.append(hash).unwrap();
+            }
+        }
+    }
+
+    /// Checks that `receipt`'s entry is in the log where the receipt says, with its leaf hash.
+    fn holds(&self, receipt: &Receipt) {
+        assert_eq!(
+            self.ids.get(&receipt.id),
+            Some(&receipt.seq),
+            "acknowledged {} lost or moved",
+            receipt.id
+        );
+        let at = usize::try_from(receipt.seq).unwrap();
+        assert_eq!(
+            hex::encode(self.hashes[at]),
+            receipt.leaf_hash,
+            "{}'s leaf hash",
+            receipt.id
+        );
+    }
+}
+
+/// Every entry of the ledger as `client`'s instance serves it once it holds `size` entries.
+async fn read_log(client: &Client, size: u64) -> Log {
+    let mut log = Log::default();
+    log.read_to(client, size).await;
+    log
 }
 
 /// The export of `client`'s instance at `size` entries.
@@ -160,7 +243,12 @@ struct Checkpoints {
 }
 
 impl Checkpoints {
-    fn saw(&mut self, note: &str, origin: &str, key: &ed25519_dalek::VerifyingKey) {
+    fn saw(
+        &mut self,
+        note: &str,
+        origin: &str,
+        key: &ed25519_dalek::VerifyingKey,
+    ) -> checkpoint::Checkpoint {
         let cp = checkpoint::open_checkpoint(note, origin, key)
             .unwrap_or_else(|e| panic!("a checkpoint does not verify: {e}\n{note}"));
         assert!(
@@ -173,6 +261,7 @@ impl Checkpoints {
         if let Some(root) = self.roots.insert(cp.size, cp.root) {
             assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
         }
+        cp
     }
 }
 
@@ -202,25 +291,26 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
     let mut rng = Rng::new(seed);
     let root = tempfile::tempdir().unwrap();
     let enterprises: Vec<String> = (0..ENTERPRISES).map(|i| format!("ent-{i:02}")).collect();
-    let (a, b, market, setup_size) = two_instances(root.path(), &url, &enterprises).await;
+    let (a, b, market, _) = two_instances(root.path(), &url, &enterprises).await;
+    let client = Client::new(&a.url).unwrap();
+    fund(&client, &market, &enterprises).await;
+    let setup_size = json_of(&client, "/v1/ledger").await["size"]
+        .as_u64()
+        .unwrap();
     let data = [root.path().join("a"), root.path().join("b")];
     let origin = market.case.origin.clone();
     let key = market.key(&market.case.operator).verifying_key();
-    let pool: Arc<Vec<(String, Vec<u8>)>> = Arc::new(tokio::task::block_in_place(|| {
-        // About 600 transfers a round keeps the clients busy; what the two sellers hold (1 t a
-        // transfer) bounds the pool.
-        transfers(
-            &market,
-            &enterprises,
-            "PG",
-            (rounds * 600).clamp(3000, 6000),
-        )
-    }));
+    let cycle = Arc::new(Cycle {
+        market,
+        enterprises,
+    });
     let mut services = [Some(a), Some(b)];
     let mut acked: BTreeMap<String, Receipt> = BTreeMap::new();
-    let mut queue: VecDeque<usize> = (0..pool.len()).collect();
+    let mut queue = Queue::default();
     let mut in_doubt_ever: BTreeSet<usize> = BTreeSet::new();
     let mut checkpoints = Checkpoints::default();
+    let mut log = Log::default();
+    let mut loaded_rounds = 0;
 
     for round in 0..rounds {
         let urls: Vec<String> = services
@@ -233,21 +323,23 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
         let mut tasks = Vec::new();
         for c in 0..6 {
             let client = Client::new(&urls[c % 2]).unwrap();
-            let (shared, outcomes, pool, stop) =
-                (shared.clone(), outcomes.clone(), pool.clone(), stop.clone());
+            let (shared, outcomes, cycle, stop) = (
+                shared.clone(),
+                outcomes.clone(),
+                cycle.clone(),
+                stop.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let Some(i) = shared.lock().unwrap().pop_front() else {
-                        return;
-                    };
-                    match client.post("/v1/entries", pool[i].1.clone()).await {
+                    let i = shared.lock().unwrap().pop();
+                    match client.post("/v1/entries", cycle.submission(i)).await {
                         Ok(answer) if answer.status.is_success() => {
                             let receipt: Receipt = answer.json().unwrap();
                             outcomes.lock().unwrap().receipts.push((i, receipt));
                         }
                         Ok(answer) => outcomes.lock().unwrap().unexpected.push(format!(
                             "{}: {} {}",
-                            pool[i].0,
+                            Cycle::id(i),
                             answer.status,
                             answer.text()
                         )),
@@ -298,8 +390,12 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
             outcomes.unexpected
         );
         let fresh = outcomes.receipts.len();
+        if fresh > 0 {
+            loaded_rounds += 1;
+        }
+        let mut answered = Vec::with_capacity(fresh);
         for (i, receipt) in outcomes.receipts {
-            assert_eq!(receipt.id, pool[i].0);
+            assert_eq!(receipt.id, Cycle::id(i));
             if let Some(first) = acked.insert(receipt.id.clone(), receipt.clone()) {
                 assert!(
                     receipt.duplicate,
@@ -308,16 +404,21 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
                 );
                 assert_eq!(first.seq, receipt.seq, "{}: two receipts", receipt.id);
             }
+            answered.push(receipt);
         }
         for note in notes.lock().unwrap().iter() {
             checkpoints.saw(note, &origin, &key);
         }
         in_doubt_ever.extend(outcomes.in_doubt.iter().copied());
-        let mut next: VecDeque<usize> = outcomes.in_doubt.into_iter().collect();
-        next.extend(shared.lock().unwrap().drain(..));
-        queue = next;
+        queue = std::mem::take(&mut *shared.lock().unwrap());
+        let taken: Vec<usize> = outcomes.in_doubt;
+        for i in taken.into_iter().rev() {
+            queue.retry.push_front(i);
+        }
 
-        // Restart the killed instance; both must hold every acknowledged entry.
+        // Restart the killed instance. It must serve every entry the other holds, after the
+        // log read so far and linked to it; every receipt of the round must be in it; and both
+        // instances must sign the root of the log as read.
         services[victim] = Some(tokio::task::block_in_place(|| {
             Service::start_on(&data[victim], &url)
         }));
@@ -328,25 +429,24 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
         let size = json_of(&clients[1 - victim], "/v1/ledger").await["size"]
             .as_u64()
             .unwrap();
-        let (hashes, ids) = read_log(&clients[victim], size).await;
-        for (id, receipt) in &acked {
+        log.read_to(&clients[victim], size).await;
+        for receipt in &answered {
+            log.holds(receipt);
+        }
+        for client in &clients {
+            let note = client
+                .get(&format!("/v1/checkpoint?min_size={size}"))
+                .await
+                .unwrap()
+                .text();
+            let cp = checkpoints.saw(&note, &origin, &key);
+            assert_eq!(cp.size, size, "round {round}: a checkpoint after the round");
             assert_eq!(
-                ids.get(id),
-                Some(&receipt.seq),
-                "acknowledged {id} lost or moved"
-            );
-            let at = usize::try_from(receipt.seq).unwrap();
-            assert_eq!(
-                hex::encode(hashes[at]),
-                receipt.leaf_hash,
-                "{id}'s leaf hash"
+                cp.root,
+                log.tree.root(),
+                "round {round}: the root of the log"
             );
         }
-        assert_eq!(
-            export(&clients[0], size).await,
-            export(&clients[1], size).await,
-            "round {round}: the exports of the two instances differ"
-        );
         eprintln!(
             "two-instance crash test: round {round}: killed {} after {delay} ms; {fresh} answered, {} in doubt; {size} entries",
             ["A", "B"][victim],
@@ -362,7 +462,7 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
         .collect();
     for (n, &i) in in_doubt_ever.iter().enumerate() {
         let receipt: Receipt = clients[n % 2]
-            .post("/v1/entries", pool[i].1.clone())
+            .post("/v1/entries", cycle.submission(i))
             .await
             .unwrap()
             .ok_json()
@@ -379,13 +479,13 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
             .as_u64()
             .unwrap(),
     );
-    let (_, ids) = read_log(&clients[0], size).await;
-    for (id, receipt) in &acked {
-        assert_eq!(ids.get(id), Some(&receipt.seq), "acknowledged {id} lost");
+    let log = read_log(&clients[0], size).await;
+    for receipt in acked.values() {
+        log.holds(receipt);
     }
     assert_eq!(
-        ids.len() as u64,
-        setup_size + ids.keys().filter(|id| id.starts_with("PG-")).count() as u64
+        log.ids.len() as u64,
+        setup_size + log.ids.keys().filter(|id| id.starts_with("PG-")).count() as u64
     );
     let note = clients[1]
         .get(&format!("/v1/checkpoint?min_size={size}"))
@@ -421,8 +521,9 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "two-instance crash test: {rounds} rounds, {} acknowledged, 0 lost, {} checkpoints seen, {size} entries",
+        "two-instance crash test: {rounds} rounds ({loaded_rounds} with answers), {} acknowledged, 0 lost, {} in doubt and resubmitted, {} checkpoints seen, {size} entries",
         acked.len(),
+        in_doubt_ever.len(),
         checkpoints.roots.len()
     );
 }
@@ -500,16 +601,9 @@ async fn the_database_restarted_under_load_costs_503s_and_loses_nothing() {
         .as_u64()
         .unwrap();
     let size = size.max(receipts.iter().map(|r| r.seq + 1).max().unwrap());
-    let (hashes, ids) = read_log(&client, size).await;
+    let log = read_log(&client, size).await;
     for receipt in &receipts {
-        assert_eq!(
-            ids.get(&receipt.id),
-            Some(&receipt.seq),
-            "{} lost",
-            receipt.id
-        );
-        let at = usize::try_from(receipt.seq).unwrap();
-        assert_eq!(hex::encode(hashes[at]), receipt.leaf_hash);
+        log.holds(receipt);
     }
     assert_eq!(
         export(&client, size).await,
