@@ -124,8 +124,9 @@ pub struct Meta {
 }
 
 /// The storage layout this code writes: 2 keys trades and certificates by sequence number, with
-/// indexes by party, batch, kind and holder (layout 1 keyed them by entry id).
-pub const LAYOUT: u32 = 2;
+/// indexes by party, batch, kind and holder (layout 1 keyed them by entry id); 3 keeps sled's
+/// Merkle nodes in blocks of four levels (layout 2 kept a row per node).
+pub const LAYOUT: u32 = 3;
 
 /// Which rows of a state table a scan visits: keys that start with `prefix`, after the key
 /// `after` if given (before it when `reverse`), in key order or reverse.
@@ -305,8 +306,23 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 const META_KEY: &[u8] = b"M";
 const CHECKPOINT_KEY: &[u8] = b"C";
 const LEAF: u8 = b'L';
+/// A node row of stores written before node blocks: converted into blocks when the store opens.
 const NODE: u8 = b'N';
+const BLOCK: u8 = b'B';
 const STATE: u8 = b'S';
+
+/// The tree levels one node block spans. A block keeps the nodes of one perfect subtree of
+/// 2^`BLOCK_LEVELS` nodes of its lowest level: 16 nodes of that level, 8 of the next, 4, then 2
+/// (the subtree's root is the next band's). A proof for a leaf of a 10⁶-entry tree reads its
+/// twenty nodes from five blocks, instead of twenty rows that each sit on a page of their own
+/// (sled keeps 8 to 16 rows to a page, so a block of a height of 8 — C2SP's tiles, 16 KB —
+/// would make pages of 128–256 KB that each read pulls whole).
+const BLOCK_LEVELS: u8 = 4;
+/// Nodes in a block: 16 + 8 + 4 + 2.
+const BLOCK_SLOTS: usize = (1 << (BLOCK_LEVELS + 1)) - 2;
+/// A block's bytes: which slots are filled (one bit each), then 32 bytes a slot.
+const BLOCK_BITMAP: usize = BLOCK_SLOTS.div_ceil(8);
+const BLOCK_BYTES: usize = BLOCK_BITMAP + 32 * BLOCK_SLOTS;
 
 fn leaf_key(seq: u64) -> [u8; 9] {
     let mut key = [LEAF; 9];
@@ -314,11 +330,112 @@ fn leaf_key(seq: u64) -> [u8; 9] {
     key
 }
 
-fn node_key(id: NodeId) -> [u8; 10] {
-    let mut key = [NODE; 10];
-    key[1] = id.level;
-    key[2..].copy_from_slice(&id.index.to_be_bytes());
-    key
+/// Where a node is kept: the key of its block (band of levels, then the block's index in the
+/// band) and its slot in the block.
+fn node_place(id: NodeId) -> ([u8; 10], usize) {
+    let band = id.level / BLOCK_LEVELS;
+    let step = id.level % BLOCK_LEVELS;
+    // The block's nodes of this level: 16 >> step of them, after those of the levels below.
+    let width = 1u64 << (BLOCK_LEVELS - step);
+    let before = (1usize << (BLOCK_LEVELS + 1)) - (1usize << (BLOCK_LEVELS + 1 - step));
+    let mut key = [BLOCK; 10];
+    key[1] = band;
+    key[2..].copy_from_slice(&(id.index >> (BLOCK_LEVELS - step)).to_be_bytes());
+    // Below `width` (at most 16), so it fits any usize.
+    let column = usize::try_from(id.index & (width - 1)).unwrap_or(0);
+    (key, before + column)
+}
+
+/// The node in `slot` of a stored block, if that slot is filled.
+fn block_node(block: &[u8], slot: usize) -> Result<Option<Hash>, StoreError> {
+    if block.len() != BLOCK_BYTES {
+        return Err(StoreError::Corrupt(format!(
+            "a block of Merkle nodes is {} bytes, not {BLOCK_BYTES}",
+            block.len()
+        )));
+    }
+    if block[slot / 8] & (1 << (slot % 8)) == 0 {
+        return Ok(None);
+    }
+    let at = BLOCK_BITMAP + 32 * slot;
+    hash_from(&block[at..at + 32], "a Merkle node").map(Some)
+}
+
+/// Fills `slot` of `block` with `hash`.
+fn set_block_node(block: &mut [u8], slot: usize, hash: &Hash) {
+    block[slot / 8] |= 1 << (slot % 8);
+    let at = BLOCK_BITMAP + 32 * slot;
+    block[at..at + 32].copy_from_slice(hash);
+}
+
+/// Puts `nodes` into their blocks: each block as `blocks` already holds it, else as `db` does,
+/// else empty. Returns an error for a stored block of the wrong size.
+fn fill_blocks(
+    db: &sled::Db,
+    blocks: &mut BTreeMap<[u8; 10], Vec<u8>>,
+    nodes: impl IntoIterator<Item = (NodeId, Hash)>,
+) -> Result<(), StoreError> {
+    for (id, hash) in nodes {
+        let (key, slot) = node_place(id);
+        let block = match blocks.entry(key) {
+            std::collections::btree_map::Entry::Occupied(held) => held.into_mut(),
+            std::collections::btree_map::Entry::Vacant(place) => {
+                let stored = match db.get(key)? {
+                    Some(bytes) => {
+                        block_node(&bytes, 0)?;
+                        bytes.to_vec()
+                    }
+                    None => vec![0; BLOCK_BYTES],
+                };
+                place.insert(stored)
+            }
+        };
+        set_block_node(block, slot, &hash);
+    }
+    Ok(())
+}
+
+/// Converts the node rows of a store written before node blocks into blocks, a chunk at a time,
+/// each chunk one atomic batch (its blocks written, its rows removed): an interrupted conversion
+/// goes on at the next opening. Then makes it durable.
+fn convert_node_rows(handle: &SledHandle) -> Result<(), StoreError> {
+    const CHUNK: usize = 100_000;
+    let mut converted = false;
+    loop {
+        let mut write = sled::Batch::default();
+        let mut blocks = BTreeMap::new();
+        let mut nodes = Vec::new();
+        for row in handle.db.scan_prefix([NODE]).take(CHUNK) {
+            let (key, value) = row?;
+            // The key: the prefix, the level, the index (8 bytes, big-endian).
+            let id =
+                match key.as_ref() {
+                    &[NODE, level, ref index @ ..] => NodeId {
+                        level,
+                        index: u64::from_be_bytes(index.try_into().map_err(|_| {
+                            StoreError::Corrupt("a Merkle node row's key".to_owned())
+                        })?),
+                    },
+                    _ => return Err(StoreError::Corrupt("a Merkle node row's key".to_owned())),
+                };
+            nodes.push((id, hash_from(&value, "a Merkle node")?));
+            write.remove(key);
+        }
+        if nodes.is_empty() {
+            break;
+        }
+        fill_blocks(&handle.db, &mut blocks, nodes)?;
+        for (key, block) in blocks {
+            write.insert(&key, block);
+        }
+        handle.db.apply_batch(write)?;
+        converted = true;
+    }
+    if converted {
+        handle.db.flush()?;
+        handle.data_file.sync_data()?;
+    }
+    Ok(())
 }
 
 fn state_key(table: &str, key: &[u8]) -> Vec<u8> {
@@ -542,6 +659,7 @@ impl SledStore {
             }
             other => other?,
         };
+        convert_node_rows(&handle)?;
         let store = Self {
             open: RwLock::new(Slot::Open(Arc::new(handle))),
             path: dir.to_owned(),
@@ -622,12 +740,15 @@ impl SledStore {
     /// The three steps are public so that tests can fail each in turn
     /// (`ledger-core/tests/faults.rs`); a ledger calls [`Store::append`], which runs all three.
     pub fn write_group(&self, group: Append<'_>) -> Result<(), StoreError> {
+        let handle = self.handle()?;
         let mut write = sled::Batch::default();
         for (i, leaf) in group.leaves.iter().enumerate() {
             write.insert(&leaf_key(group.first_seq + i as u64), leaf.as_slice());
         }
-        for (id, hash) in group.nodes {
-            write.insert(&node_key(*id), hash);
+        let mut blocks = BTreeMap::new();
+        fill_blocks(&handle.db, &mut blocks, group.nodes.iter().copied())?;
+        for (key, block) in blocks {
+            write.insert(&key, block);
         }
         for change in group.state {
             let key = state_key(change.table, &change.key);
@@ -639,7 +760,7 @@ impl SledStore {
         if let Some(meta) = group.meta {
             write.insert(META_KEY, meta_bytes(meta)?);
         }
-        self.handle()?.db.apply_batch(write)?;
+        handle.db.apply_batch(write)?;
         Ok(())
     }
 
@@ -788,33 +909,32 @@ impl Store for SledStore {
     }
 
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
-        self.handle()?
-            .db
-            .get(node_key(id))?
-            .map(|v| hash_from(&v, "a Merkle node"))
-            .transpose()
+        let (key, slot) = node_place(id);
+        match self.handle()?.db.get(key)? {
+            Some(block) => block_node(&block, slot),
+            None => Ok(None),
+        }
     }
 
     fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
         let end = first.saturating_add(count);
         let mut hashes = Vec::new();
         let handle = self.handle()?;
-        let low = node_key(NodeId {
-            level,
-            index: first,
-        });
-        let high = node_key(NodeId { level, index: end });
-        for (expected, row) in (first..).zip(handle.db.range(low..high)) {
-            let (key, value) = row?;
-            if key.as_ref()
-                != node_key(NodeId {
-                    level,
-                    index: expected,
-                })
-            {
-                break;
+        // Consecutive nodes of a level share a block: read each block once.
+        let mut block: Option<([u8; 10], sled::IVec)> = None;
+        for index in first..end {
+            let (key, slot) = node_place(NodeId { level, index });
+            if block.as_ref().is_none_or(|(held, _)| *held != key) {
+                match handle.db.get(key)? {
+                    Some(bytes) => block = Some((key, bytes)),
+                    None => break,
+                }
             }
-            hashes.push(hash_from(&value, "a Merkle node")?);
+            let Some((_, bytes)) = &block else { break };
+            match block_node(bytes, slot)? {
+                Some(hash) => hashes.push(hash),
+                None => break,
+            }
         }
         Ok(hashes)
     }
@@ -1063,6 +1183,126 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::merkle::{self, CompactTree, MemoryNodes, NodeSource};
+
+    /// Appends `sizes` groups of leaves to `store` and to an in-memory tree; returns every node
+    /// completed, and the tree.
+    fn grow(store: &SledStore, sizes: &[u64]) -> (Vec<(NodeId, Hash)>, CompactTree) {
+        let mut tree = CompactTree::new();
+        let mut all = Vec::new();
+        for &n in sizes {
+            let first_seq = tree.size();
+            let leaves: Vec<Vec<u8>> = (first_seq..first_seq + n)
+                .map(|i| i.to_be_bytes().to_vec())
+                .collect();
+            let mut nodes = Vec::new();
+            for leaf in &leaves {
+                nodes.extend(tree.append(merkle::leaf_hash(leaf)).unwrap());
+            }
+            store
+                .append(Append {
+                    first_seq,
+                    leaves: &leaves,
+                    nodes: &nodes,
+                    state: &[],
+                    meta: None,
+                })
+                .unwrap();
+            all.extend(nodes);
+        }
+        (all, tree)
+    }
+
+    /// Node blocks give back every node written, whatever the groups' sizes (a group may fill a
+    /// block in part, finish one another group began, or span several), and no node that was
+    /// never written; runs of a level stop at the first missing node; and the roots agree.
+    #[test]
+    fn node_blocks_give_back_every_node_written_in_groups_of_any_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::with_reserve(dir.path(), 0).unwrap();
+        let sizes = [1, 1, 3, 16, 5, 31, 64, 2, 17, 100, 256, 7, 300, 1];
+        let (nodes, tree) = grow(&store, &sizes);
+        let mut memory = MemoryNodes::new();
+        for &(id, hash) in &nodes {
+            assert_eq!(store.node(id).unwrap(), Some(hash), "{id:?}");
+            memory.insert(id, hash);
+        }
+        let size = tree.size();
+        for level in 0..12u8 {
+            let stored = (size >> level) + 2;
+            for index in 0..stored {
+                let id = NodeId { level, index };
+                let expected = memory.node(id).ok();
+                assert_eq!(store.node(id).unwrap(), expected, "{id:?}");
+            }
+            for (first, count) in [(0, stored), (3, 40), (15, 2), (size >> level, 5)] {
+                let expected: Vec<Hash> = (first..first + count)
+                    .map_while(|index| memory.node(NodeId { level, index }).ok())
+                    .collect();
+                assert_eq!(
+                    store.node_run(level, first, count).unwrap(),
+                    expected,
+                    "level {level} from {first}"
+                );
+            }
+        }
+        assert_eq!(
+            merkle::root_at(size, &StoreNodes(&store)).unwrap(),
+            tree.root()
+        );
+    }
+
+    /// Reads a [`SledStore`]'s nodes as a proof does.
+    struct StoreNodes<'a>(&'a SledStore);
+
+    impl NodeSource for StoreNodes<'_> {
+        fn node(&self, id: NodeId) -> Result<Hash, merkle::ProofError> {
+            Store::node(self.0, id)
+                .ok()
+                .flatten()
+                .ok_or(merkle::ProofError::MissingNode(id))
+        }
+    }
+
+    /// A store written before node blocks kept a row per node: opening it converts them, and
+    /// every node reads back the same, also after a conversion cut short.
+    #[test]
+    fn node_rows_of_an_older_store_become_blocks_when_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (nodes, tree) = {
+            let store = SledStore::with_reserve(dir.path(), 0).unwrap();
+            grow(&store, &[40, 200, 3])
+        };
+        // Rewrite the store as an older version left it: a row per node, no blocks; and, as an
+        // interrupted conversion leaves it, some of the nodes already in blocks.
+        {
+            let handle = SledHandle::open(dir.path()).unwrap();
+            for row in handle.db.scan_prefix([BLOCK]) {
+                handle.db.remove(row.unwrap().0).unwrap();
+            }
+            let (converted, rows) = nodes.split_at(nodes.len() / 3);
+            let mut blocks = BTreeMap::new();
+            fill_blocks(&handle.db, &mut blocks, converted.iter().copied()).unwrap();
+            for (key, block) in blocks {
+                handle.db.insert(key, block).unwrap();
+            }
+            for (id, hash) in rows {
+                let mut key = vec![NODE, id.level];
+                key.extend_from_slice(&id.index.to_be_bytes());
+                handle.db.insert(key, hash.as_slice()).unwrap();
+            }
+            handle.db.flush().unwrap();
+        }
+        let store = SledStore::with_reserve(dir.path(), 0).unwrap();
+        for &(id, hash) in &nodes {
+            assert_eq!(store.node(id).unwrap(), Some(hash), "{id:?}");
+        }
+        assert_eq!(store.handle().unwrap().db.scan_prefix([NODE]).count(), 0);
+        assert_eq!(
+            merkle::root_at(tree.size(), &StoreNodes(&store)).unwrap(),
+            tree.root()
+        );
+    }
 
     /// A full disk, a quota and a file-size limit are all "no room"; other I/O errors are not.
     #[cfg(target_os = "linux")]

@@ -1070,3 +1070,71 @@ fn a_layout_1_store_is_migrated_on_open() {
     assert_eq!(page.items.len(), 1);
     reopened.verify_full().unwrap();
 }
+
+/// A sled store written in layout 2 (a row per Merkle node) is converted when it opens: its
+/// nodes go into blocks, the layout becomes the current one, and proofs and a full verification
+/// read the same tree as before.
+#[test]
+fn a_layout_2_sled_store_is_converted_to_node_blocks_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open_dir(dir.path(), config()).unwrap();
+    populate(&ledger);
+    let size = ledger.size();
+    let before: Vec<_> = (0..size)
+        .map(|seq| ledger.inclusion_proof(seq, None).unwrap().proof)
+        .collect();
+    let consistency = ledger.consistency_proof(3, None).unwrap().proof;
+    drop(ledger);
+
+    // Rewrite the store as layout 2 kept it. A block: a bitmap of its 30 slots (4 bytes), then
+    // 32 bytes a slot; its key: b'B', the band of four levels, the block's index.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let mut rows = 0;
+        for row in db.scan_prefix(b"B") {
+            let (key, block) = row.unwrap();
+            let (band, index) = (key[1], u64::from_be_bytes(key[2..10].try_into().unwrap()));
+            let mut first = 0;
+            for step in 0..4u8 {
+                let width = 16usize >> step;
+                for column in 0..width {
+                    let slot = first + column;
+                    if block[slot / 8] & (1 << (slot % 8)) != 0 {
+                        let mut node = vec![b'N', band * 4 + step];
+                        let at = index * width as u64 + column as u64;
+                        node.extend_from_slice(&at.to_be_bytes());
+                        db.insert(node, &block[4 + 32 * slot..4 + 32 * (slot + 1)])
+                            .unwrap();
+                        rows += 1;
+                    }
+                }
+                first += width;
+            }
+            db.remove(key).unwrap();
+        }
+        assert!(rows as u64 >= size, "{rows} node rows for {size} leaves");
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&db.get(b"M").unwrap().unwrap()).unwrap();
+        meta["layout"] = json!(2);
+        db.insert(b"M", serde_json::to_vec(&meta).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+
+    let reopened = Ledger::open_dir(dir.path(), config()).unwrap();
+    for (seq, proof) in before.iter().enumerate() {
+        assert_eq!(
+            &reopened.inclusion_proof(seq as u64, None).unwrap().proof,
+            proof
+        );
+    }
+    assert_eq!(
+        reopened.consistency_proof(3, None).unwrap().proof,
+        consistency
+    );
+    reopened.verify_full().unwrap();
+    drop(reopened);
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(db.scan_prefix(b"N").count(), 0);
+    let meta: serde_json::Value = serde_json::from_slice(&db.get(b"M").unwrap().unwrap()).unwrap();
+    assert_eq!(meta["layout"], json!(ledger_core::store::LAYOUT));
+}

@@ -5,6 +5,11 @@
 //! and sorted the whole history. Layout 2 keys them by sequence number and adds indexes (trades by
 //! party, batch and kind; certificates by holder), so that a page is a key range. The table of
 //! latest prices goes: the price in force is now found by time.
+//!
+//! Layout 2 → 3: sled keeps the Merkle nodes in blocks of four levels instead of a row per node
+//! (`crate::store`). The sled store converts its node rows itself when it opens; here the layout
+//! number is only recorded, so that an earlier version refuses the store by its number rather
+//! than by missing nodes. PostgreSQL's rows do not change.
 
 use crate::state::{SeqKey, StateChange};
 use crate::store::{Append, Meta, RowRange, Store, StoreError, LAYOUT};
@@ -15,6 +20,7 @@ use super::LedgerError;
 pub(super) fn to_current_layout(store: &dyn Store, meta: Meta) -> Result<Meta, LedgerError> {
     match meta.layout {
         1 => from_layout_1(store, meta),
+        2 => record_layout(store, meta),
         _ => Ok(meta),
     }
 }
@@ -92,6 +98,19 @@ fn from_layout_1(store: &dyn Store, mut meta: Meta) -> Result<Meta, LedgerError>
         leaves: &[],
         nodes: &[],
         state: &removals,
+        meta: Some(&meta),
+    })?;
+    Ok(meta)
+}
+
+/// Writes the metadata with the current layout number, and nothing else.
+fn record_layout(store: &dyn Store, mut meta: Meta) -> Result<Meta, LedgerError> {
+    meta.layout = LAYOUT;
+    store.append(Append {
+        first_seq: meta.size,
+        leaves: &[],
+        nodes: &[],
+        state: &[],
         meta: Some(&meta),
     })?;
     Ok(meta)
