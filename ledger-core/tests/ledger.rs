@@ -1138,3 +1138,80 @@ fn a_layout_2_sled_store_is_converted_to_node_blocks_on_open() {
     let meta: serde_json::Value = serde_json::from_slice(&db.get(b"M").unwrap().unwrap()).unwrap();
     assert_eq!(meta["layout"], json!(ledger_core::store::LAYOUT));
 }
+
+/// A full verification finds a stored state row that a replay of the entries does not give:
+/// changed, removed or added, in the market's current state and in each kind of history table;
+/// and it passes on the untouched store.
+#[test]
+fn verify_full_finds_every_kind_of_stored_row_the_entries_do_not_give() {
+    use ledger_core::state::StateChange;
+    use ledger_core::store::{Append, RowRange, Store};
+    for table in [
+        "balances",
+        "entries",
+        "trades",
+        "trades_by_party",
+        "trades_by_kind",
+        "certificates",
+        "certificates_by_holder",
+    ] {
+        for how in ["changed", "removed", "added"] {
+            let memory = Arc::new(MemoryStore::new());
+            let ledger = Ledger::open(Box::new(Arc::clone(&memory)), config()).unwrap();
+            populate(&ledger);
+            submit(
+                &ledger,
+                "CERT-V",
+                json!({"type": "retire", "holder": "two-mountains-bank", "batch": "XZH-2021",
+                       "quantity": "1", "beneficiary": "B", "purpose": "p"}),
+                &["two-mountains-bank"],
+            );
+            ledger.verify_full().unwrap();
+            drop(ledger);
+            let mut row = None;
+            memory
+                .scan_state(Some(table), RowRange::default(), &mut |_, key, value| {
+                    row = Some((key.to_vec(), value.to_vec()));
+                    Ok(false)
+                })
+                .unwrap();
+            let (key, value) = row.unwrap_or_else(|| panic!("no row in {table}"));
+            let change = match how {
+                // The same JSON with a space before its last character.
+                "changed" => {
+                    let mut changed = value.clone();
+                    changed.insert(value.len() - 1, b' ');
+                    (key, Some(changed))
+                }
+                "removed" => (key, None),
+                // The same value under another key.
+                _ => {
+                    let mut other = key.clone();
+                    other.insert(1, b'0');
+                    (other, Some(value))
+                }
+            };
+            let size = memory.meta().unwrap().unwrap().size;
+            memory
+                .append(Append {
+                    first_seq: size,
+                    leaves: &[],
+                    nodes: &[],
+                    state: &[StateChange {
+                        table,
+                        key: change.0,
+                        value: change.1,
+                    }],
+                    meta: None,
+                })
+                .unwrap();
+            let error = Ledger::open(Box::new(Arc::clone(&memory)), config())
+                .and_then(|ledger| ledger.verify_full())
+                .expect_err(&format!("a row of {table} {how}"));
+            assert!(
+                error.to_string().contains(table),
+                "a row of {table} {how}: {error}"
+            );
+        }
+    }
+}

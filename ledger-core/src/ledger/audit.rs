@@ -2,10 +2,16 @@
 //! state, recomputed from the leaves and compared with what the store holds.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Deserialize;
 
 use crate::progress::{Progress, Silent};
-use crate::state::State;
-use crate::store::{RowRange, StoreError};
+use crate::state::table::decode;
+use crate::state::{EntryRecord, History, HistoryVisitor, SeqKey, State, HISTORY_TABLES};
+use crate::store::{RowRange, Store, StoreError};
+use crate::verify::replay::RowDigest;
 use crate::verify::{helper_threads, ReplayError, Replayer};
 
 use super::{hex32, Ledger, LedgerError, VerifyReport};
@@ -14,11 +20,14 @@ impl Ledger {
     /// Recomputes everything from the stored leaves — signatures, chain, tree, state — and
     /// compares it with what the store holds. Names the first bad sequence number.
     ///
-    /// It reads a consistent ledger, so submissions wait until it is done (about 70 s per
-    /// million entries on two cores, and memory for the whole history: see
-    /// docs/performance.md): run it on a stopped ledger (`carbon-ledger check`) or on a restored
-    /// copy rather than on a busy service. The signatures are checked on helper threads, one
-    /// per core, ahead of the replay ([`Replayer::replay_ahead`]).
+    /// It reads a consistent ledger, so submissions wait until it is done (about a minute per
+    /// million entries on two cores: see docs/performance.md): run it on a stopped ledger
+    /// (`carbon-ledger check`) or on a restored copy rather than on a busy service. The
+    /// signatures are checked on helper threads, one per core, ahead of the replay
+    /// ([`Replayer::replay_ahead`]). The replay keeps the market's current state in memory, not
+    /// its history: the rows of the history tables (entry ids, trades, certificates and their
+    /// indexes) are compared with the store's as a digest per table, and the rules read the
+    /// store's rows of the entries replayed so far.
     pub fn verify_full(&self) -> Result<VerifyReport, LedgerError> {
         self.verify_full_with(&Silent)
     }
@@ -28,6 +37,11 @@ impl Ledger {
         let head = self.read_head();
         let size = head.tree.size();
         let mut replayer = Replayer::new(self.origin.clone());
+        let history = Arc::new(ReplayedHistory {
+            store: Arc::clone(&self.store),
+            replayed: AtomicU64::new(0),
+        });
+        replayer.keep_history_in(Arc::clone(&history) as Arc<dyn History>);
         let mut expected = 0u64;
         // The store reads the leaves and the replay applies them on this thread; the helpers
         // decode them and check their signatures ahead, on the other cores.
@@ -47,6 +61,7 @@ impl Ledger {
                 Ok(())
             },
             |_, seq, _, nodes| {
+                history.replayed.store(seq + 1, Ordering::Relaxed);
                 progress.entries(seq + 1, size);
                 for (id, hash) in nodes {
                     if self.store.node(id)? != Some(hash) {
@@ -70,7 +85,7 @@ impl Ledger {
                 "the recomputed root differs from the stored tree head".to_owned(),
             ));
         }
-        self.compare_stored_state(replayer.state())?;
+        self.compare_stored_state(&replayer)?;
         replayer
             .state()
             .check_invariants()
@@ -82,9 +97,13 @@ impl Ledger {
         })
     }
 
-    /// Compares every stored state row with those of a replayed state.
-    fn compare_stored_state(&self, replayed: &State) -> Result<(), LedgerError> {
-        let mut expected: BTreeMap<(&'static str, Vec<u8>), Vec<u8>> = replayed
+    /// Compares every stored state row with those of a replay: the current state row by row,
+    /// the history tables by their digests.
+    fn compare_stored_state(&self, replayer: &Replayer) -> Result<(), LedgerError> {
+        let replayed_history = replayer.history_digests().cloned().unwrap_or_default();
+        let mut stored_history: BTreeMap<&'static str, RowDigest> = BTreeMap::new();
+        let mut expected: BTreeMap<(&'static str, Vec<u8>), Vec<u8>> = replayer
+            .state()
             .all_rows()?
             .into_iter()
             .filter_map(|row| Some(((row.table, row.key), row.value?)))
@@ -97,6 +116,13 @@ impl Ledger {
                     .find(|t| **t == table)
                     .copied()
                     .unwrap_or("?");
+                if HISTORY_TABLES.contains(&name) {
+                    stored_history
+                        .entry(name)
+                        .or_default()
+                        .add(key, Some(value));
+                    return Ok(true);
+                }
                 if expected.remove(&(name, key.to_vec())).as_deref() != Some(value) {
                     mismatch = Some(format!("{table} {}", String::from_utf8_lossy(key)));
                     return Ok(false);
@@ -105,6 +131,20 @@ impl Ledger {
             })?;
         if let Some(((table, key), _)) = expected.into_iter().next() {
             mismatch.get_or_insert(format!("{table} {}", String::from_utf8_lossy(&key)));
+        }
+        if mismatch.is_none() {
+            for table in HISTORY_TABLES {
+                let (stored, replayed) = (
+                    stored_history.get(table).copied().unwrap_or_default(),
+                    replayed_history.get(table).copied().unwrap_or_default(),
+                );
+                if stored != replayed {
+                    return Err(LedgerError::Integrity(format!(
+                        "the stored rows of {table} differ from a replay of the entries ({} stored, {} replayed)",
+                        stored.rows, replayed.rows
+                    )));
+                }
+            }
         }
         match mismatch {
             Some(row) => Err(LedgerError::Integrity(format!(
@@ -140,5 +180,130 @@ impl Audit {
             Audit::Store(error) => error,
             Audit::Replay(error) => StoreError::Corrupt(error.to_string()),
         }
+    }
+}
+
+/// The store's history rows as a replay may read them: only those of the entries it has
+/// replayed (`replayed` of them), as if the rows of the entries to come were not there yet.
+#[derive(Debug)]
+struct ReplayedHistory {
+    store: Arc<dyn Store>,
+    replayed: AtomicU64,
+}
+
+impl ReplayedHistory {
+    /// Whether a stored history row belongs to an entry replayed already.
+    fn replayed(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
+        let seq = if table == "entries" {
+            decode::<EntryRecord>(table, value)?.seq
+        } else {
+            // Keyed by a sequence number, alone or last in a tuple.
+            let seq = match decode::<serde_json::Value>(table, key)? {
+                serde_json::Value::Array(mut parts) => parts.pop().unwrap_or_default(),
+                alone => alone,
+            };
+            SeqKey::deserialize(seq)
+                .map_err(|e| StoreError::Decode {
+                    what: format!("a key of table {table}"),
+                    reason: e.to_string(),
+                })?
+                .0
+        };
+        Ok(seq < self.replayed.load(Ordering::Relaxed))
+    }
+}
+
+impl History for ReplayedHistory {
+    fn row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.store.state_row(table, key)? {
+            Some(value) if self.replayed(table, key, &value)? => Ok(Some(value)),
+            _ => Ok(None),
+        }
+    }
+
+    fn scan(
+        &self,
+        table: &str,
+        range: RowRange<'_>,
+        visit: &mut HistoryVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .scan_state(Some(table), range, &mut |_, key, value| {
+                if self.replayed(table, key, value)? {
+                    visit(key, value)
+                } else {
+                    Ok(true)
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateChange;
+    use crate::store::{Append, MemoryStore};
+
+    /// A replay reads from the store only the history rows of the entries before it: an entry
+    /// id, a trade and an index row of entry 5 are there once 6 entries are replayed, not before.
+    #[test]
+    fn a_replay_sees_only_the_history_rows_of_the_entries_it_has_replayed() {
+        let store = MemoryStore::new();
+        let row = |table: &'static str, key: &str, value: &str| StateChange {
+            table,
+            key: key.as_bytes().to_vec(),
+            value: Some(value.as_bytes().to_vec()),
+        };
+        let seq5 = "\"00000000000000000005\"";
+        let rows = [
+            row(
+                "entries",
+                "\"T-5\"",
+                &format!(r#"{{"seq":5,"body_digest":"{}"}}"#, "ab".repeat(32)),
+            ),
+            row("trades", seq5, "{}"),
+            row("trades_by_party", &format!(r#"["wetland",{seq5}]"#), "null"),
+        ];
+        store
+            .append(Append {
+                first_seq: 0,
+                leaves: &[],
+                nodes: &[],
+                state: &rows,
+                meta: None,
+            })
+            .unwrap();
+        let history = ReplayedHistory {
+            store: Arc::new(store),
+            replayed: AtomicU64::new(5),
+        };
+        let seen = |history: &ReplayedHistory| {
+            let mut found = Vec::new();
+            for change in &rows {
+                if history.row(change.table, &change.key).unwrap().is_some() {
+                    found.push(change.table);
+                }
+                history
+                    .scan(change.table, RowRange::default(), &mut |_, _| {
+                        found.push(change.table);
+                        Ok(true)
+                    })
+                    .unwrap();
+            }
+            found
+        };
+        assert!(seen(&history).is_empty());
+        history.replayed.store(6, Ordering::Relaxed);
+        assert_eq!(
+            seen(&history),
+            [
+                "entries",
+                "entries",
+                "trades",
+                "trades",
+                "trades_by_party",
+                "trades_by_party"
+            ]
+        );
     }
 }

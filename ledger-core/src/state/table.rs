@@ -332,8 +332,21 @@ macro_rules! tables {
                 Ok(out)
             }
 
+            /// The rows of the history tables ([`HISTORY_TABLES`]) changed since the last
+            /// [`State::settle`], with their new values.
+            pub fn pending_history_changes(&self) -> Result<Vec<StateChange>, StoreError> {
+                let mut out = Vec::new();
+                $(
+                    if HISTORY_TABLES.contains(&stringify!($field)) {
+                        self.$field.changes(stringify!($field), &mut out)?;
+                    }
+                )*
+                Ok(out)
+            }
+
             /// Every row of every table, as [`State::pending_changes`] would give them had each
-            /// been written since the last settle (a restore writes a whole state at once).
+            /// been written since the last settle (a restore writes a whole state at once). A
+            /// table kept in a history gives only its rows not yet settled.
             pub fn all_rows(&self) -> Result<Vec<StateChange>, StoreError> {
                 let mut out = Vec::new();
                 $(self.$field.all_rows(stringify!($field), &mut out)?;)*

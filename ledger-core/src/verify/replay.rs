@@ -1,6 +1,8 @@
 //! Replaying leaves: an export checked against a checkpoint, entry by entry.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -10,7 +12,7 @@ use crate::entry::EntryKind;
 use crate::ids::{Origin, ParticipantId, PublicKey, Timestamp};
 use crate::merkle::{self, CompactTree, Hash, NodeId, ProofError};
 use crate::sign::{self, SignatureError};
-use crate::state::{ApplyError, Context, State, StateCommitment};
+use crate::state::{ApplyError, Context, History, State, StateCommitment};
 use crate::store::StoreError;
 use crate::wire::{Envelope, Prepared};
 
@@ -134,6 +136,43 @@ pub struct Replayer {
     last_accepted_at: Option<Timestamp>,
     signatures: u64,
     checked_ahead: u64,
+    /// With the history tables kept in a history ([`Replayer::keep_history_in`]): a digest of
+    /// the history rows each table received.
+    history_rows: Option<BTreeMap<&'static str, RowDigest>>,
+}
+
+/// A digest of a multiset of rows, whatever their order: how many, and the sum (four 64-bit
+/// lanes, wrapping) of each row's SHA-256. Two tables' digests agree when they hold the same rows;
+/// a row missing, added, changed or given twice changes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RowDigest {
+    /// Rows counted.
+    pub(crate) rows: u64,
+    sum: [u64; 4],
+}
+
+impl RowDigest {
+    /// Counts one row: its key, and its value (`None`: a removal).
+    pub(crate) fn add(&mut self, key: &[u8], value: Option<&[u8]>) {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update((key.len() as u64).to_be_bytes());
+        hash.update(key);
+        match value {
+            Some(value) => {
+                hash.update([1]);
+                hash.update(value);
+            }
+            None => hash.update([0]),
+        }
+        let digest = hash.finalize();
+        for (lane, bytes) in self.sum.iter_mut().zip(digest.chunks_exact(8)) {
+            let mut word = [0; 8];
+            word.copy_from_slice(bytes);
+            *lane = lane.wrapping_add(u64::from_be_bytes(word));
+        }
+        self.rows += 1;
+    }
 }
 
 /// One leaf checked and applied: the Merkle nodes it completed and when it was accepted.
@@ -297,7 +336,23 @@ impl Replayer {
             last_accepted_at: None,
             signatures: 0,
             checked_ahead: 0,
+            history_rows: None,
         }
+    }
+
+    /// Keeps the history tables' rows in `history` rather than in memory: each entry's history
+    /// rows are counted into a digest per table ([`Replayer::history_digests`]) and then
+    /// dropped, and the rules read those tables from `history`, which must show only the rows
+    /// of the entries replayed so far. A full verification compares the digests with the
+    /// store's, so that its memory does not grow with the history.
+    pub(crate) fn keep_history_in(&mut self, history: Arc<dyn History>) {
+        self.state.keep_history_in(history);
+        self.history_rows = Some(BTreeMap::new());
+    }
+
+    /// The digest of the history rows replayed, per table, if they are kept in a history.
+    pub(crate) fn history_digests(&self) -> Option<&BTreeMap<&'static str, RowDigest>> {
+        self.history_rows.as_ref()
     }
 
     /// Replays the next leaf; returns the Merkle nodes it completed.
@@ -327,6 +382,21 @@ impl Replayer {
             decoded,
             verified,
         )?;
+        if let Some(digests) = &mut self.history_rows {
+            let changes = self
+                .state
+                .pending_history_changes()
+                .map_err(|e| ReplayError {
+                    seq: self.tree.size() - 1,
+                    fault: ReplayFault::Sink(e.to_string()),
+                })?;
+            for change in changes {
+                digests
+                    .entry(change.table)
+                    .or_default()
+                    .add(&change.key, change.value.as_deref());
+            }
+        }
         self.state.settle();
         self.signatures += replayed.signatures;
         if taken {
