@@ -8,7 +8,12 @@
 //! cargo run --release --example history_scale -- open DIR        # open time, RSS, proof times
 //! cargo run --release --example history_scale -- verify DIR      # full verification vs signatures
 //! cargo run --release --example history_scale -- pages DIR       # a page of history, and submissions while a client pages
+//! cargo run --release --example history_scale -- tree DIR N       # a store of N small leaves and their tree only: proof times
 //! ```
+//!
+//! `tree` measures proofs where a full ledger would take too much disk (10⁷ entries are about
+//! 37 GB): it fills a sled store with N leaves of 64 bytes and their Merkle nodes, and nothing
+//! else, then reads proofs as a ledger does. Run it once to build, and again for a fresh process.
 //!
 //! `build` and `verify` run for minutes at 10⁶ entries: they show their progress on standard
 //! error (a bar on a terminal, a line at each tenth otherwise); the figures go to standard
@@ -122,22 +127,11 @@ fn open(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let opened = start.elapsed();
     let after_open = resident_kib();
     let size = ledger.size();
-    let time = |f: &mut dyn FnMut(u64)| -> (Duration, Duration) {
-        let mut times: Vec<Duration> = (0..2000u64)
-            .map(|i| {
-                let t0 = Instant::now();
-                f(i);
-                t0.elapsed()
-            })
-            .collect();
-        times.sort_unstable();
-        (times[times.len() / 2], times[times.len() * 99 / 100])
-    };
-    let (inclusion_p50, inclusion_p99) = time(&mut |i| {
+    let (inclusion_p50, inclusion_p99) = percentiles(2000, &mut |i| {
         let seq = (i * 7919 + 13) % size;
         ledger.inclusion_proof(seq, None).expect("inclusion proof");
     });
-    let (consistency_p50, consistency_p99) = time(&mut |i| {
+    let (consistency_p50, consistency_p99) = percentiles(2000, &mut |i| {
         let old = (i * 104_729) % (size - 1) + 1;
         ledger
             .consistency_proof(old, None)
@@ -295,6 +289,105 @@ fn pages(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A store of `n` leaves of 64 bytes and their Merkle nodes (built up to `n` if it holds fewer),
+/// and the time of proofs read from it as a ledger reads them: an inclusion proof with the leaf's
+/// hash, a consistency proof with the old tree's root.
+fn tree(dir: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    use ledger_core::merkle::{self, CompactTree, Hash, NodeId, NodeSource, ProofError};
+    use ledger_core::store::{Append, Meta, SledStore, Store, LAYOUT};
+
+    struct Nodes<'a>(&'a SledStore);
+    impl NodeSource for Nodes<'_> {
+        fn node(&self, id: NodeId) -> Result<Hash, ProofError> {
+            self.0
+                .node(id)
+                .map_err(|e| ProofError::Source(e.to_string()))?
+                .ok_or(ProofError::MissingNode(id))
+        }
+    }
+
+    let start = Instant::now();
+    let store = SledStore::open(dir.as_ref())?;
+    let opened = start.elapsed();
+    let meta = store.meta()?;
+    let mut tree = match &meta {
+        Some(meta) => CompactTree::from_parts(
+            meta.size,
+            meta.peaks
+                .iter()
+                .map(|p| hex::decode(p).ok().and_then(|b| b.try_into().ok()))
+                .collect::<Option<Vec<Hash>>>()
+                .ok_or("a peak of the stored tree is not a hash")?,
+        )?,
+        None => CompactTree::new(),
+    };
+    if tree.size() < n {
+        let progress = Reporter::new("tree");
+        let built = Instant::now();
+        while tree.size() < n {
+            let first = tree.size();
+            let count = (n - first).min(1024);
+            let leaves: Vec<Vec<u8>> = (first..first + count)
+                .map(|i| {
+                    let mut leaf = vec![0u8; 64];
+                    leaf[..8].copy_from_slice(&i.to_be_bytes());
+                    leaf
+                })
+                .collect();
+            let mut nodes = Vec::new();
+            for leaf in &leaves {
+                nodes.extend(tree.append(merkle::leaf_hash(leaf))?);
+            }
+            let meta = Meta {
+                layout: LAYOUT,
+                origin: "tree.example/scale".to_owned(),
+                operator_key: String::new(),
+                size: tree.size(),
+                peaks: tree.peaks().iter().map(hex::encode).collect(),
+                last_leaf_hash: String::new(),
+            };
+            store.append(Append {
+                first_seq: first,
+                leaves: &leaves,
+                nodes: &nodes,
+                state: &[],
+                meta: Some(&meta),
+            })?;
+            progress.entries(tree.size(), n);
+        }
+        progress.finish();
+        println!(
+            "tree: built {n} leaves in {:.1} s; run again to measure in a fresh process",
+            built.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let size = tree.size();
+    let nodes = Nodes(&store);
+    let (inclusion_p50, inclusion_p99) = percentiles(2000, &mut |i| {
+        let seq = (i * 7919 + 13) % size;
+        merkle::inclusion_proof(seq, size, &nodes).expect("inclusion proof");
+        nodes.node(NodeId::leaf(seq)).expect("leaf hash");
+    });
+    let (consistency_p50, consistency_p99) = percentiles(2000, &mut |i| {
+        let old = (i * 104_729) % (size - 1) + 1;
+        merkle::consistency_proof(old, size, &nodes).expect("consistency proof");
+        merkle::root_at(old, &nodes).expect("old root");
+    });
+    let (_, allocated, reserve) = disk_bytes(dir.as_ref());
+    println!(
+        "tree: {size} leaves, opened in {:.3} s, {:.1} MB on disk; RSS {} MiB; inclusion p50 {:.1} µs p99 {:.1} µs; consistency p50 {:.1} µs p99 {:.1} µs",
+        opened.as_secs_f64(),
+        allocated.saturating_sub(reserve) as f64 / 1e6,
+        resident_kib() / 1024,
+        inclusion_p50.as_secs_f64() * 1e6,
+        inclusion_p99.as_secs_f64() * 1e6,
+        consistency_p50.as_secs_f64() * 1e6,
+        consistency_p99.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
@@ -307,6 +400,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["open", dir] => open(dir),
         ["verify", dir] => verify(dir),
         ["pages", dir] => pages(dir),
-        _ => Err("usage: history_scale build DIR N | open DIR | verify DIR | pages DIR".into()),
+        ["tree", dir, n] => tree(dir, n.parse()?),
+        _ => Err(
+            "usage: history_scale build DIR N | open DIR | verify DIR | pages DIR | tree DIR N"
+                .into(),
+        ),
     }
 }
