@@ -15,6 +15,8 @@
 //! 37 GB): it fills a sled store with N leaves of 64 bytes and their Merkle nodes, and nothing
 //! else, then reads proofs as a ledger does. Run it once to build, and again for a fresh process.
 //!
+//! DIR may also be a `postgres://` URL: the ledger is then kept in that database.
+//!
 //! `build` and `verify` run for minutes at 10⁶ entries: they show their progress on standard
 //! error (a bar on a terminal, a line at each tenth otherwise); the figures go to standard
 //! output.
@@ -72,9 +74,20 @@ fn peak_resident_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The ledger in the folder `dir`, or in the PostgreSQL database `dir` names when it is a
+/// `postgres://` URL.
+fn open_ledger(dir: &str, market: &Market) -> Result<Ledger, Box<dyn std::error::Error>> {
+    Ok(if dir.starts_with("postgres://") {
+        let store = ledger_postgres::PgStore::connect(dir)?;
+        Ledger::open(Box::new(store), market.config()?)?
+    } else {
+        Ledger::open_dir(dir.as_ref(), market.config()?)?
+    })
+}
+
 fn build(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let market = Market::new(HOLDERS);
-    let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
+    let ledger = open_ledger(dir, &market)?;
     if ledger.size() == 1 {
         market.setup(&ledger)?;
     }
@@ -123,7 +136,7 @@ fn open(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let market = Market::new(HOLDERS);
     let before = resident_kib();
     let start = Instant::now();
-    let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
+    let ledger = open_ledger(dir, &market)?;
     let opened = start.elapsed();
     let after_open = resident_kib();
     let size = ledger.size();
@@ -144,15 +157,17 @@ fn open(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
         after_open / 1024,
         resident_kib() / 1024
     );
-    let (apparent, allocated, reserve) = disk_bytes(dir.as_ref());
-    let without_reserve = allocated.saturating_sub(reserve);
-    println!(
-        "disk: {:.1} MB allocated ({:.1} MB apparent), of which the store's reserve {:.1} MB: {:.0} bytes per entry without the reserve",
-        allocated as f64 / 1e6,
-        apparent as f64 / 1e6,
-        reserve as f64 / 1e6,
-        without_reserve as f64 / size as f64
-    );
+    if !dir.starts_with("postgres://") {
+        let (apparent, allocated, reserve) = disk_bytes(dir.as_ref());
+        let without_reserve = allocated.saturating_sub(reserve);
+        println!(
+            "disk: {:.1} MB allocated ({:.1} MB apparent), of which the store's reserve {:.1} MB: {:.0} bytes per entry without the reserve",
+            allocated as f64 / 1e6,
+            apparent as f64 / 1e6,
+            reserve as f64 / 1e6,
+            without_reserve as f64 / size as f64
+        );
+    }
     println!(
         "resident: {:.0} bytes per entry after open ({:.0} after the proofs); peak RSS {} MiB",
         (after_open * 1024) as f64 / size as f64,
@@ -173,7 +188,7 @@ fn verify(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let ceiling = measure_ceiling(2.0);
     let single_core_strict = ceiling.strict_per_second / ceiling.threads as f64;
     let market = Market::new(HOLDERS);
-    let ledger = Ledger::open_dir(dir.as_ref(), market.config()?)?;
+    let ledger = open_ledger(dir, &market)?;
     let start = Instant::now();
     let progress = Reporter::new("verify");
     let report = ledger.verify_full_with(&progress)?;
@@ -218,7 +233,7 @@ fn ms(d: Duration) -> f64 {
 fn pages(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     use ledger_core::state::{PageRequest, TradeFilter};
     let market = Market::new(HOLDERS);
-    let ledger = std::sync::Arc::new(Ledger::open_dir(dir.as_ref(), market.config()?)?);
+    let ledger = std::sync::Arc::new(open_ledger(dir, &market)?);
     let size = ledger.size();
     let page = |after: Option<u64>, newest_first: bool, filter: &TradeFilter| {
         let request = PageRequest {

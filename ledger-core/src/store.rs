@@ -197,6 +197,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn scan_leaves(&self, from: u64, visit: &mut LeafVisitor<'_>) -> Result<(), StoreError>;
     /// A perfect Merkle node's hash.
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError>;
+    /// The hashes of several nodes, in the order asked (`None` for a node not stored): what a
+    /// proof needs, fetched at once. The default reads them one by one; a store across a network
+    /// overrides it with one round trip.
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        ids.iter().map(|&id| self.node(id)).collect()
+    }
     /// The hashes of up to `count` perfect Merkle nodes of one level, from index `first` on, in
     /// order; it stops at the first node not stored. A tile (`crate::tiles`) is one such run.
     /// The default reads them one by one; stores override it with one range read.
@@ -273,6 +279,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn node(&self, id: NodeId) -> Result<Option<Hash>, StoreError> {
         (**self).node(id)
+    }
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        (**self).nodes(ids)
     }
     fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
         (**self).node_run(level, first, count)

@@ -1215,3 +1215,25 @@ fn verify_full_finds_every_kind_of_stored_row_the_entries_do_not_give() {
         }
     }
 }
+
+/// Every store reads several Merkle nodes at once as it reads each alone: in the order asked,
+/// with `None` for a node not stored.
+#[test]
+fn every_store_reads_many_nodes_at_once_as_it_reads_each() {
+    use ledger_core::merkle::NodeId;
+    for store in stores::each_store("every_store_reads_many_nodes_at_once_as_it_reads_each") {
+        let ledger = store.open(config()).unwrap();
+        populate(&ledger);
+        let size = ledger.size();
+        drop(ledger);
+        let opened = store.store();
+        let ids: Vec<NodeId> = (0..6u8)
+            .flat_map(|level| (0..(size >> level) + 2).map(move |index| NodeId { level, index }))
+            .rev()
+            .collect();
+        let one_by_one: Vec<_> = ids.iter().map(|&id| opened.node(id).unwrap()).collect();
+        assert_eq!(opened.nodes(&ids).unwrap(), one_by_one, "{store}");
+        assert!(one_by_one.iter().filter(|n| n.is_some()).count() as u64 >= size);
+        assert!(one_by_one.first().unwrap().is_none());
+    }
+}

@@ -894,6 +894,33 @@ impl Store for PgStore {
         bytes.map(|b| hash_from(&b)).transpose()
     }
 
+    fn nodes(&self, ids: &[NodeId]) -> Result<Vec<Option<Hash>>, StoreError> {
+        let mut levels = Vec::with_capacity(ids.len());
+        let mut indexes = Vec::with_capacity(ids.len());
+        for id in ids {
+            levels.push(i16::from(id.level));
+            indexes.push(seq_sql(id.index)?);
+        }
+        let rows = self.read(|conn| {
+            let statement = conn.statement(
+                "SELECT node_level, node_index, hash FROM ledger_nodes
+                 WHERE (node_level, node_index) IN
+                       (SELECT * FROM unnest($1::SMALLINT[], $2::BIGINT[]))",
+            )?;
+            conn.client.query(&statement, &[&levels, &indexes])
+        })?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let (level, index, hash): (i16, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+            found.insert((level, index), hash_from(&hash)?);
+        }
+        Ok(levels
+            .into_iter()
+            .zip(indexes)
+            .map(|key| found.get(&key).copied())
+            .collect())
+    }
+
     fn node_run(&self, level: u8, first: u64, count: u64) -> Result<Vec<Hash>, StoreError> {
         let level_sql = i16::from(level);
         // Indexes are BIGINT: no node is stored beyond i64::MAX.

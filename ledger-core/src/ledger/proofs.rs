@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::ids::PledgeId;
-use crate::merkle::{self, CompactTree, Hash, NodeId, NodeSource};
+use crate::merkle::{self, CompactTree, Hash, MemoryNodes, NodeId, NodeSource};
 use crate::state::commitment::PRICES_IN_FORCE;
 use crate::state::{RowProof, StateCommitment, StateRow};
 use crate::store::{Store, StoreError};
@@ -27,12 +27,16 @@ impl Ledger {
                 "the ledger holds {size} entries, fewer than {tree_size}"
             )));
         }
-        let nodes = StoreNodes(self.store.as_ref());
-        let proof = merkle::inclusion_proof(seq, tree_size, &nodes)?;
-        let leaf_hash = nodes.node(NodeId {
-            level: 0,
-            index: seq,
-        })?;
+        let plan = merkle::inclusion_plan(seq, tree_size)?;
+        let leaf = NodeId::leaf(seq);
+        let mut ids: Vec<NodeId> = plan.node_ids().collect();
+        ids.push(leaf);
+        if tree_size != size {
+            ids.extend(merkle::root_plan(tree_size));
+        }
+        let nodes = fetch_nodes(self.store.as_ref(), &ids)?;
+        let proof = plan.fetch(&nodes)?;
+        let leaf_hash = nodes.node(leaf)?;
         let root = self.root_of(tree_size, (size, current_root), &nodes)?;
         Ok(InclusionProof {
             seq,
@@ -57,8 +61,15 @@ impl Ledger {
                 "the ledger holds {size} entries, fewer than {new_size}"
             )));
         }
-        let nodes = StoreNodes(self.store.as_ref());
-        let proof = merkle::consistency_proof(old_size, new_size, &nodes)?;
+        let plan = merkle::consistency_plan(old_size, new_size)?;
+        let mut ids: Vec<NodeId> = plan.node_ids().collect();
+        for tree_size in [old_size, new_size] {
+            if tree_size != size {
+                ids.extend(merkle::root_plan(tree_size));
+            }
+        }
+        let nodes = fetch_nodes(self.store.as_ref(), &ids)?;
+        let proof = plan.fetch(&nodes)?;
         Ok(ConsistencyProof {
             old_size,
             new_size,
@@ -79,7 +90,7 @@ impl Ledger {
         &self,
         tree_size: u64,
         (size, root): (u64, Hash),
-        nodes: &StoreNodes<'_>,
+        nodes: &impl NodeSource,
     ) -> Result<Hash, LedgerError> {
         if tree_size == size {
             return Ok(root);
@@ -311,4 +322,16 @@ pub(super) fn check_extends(
         )));
     }
     Ok(())
+}
+
+/// The nodes `ids`, read from the store in one call (one round trip to a database), as a node
+/// source for a proof; one not stored is missing from it, and the proof says so.
+fn fetch_nodes(store: &dyn Store, ids: &[NodeId]) -> Result<MemoryNodes, LedgerError> {
+    let mut nodes = MemoryNodes::new();
+    for (&id, hash) in ids.iter().zip(store.nodes(ids)?) {
+        if let Some(hash) = hash {
+            nodes.insert(id, hash);
+        }
+    }
+    Ok(nodes)
 }
