@@ -33,12 +33,10 @@ use ledger_api::demo;
 use ledger_core::checkpoint;
 use ledger_core::ids::ParticipantId;
 use ledger_core::ledger::Receipt;
-use ledger_core::merkle::{self, CompactTree, Hash};
+use ledger_core::merkle::{self, Hash};
 use ledger_core::verify;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use support::{bin, unhex, Market, Rng, Service};
+use support::{bin, unhex, Log, Market, Rng, Service};
 
 /// The most rounds a run may ask for: a bound on how long it takes (about 2 s a round).
 const MAX_ROUNDS: usize = 5000;
@@ -94,58 +92,6 @@ impl Pool {
     }
 }
 
-#[derive(Deserialize)]
-struct EntriesPage {
-    size: u64,
-    entries: Vec<EntryRow>,
-}
-
-#[derive(Deserialize)]
-struct EntryRow {
-    seq: u64,
-    leaf_hash: String,
-    envelope: Box<RawValue>,
-}
-
-/// What the test knows of the log: every leaf read back after a restart, and the roots.
-struct Log {
-    /// Leaf hashes, by sequence number.
-    leaves: Vec<Hash>,
-    /// `roots[n]` is the root of the first `n` leaves.
-    roots: Vec<Hash>,
-    tree: CompactTree,
-    /// Entry id → sequence number.
-    ids: HashMap<String, u64>,
-    /// Signed checkpoints seen (size, root), deduplicated.
-    checkpoints: BTreeMap<u64, Hash>,
-}
-
-impl Log {
-    fn new() -> Self {
-        Self {
-            leaves: Vec::new(),
-            roots: vec![merkle::empty_root()],
-            tree: CompactTree::new(),
-            ids: HashMap::new(),
-            checkpoints: BTreeMap::new(),
-        }
-    }
-
-    fn size(&self) -> u64 {
-        self.leaves.len() as u64
-    }
-
-    /// Records a checkpoint note after checking its signature; a root that differs from one
-    /// recorded for the same size is a fork.
-    fn checkpoint(&mut self, note: &str, origin: &str, key: &VerifyingKey) {
-        let cp = checkpoint::open_checkpoint(note, origin, key)
-            .unwrap_or_else(|e| panic!("a checkpoint does not verify: {e}\n{note}"));
-        if let Some(root) = self.checkpoints.insert(cp.size, cp.root) {
-            assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
-        }
-    }
-}
-
 async fn json_of(client: &Client, path: &str) -> Value {
     let answer = client
         .get(path)
@@ -176,55 +122,15 @@ async fn audit(
         log.size()
     );
     let audited_before = log.size();
-    while log.size() < size {
-        let page: EntriesPage = client
-            .get(&format!("/v1/entries?from={}&limit=1000", log.size()))
-            .await
-            .unwrap()
-            .ok_json()
-            .unwrap();
-        assert_eq!(page.size, size);
-        assert!(
-            !page.entries.is_empty(),
-            "entry {} of {size} cannot be read",
-            log.size()
-        );
-        for row in page.entries {
-            let seq = log.size();
-            assert_eq!(row.seq, seq, "a gap: expected entry {seq}, got {}", row.seq);
-            let leaf = row.envelope.get().as_bytes();
-            let hash = merkle::leaf_hash(leaf);
-            assert_eq!(hex::encode(hash), row.leaf_hash, "entry {seq}'s leaf hash");
-            let envelope: Value = serde_json::from_slice(leaf).unwrap();
-            assert_eq!(
-                envelope["seq"].as_u64(),
-                Some(seq),
-                "entry {seq}'s envelope"
+    log.read_to(client, size, &mut |seq, id| {
+        if setup_size.is_some_and(|s| seq >= s) {
+            assert!(
+                Pool::index(id).is_some_and(|i| i < issued),
+                "entry {seq} ({id}) was never submitted"
             );
-            let prev = log
-                .leaves
-                .last()
-                .map_or_else(|| "0".repeat(64), hex::encode);
-            assert_eq!(
-                envelope["prev"].as_str(),
-                Some(prev.as_str()),
-                "entry {seq}'s prev"
-            );
-            let id = envelope["entry"]["body"]["id"].as_str().unwrap().to_owned();
-            if setup_size.is_some_and(|s| seq >= s) {
-                assert!(
-                    Pool::index(&id).is_some_and(|i| i < issued),
-                    "entry {seq} ({id}) was never submitted"
-                );
-            }
-            if let Some(first) = log.ids.insert(id.clone(), seq) {
-                panic!("{id} is in the log twice, at {first} and {seq}");
-            }
-            log.tree.append(hash).unwrap();
-            log.leaves.push(hash);
-            log.roots.push(log.tree.root());
         }
-    }
+    })
+    .await;
     assert_eq!(
         hex::encode(log.tree.root()),
         info["root"].as_str().unwrap(),
@@ -279,20 +185,8 @@ async fn audit(
     }
 
     // Every acknowledged entry, where its receipt says.
-    for (id, receipt) in acked {
-        let seq = log.ids.get(id).copied();
-        assert_eq!(
-            seq,
-            Some(receipt.seq),
-            "acknowledged entry {id} (receipt seq {}) is not where its receipt says",
-            receipt.seq
-        );
-        let at = usize::try_from(receipt.seq).unwrap();
-        assert_eq!(
-            hex::encode(log.leaves[at]),
-            receipt.leaf_hash,
-            "acknowledged entry {id}: leaf hash"
-        );
+    for receipt in acked.values() {
+        log.holds(receipt);
     }
 }
 

@@ -16,7 +16,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ use ledger_core::merkle;
 use ledger_core::verify;
 use ledger_postgres::testing::TestCluster;
 use serde_json::{json, Value};
-use support::{bin, copy_data_dir, Market, Rng, Service};
+use support::{bin, copy_data_dir, Log, Market, Rng, Service};
 
 /// Enterprises receiving transfers.
 const ENTERPRISES: usize = 12;
@@ -152,75 +152,10 @@ impl Queue {
     }
 }
 
-/// The log as read so far from the instances, checked as it grows: gap-free (each envelope's seq
-/// its position, its prev the previous leaf's hash), each id once. Reading only what is new keeps
-/// a long crash run linear in its entries.
-#[derive(Default)]
-struct Log {
-    hashes: Vec<merkle::Hash>,
-    ids: HashMap<String, u64>,
-    tree: merkle::CompactTree,
-}
-
-impl Log {
-    /// Reads the entries from the log's end up to `size` from `client`'s instance.
-    async fn read_to(&mut self, client: &Client, size: u64) {
-        while (self.hashes.len() as u64) < size {
-            let from = self.hashes.len();
-            let page = json_of(
-                client,
-                &format!("/v1/entries?from={from}&limit=1000&min_size={size}"),
-            )
-            .await;
-            let entries = page["entries"].as_array().unwrap();
-            assert!(!entries.is_empty(), "entry {from} of {size} cannot be read");
-            for row in entries {
-                let seq = self.hashes.len() as u64;
-                assert_eq!(row["seq"].as_u64(), Some(seq), "a gap at {seq}");
-                let envelope = &row["envelope"];
-                assert_eq!(envelope["seq"].as_u64(), Some(seq));
-                let prev = self
-                    .hashes
-                    .last()
-                    .map_or_else(|| "0".repeat(64), hex::encode);
-                assert_eq!(
-                    envelope["prev"].as_str(),
-                    Some(prev.as_str()),
-                    "entry {seq}'s prev"
-                );
-                let hash = support::unhex(row["leaf_hash"].as_str().unwrap());
-                let id = envelope["entry"]["body"]["id"].as_str().unwrap().to_owned();
-                if let Some(first) = self.ids.insert(id.clone(), seq) {
-                    panic!("{id} is in the log twice, at {first} and {seq}");
-                }
-                self.hashes.push(hash);
-                self.tree.append(hash).unwrap();
-            }
-        }
-    }
-
-    /// Checks that `receipt`'s entry is in the log where the receipt says, with its leaf hash.
-    fn holds(&self, receipt: &Receipt) {
-        assert_eq!(
-            self.ids.get(&receipt.id),
-            Some(&receipt.seq),
-            "acknowledged {} lost or moved",
-            receipt.id
-        );
-        let at = usize::try_from(receipt.seq).unwrap();
-        assert_eq!(
-            hex::encode(self.hashes[at]),
-            receipt.leaf_hash,
-            "{}'s leaf hash",
-            receipt.id
-        );
-    }
-}
-
 /// Every entry of the ledger as `client`'s instance serves it once it holds `size` entries.
 async fn read_log(client: &Client, size: u64) -> Log {
-    let mut log = Log::default();
-    log.read_to(client, size).await;
+    let mut log = Log::new();
+    log.read_to(client, size, &mut |_, _| {}).await;
     log
 }
 
@@ -309,7 +244,7 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
     let mut queue = Queue::default();
     let mut in_doubt_ever: BTreeSet<usize> = BTreeSet::new();
     let mut checkpoints = Checkpoints::default();
-    let mut log = Log::default();
+    let mut log = Log::new();
     let mut loaded_rounds = 0;
 
     for round in 0..rounds {
@@ -429,7 +364,7 @@ async fn two_instances_sigkilled_at_random_moments_lose_no_acknowledged_entry() 
         let size = json_of(&clients[1 - victim], "/v1/ledger").await["size"]
             .as_u64()
             .unwrap();
-        log.read_to(&clients[victim], size).await;
+        log.read_to(&clients[victim], size, &mut |_, _| {}).await;
         for receipt in &answered {
             log.holds(receipt);
         }

@@ -3,19 +3,25 @@
 //! service run as a child process.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use ledger_api::client::Client;
 use ledger_api::demo::{self, ReferenceCase};
 use ledger_api::keys;
+use ledger_core::checkpoint;
 use ledger_core::entry::{Body, Submission};
 use ledger_core::ids::ParticipantId;
+use ledger_core::ledger::Receipt;
+use ledger_core::merkle::{self, CompactTree, Hash};
 use ledger_core::sign;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 /// The reference case's parties plus enterprises the test registers itself.
@@ -446,5 +452,131 @@ pub fn copy_data_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for file in ["operator.key", "ledger.json"] {
         std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+}
+
+/// A page of `/v1/entries`, each envelope as the service sent its bytes.
+#[derive(Deserialize)]
+struct EntriesPage {
+    size: u64,
+    entries: Vec<EntryRow>,
+}
+
+#[derive(Deserialize)]
+struct EntryRow {
+    seq: u64,
+    leaf_hash: String,
+    envelope: Box<RawValue>,
+}
+
+/// What a test knows of a service's log, read as it grows: every leaf, and the roots.
+pub struct Log {
+    /// Leaf hashes, by sequence number.
+    pub leaves: Vec<Hash>,
+    /// `roots[n]` is the root of the first `n` leaves.
+    pub roots: Vec<Hash>,
+    pub tree: CompactTree,
+    /// Entry id → sequence number.
+    pub ids: HashMap<String, u64>,
+    /// Signed checkpoints seen (size, root), deduplicated.
+    pub checkpoints: BTreeMap<u64, Hash>,
+}
+
+impl Log {
+    pub fn new() -> Self {
+        Self {
+            leaves: Vec::new(),
+            roots: vec![merkle::empty_root()],
+            tree: CompactTree::new(),
+            ids: HashMap::new(),
+            checkpoints: BTreeMap::new(),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// Reads the entries after those read so far, up to `size`, from `client`'s service (which
+    /// must hold exactly `size` then; it may still be catching up). Each leaf's hash is
+    /// recomputed from the envelope's bytes and must be the one served; the log must be
+    /// gap-free (each envelope's seq its position, its prev the previous leaf's hash) and hold
+    /// each id once. `each` sees every new entry's seq and id. Reading only what is new keeps a
+    /// long crash run linear in its entries.
+    pub async fn read_to(&mut self, client: &Client, size: u64, each: &mut dyn FnMut(u64, &str)) {
+        while self.size() < size {
+            let page: EntriesPage = client
+                .get(&format!(
+                    "/v1/entries?from={}&limit=1000&min_size={size}",
+                    self.size()
+                ))
+                .await
+                .unwrap()
+                .ok_json()
+                .unwrap();
+            assert_eq!(page.size, size);
+            assert!(
+                !page.entries.is_empty(),
+                "entry {} of {size} cannot be read",
+                self.size()
+            );
+            for row in page.entries {
+                let seq = self.size();
+                assert_eq!(row.seq, seq, "a gap: expected entry {seq}, got {}", row.seq);
+                let leaf = row.envelope.get().as_bytes();
+                let hash = merkle::leaf_hash(leaf);
+                assert_eq!(hex::encode(hash), row.leaf_hash, "entry {seq}'s leaf hash");
+                let envelope: Value = serde_json::from_slice(leaf).unwrap();
+                assert_eq!(
+                    envelope["seq"].as_u64(),
+                    Some(seq),
+                    "entry {seq}'s envelope"
+                );
+                let prev = self
+                    .leaves
+                    .last()
+                    .map_or_else(|| "0".repeat(64), hex::encode);
+                assert_eq!(
+                    envelope["prev"].as_str(),
+                    Some(prev.as_str()),
+                    "entry {seq}'s prev"
+                );
+                let id = envelope["entry"]["body"]["id"].as_str().unwrap().to_owned();
+                each(seq, &id);
+                if let Some(first) = self.ids.insert(id.clone(), seq) {
+                    panic!("{id} is in the log twice, at {first} and {seq}");
+                }
+                self.tree.append(hash).unwrap();
+                self.leaves.push(hash);
+                self.roots.push(self.tree.root());
+            }
+        }
+    }
+
+    /// Checks that `receipt`'s entry is in the log where the receipt says, with its leaf hash.
+    pub fn holds(&self, receipt: &Receipt) {
+        assert_eq!(
+            self.ids.get(&receipt.id),
+            Some(&receipt.seq),
+            "acknowledged entry {} is not where its receipt says",
+            receipt.id
+        );
+        let at = usize::try_from(receipt.seq).unwrap();
+        assert_eq!(
+            hex::encode(self.leaves[at]),
+            receipt.leaf_hash,
+            "acknowledged entry {}: leaf hash",
+            receipt.id
+        );
+    }
+
+    /// Records a checkpoint note after checking its signature; a root that differs from one
+    /// recorded for the same size is a fork.
+    pub fn checkpoint(&mut self, note: &str, origin: &str, key: &VerifyingKey) {
+        let cp = checkpoint::open_checkpoint(note, origin, key)
+            .unwrap_or_else(|e| panic!("a checkpoint does not verify: {e}\n{note}"));
+        if let Some(root) = self.checkpoints.insert(cp.size, cp.root) {
+            assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
+        }
     }
 }
