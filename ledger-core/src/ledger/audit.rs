@@ -14,7 +14,7 @@ use crate::store::{RowRange, Store, StoreError};
 use crate::verify::replay::RowDigest;
 use crate::verify::{helper_threads, ReplayError, Replayer};
 
-use super::{hex32, Ledger, LedgerError, VerifyReport};
+use super::{hex32, Ledger, LedgerError, StoreHistory, VerifyReport};
 
 impl Ledger {
     /// Recomputes everything from the stored leaves — signatures, chain, tree, state — and
@@ -38,7 +38,7 @@ impl Ledger {
         let size = head.tree.size();
         let mut replayer = Replayer::new(self.origin.clone());
         let history = Arc::new(ReplayedHistory {
-            store: Arc::clone(&self.store),
+            store: StoreHistory(Arc::clone(&self.store)),
             replayed: AtomicU64::new(0),
         });
         replayer.keep_history_in(Arc::clone(&history) as Arc<dyn History>);
@@ -187,7 +187,7 @@ impl Audit {
 /// replayed (`replayed` of them), as if the rows of the entries to come were not there yet.
 #[derive(Debug)]
 struct ReplayedHistory {
-    store: Arc<dyn Store>,
+    store: StoreHistory,
     replayed: AtomicU64,
 }
 
@@ -215,7 +215,7 @@ impl ReplayedHistory {
 
 impl History for ReplayedHistory {
     fn row(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.store.state_row(table, key)? {
+        match self.store.row(table, key)? {
             Some(value) if self.replayed(table, key, &value)? => Ok(Some(value)),
             _ => Ok(None),
         }
@@ -227,14 +227,13 @@ impl History for ReplayedHistory {
         range: RowRange<'_>,
         visit: &mut HistoryVisitor<'_>,
     ) -> Result<(), StoreError> {
-        self.store
-            .scan_state(Some(table), range, &mut |_, key, value| {
-                if self.replayed(table, key, value)? {
-                    visit(key, value)
-                } else {
-                    Ok(true)
-                }
-            })
+        self.store.scan(table, range, &mut |key, value| {
+            if self.replayed(table, key, value)? {
+                visit(key, value)
+            } else {
+                Ok(true)
+            }
+        })
     }
 }
 
@@ -274,7 +273,7 @@ mod tests {
             })
             .unwrap();
         let history = ReplayedHistory {
-            store: Arc::new(store),
+            store: StoreHistory(Arc::new(store)),
             replayed: AtomicU64::new(5),
         };
         let seen = |history: &ReplayedHistory| {
