@@ -124,9 +124,10 @@ pub struct Meta {
 }
 
 /// The storage layout this code writes: 2 keys trades and certificates by sequence number, with
-/// indexes by party, batch, kind and holder (layout 1 keyed them by entry id); 3 keeps sled's
-/// Merkle nodes in blocks of four levels (layout 2 kept a row per node).
-pub const LAYOUT: u32 = 3;
+/// indexes by party, batch, kind and holder (layout 1 keyed them by entry id). How a store keeps
+/// its rows underneath is its own affair: sled's node blocks, for one, are converted by the sled
+/// store itself when it opens.
+pub const LAYOUT: u32 = 2;
 
 /// Which rows of a state table a scan visits: keys that start with `prefix`, after the key
 /// `after` if given (before it when `reverse`), in key order or reverse.

@@ -6,10 +6,10 @@
 //! party, batch and kind; certificates by holder), so that a page is a key range. The table of
 //! latest prices goes: the price in force is now found by time.
 //!
-//! Layout 2 → 3: sled keeps the Merkle nodes in blocks of four levels instead of a row per node
-//! (`crate::store`). The sled store converts its node rows itself when it opens; here the layout
-//! number is only recorded, so that an earlier version refuses the store by its number rather
-//! than by missing nodes. PostgreSQL's rows do not change.
+//! How a store keeps these rows underneath is not a layout of the ledger: sled's Merkle nodes,
+//! once a row each and now in blocks of four levels, are converted by the sled store itself when
+//! it opens (`crate::store`), and PostgreSQL's rows do not change, so instances of the previous
+//! version and of this one can share a database during an upgrade.
 
 use crate::state::{SeqKey, StateChange};
 use crate::store::{Append, Meta, RowRange, Store, StoreError, LAYOUT};
@@ -20,7 +20,6 @@ use super::LedgerError;
 pub(super) fn to_current_layout(store: &dyn Store, meta: Meta) -> Result<Meta, LedgerError> {
     match meta.layout {
         1 => from_layout_1(store, meta),
-        2 => record_layout(store, meta),
         _ => Ok(meta),
     }
 }
@@ -98,19 +97,6 @@ fn from_layout_1(store: &dyn Store, mut meta: Meta) -> Result<Meta, LedgerError>
         leaves: &[],
         nodes: &[],
         state: &removals,
-        meta: Some(&meta),
-    })?;
-    Ok(meta)
-}
-
-/// Writes the metadata with the current layout number, and nothing else.
-fn record_layout(store: &dyn Store, mut meta: Meta) -> Result<Meta, LedgerError> {
-    meta.layout = LAYOUT;
-    store.append(Append {
-        first_seq: meta.size,
-        leaves: &[],
-        nodes: &[],
-        state: &[],
         meta: Some(&meta),
     })?;
     Ok(meta)
