@@ -26,21 +26,10 @@ use std::time::{Duration, Instant};
 // The progress display of carbon-ledger's long commands: a bar on a terminal, lines otherwise.
 use ledger_api::progress::Reporter;
 use ledger_core::ledger::Ledger;
-use ledger_core::load::{measure_ceiling, Market};
+use ledger_core::load::{measure_ceiling, peak_resident_kib, resident_kib, Market};
 use ledger_core::progress::Progress as _;
 
 const HOLDERS: usize = 1000;
-
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
-}
 
 /// Bytes in the files of `dir` and below (apparent size, and space allocated on disk), and the
 /// part of them that is the store's disk reserve.
@@ -61,17 +50,6 @@ fn disk_bytes(dir: &std::path::Path) -> (u64, u64, u64) {
         }
     }
     (apparent, allocated, reserve)
-}
-
-fn peak_resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// The ledger in the folder `dir`, or in the PostgreSQL database `dir` names when it is a
@@ -308,18 +286,8 @@ fn pages(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
 /// and the time of proofs read from it as a ledger reads them: an inclusion proof with the leaf's
 /// hash, a consistency proof with the old tree's root.
 fn tree(dir: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
-    use ledger_core::merkle::{self, CompactTree, Hash, NodeId, NodeSource, ProofError};
-    use ledger_core::store::{Append, Meta, SledStore, Store, LAYOUT};
-
-    struct Nodes<'a>(&'a SledStore);
-    impl NodeSource for Nodes<'_> {
-        fn node(&self, id: NodeId) -> Result<Hash, ProofError> {
-            self.0
-                .node(id)
-                .map_err(|e| ProofError::Source(e.to_string()))?
-                .ok_or(ProofError::MissingNode(id))
-        }
-    }
+    use ledger_core::merkle::{self, CompactTree, Hash, NodeId, NodeSource};
+    use ledger_core::store::{Append, Meta, SledStore, Store, StoreNodes, LAYOUT};
 
     let start = Instant::now();
     let store = SledStore::open(dir.as_ref())?;
@@ -378,7 +346,7 @@ fn tree(dir: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let size = tree.size();
-    let nodes = Nodes(&store);
+    let nodes = StoreNodes(&store);
     let (inclusion_p50, inclusion_p99) = percentiles(2000, &mut |i| {
         let seq = (i * 7919 + 13) % size;
         merkle::inclusion_proof(seq, size, &nodes).expect("inclusion proof");

@@ -10,7 +10,7 @@ use ledger_core::canonical::to_canonical;
 use ledger_core::entry::Body;
 use ledger_core::merkle::{self, CompactTree, Hash, MemoryNodes, NodeId};
 use ledger_core::state::{Context, Signers, State};
-use ledger_core::store::{Append, Meta, SledStore, Store, LAYOUT};
+use ledger_core::store::{Append, Meta, SledStore, Store, StoreNodes, LAYOUT};
 use ledger_core::wire::decode_submission;
 use serde_json::json;
 
@@ -300,7 +300,7 @@ fn storage(c: &mut Criterion) {
     let mut tree = CompactTree::new();
     let size = 1_000_000u64;
     fill(&store, &mut tree, size, 4096);
-    let source = StoreSource(&store);
+    let source = StoreNodes(&store);
     group.sample_size(50);
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("inclusion_proof_sled", size), |b| {
@@ -318,17 +318,6 @@ fn storage(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-struct StoreSource<'a>(&'a SledStore);
-
-impl merkle::NodeSource for StoreSource<'_> {
-    fn node(&self, id: NodeId) -> Result<Hash, merkle::ProofError> {
-        self.0
-            .node(id)
-            .unwrap()
-            .ok_or(merkle::ProofError::MissingNode(id))
-    }
 }
 
 criterion_group!(

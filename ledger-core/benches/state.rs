@@ -33,6 +33,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ed25519_dalek::SigningKey;
 use ledger_core::entry::Body;
 use ledger_core::ids::Timestamp;
+use ledger_core::load::resident_kib;
 use ledger_core::state::{Context, History, HistoryVisitor, RowProof, Signers, State, StateRow};
 use ledger_core::store::{RowRange, StoreError};
 use serde_json::{json, Value};
@@ -234,17 +235,6 @@ fn key(n: u64) -> SigningKey {
     let mut seed = [7u8; 32];
     seed[..8].copy_from_slice(&n.to_le_bytes());
     SigningKey::from_bytes(&seed)
-}
-
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// The proof's hashes and its size as JSON (what a bundle carries).

@@ -51,6 +51,29 @@ pub struct Ceiling {
     pub trade_ceiling_strict: f64,
 }
 
+/// This process's resident memory now, in KiB (`VmRSS` of `/proc/self/status`; 0 where the
+/// system does not say).
+pub fn resident_kib() -> u64 {
+    proc_status_kib("VmRSS:")
+}
+
+/// This process's largest resident memory so far, in KiB (`VmHWM`; 0 where the system does not
+/// say).
+pub fn peak_resident_kib() -> u64 {
+    proc_status_kib("VmHWM:")
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 /// Verification rates on every core, measured now.
 pub fn measure_ceiling(seconds: f64) -> Ceiling {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);

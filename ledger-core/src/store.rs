@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::merkle::{Hash, NodeId};
+use crate::merkle::{Hash, NodeId, NodeSource, ProofError};
 use crate::state::StateChange;
 
 /// Why the store failed.
@@ -309,6 +309,20 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
 }
 
+/// A store's Merkle nodes as a proof reads them: a node not stored is
+/// [`ProofError::MissingNode`], a store that fails is [`ProofError::Source`] with its message.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreNodes<'a>(pub &'a dyn Store);
+
+impl NodeSource for StoreNodes<'_> {
+    fn node(&self, id: NodeId) -> Result<Hash, ProofError> {
+        self.0
+            .node(id)
+            .map_err(|e| ProofError::Source(e.to_string()))?
+            .ok_or(ProofError::MissingNode(id))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys: one keyspace, prefixed by row kind.
 // ---------------------------------------------------------------------------------------------
@@ -356,14 +370,21 @@ fn node_place(id: NodeId) -> ([u8; 10], usize) {
     (key, before + column)
 }
 
-/// The node in `slot` of a stored block, if that slot is filled.
-fn block_node(block: &[u8], slot: usize) -> Result<Option<Hash>, StoreError> {
-    if block.len() != BLOCK_BYTES {
-        return Err(StoreError::Corrupt(format!(
+/// A stored block, refused if it is not a block's size.
+fn checked_block(block: &[u8]) -> Result<&[u8], StoreError> {
+    if block.len() == BLOCK_BYTES {
+        Ok(block)
+    } else {
+        Err(StoreError::Corrupt(format!(
             "a block of Merkle nodes is {} bytes, not {BLOCK_BYTES}",
             block.len()
-        )));
+        )))
     }
+}
+
+/// The node in `slot` of a stored block, if that slot is filled.
+fn block_node(block: &[u8], slot: usize) -> Result<Option<Hash>, StoreError> {
+    let block = checked_block(block)?;
     if block[slot / 8] & (1 << (slot % 8)) == 0 {
         return Ok(None);
     }
@@ -391,10 +412,7 @@ fn fill_blocks(
             std::collections::btree_map::Entry::Occupied(held) => held.into_mut(),
             std::collections::btree_map::Entry::Vacant(place) => {
                 let stored = match db.get(key)? {
-                    Some(bytes) => {
-                        block_node(&bytes, 0)?;
-                        bytes.to_vec()
-                    }
+                    Some(bytes) => checked_block(&bytes)?.to_vec(),
                     None => vec![0; BLOCK_BYTES],
                 };
                 place.insert(stored)
@@ -1193,7 +1211,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merkle::{self, CompactTree, MemoryNodes, NodeSource};
+    use crate::merkle::{self, CompactTree, MemoryNodes};
 
     /// Appends `sizes` groups of leaves to `store` and to an in-memory tree; returns every node
     /// completed, and the tree.
@@ -1260,18 +1278,6 @@ mod tests {
             merkle::root_at(size, &StoreNodes(&store)).unwrap(),
             tree.root()
         );
-    }
-
-    /// Reads a [`SledStore`]'s nodes as a proof does.
-    struct StoreNodes<'a>(&'a SledStore);
-
-    impl NodeSource for StoreNodes<'_> {
-        fn node(&self, id: NodeId) -> Result<Hash, merkle::ProofError> {
-            Store::node(self.0, id)
-                .ok()
-                .flatten()
-                .ok_or(merkle::ProofError::MissingNode(id))
-        }
     }
 
     /// A store written before node blocks kept a row per node: opening it converts them, and

@@ -10,7 +10,7 @@ use ledger_core::ledger::{Ledger, LedgerConfig, Replica};
 use ledger_core::merkle;
 use ledger_core::reference::{Expect, ReferenceCase, BANK, BATCH, ENTERPRISE_A, PLATFORM, PLEDGE};
 use ledger_core::state::{verify_row_proof, RowProof, StateCommitment, StateRow};
-use ledger_core::store::{Append, MemoryStore, Store};
+use ledger_core::store::{Append, MemoryStore, Store, StoreNodes};
 use ledger_core::verify::{verify_pledge_bundle_with, BankPolicy, PledgeBundle};
 use ledger_core::witness::{AddCheckpoint, Witness, WitnessError};
 use serde_json::json;
@@ -396,7 +396,7 @@ fn a_witness_refuses_a_log_with_an_entry_that_breaks_the_rules() {
         entry: case.sign(body, &[ENTERPRISE_A]),
     };
     let leaf = envelope.leaf_bytes().unwrap();
-    let mut tree = merkle::CompactTree::from_source(size, &StoreNodesOf(&memory)).unwrap();
+    let mut tree = merkle::CompactTree::from_source(size, &StoreNodes(memory.as_ref())).unwrap();
     let nodes = tree.append(merkle::leaf_hash(&leaf)).unwrap();
     let mut meta = memory.meta().unwrap().unwrap();
     meta.size = size + 1;
@@ -417,18 +417,6 @@ fn a_witness_refuses_a_log_with_an_entry_that_breaks_the_rules() {
     let error = cosign(&w, &altered, &note, size).unwrap_err();
     assert_eq!(error.status(), 422, "{error}");
     assert!(error.to_string().contains("does not replay"), "{error}");
-}
-
-/// The nodes of a memory store, for rebuilding a tree's edge in the test above.
-struct StoreNodesOf<'a>(&'a MemoryStore);
-
-impl merkle::NodeSource for StoreNodesOf<'_> {
-    fn node(&self, id: merkle::NodeId) -> Result<merkle::Hash, merkle::ProofError> {
-        self.0
-            .node(id)
-            .map_err(|e| merkle::ProofError::Source(e.to_string()))?
-            .ok_or(merkle::ProofError::MissingNode(id))
-    }
 }
 
 /// A checkpoint whose state line lies (the operator claims another state) is refused by the

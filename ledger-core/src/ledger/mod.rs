@@ -29,13 +29,13 @@ use crate::checkpoint::{self, CheckpointError};
 use crate::entry::{Body, EntryKind, RegisterParticipant};
 use crate::error::RuleError;
 use crate::ids::{Origin, ParticipantId, PublicKey, Role, Text, Timestamp};
-use crate::merkle::{self, CompactTree, Hash, NodeId, NodeSource, ProofError};
+use crate::merkle::{self, CompactTree, Hash, ProofError};
 use crate::sign::{self, SignatureError};
 use crate::state::{
     self, ApplyError, Certificate, CertificateFilter, History, HistoryPage, HistoryVisitor,
     PageRequest, State, TradeFilter, TradeRecord, HISTORY_TABLES,
 };
-use crate::store::{MemoryStore, Meta, RowRange, SledStore, Store, StoreError, LAYOUT};
+use crate::store::{MemoryStore, Meta, RowRange, SledStore, Store, StoreError, StoreNodes, LAYOUT};
 use crate::verify::ReplayError;
 use crate::wire::{Envelope, WireError, GENESIS_PREV};
 
@@ -398,17 +398,6 @@ fn unhex32(text: &str, what: &str) -> Result<Hash, LedgerError> {
     hex::decode_to_slice(text, &mut out)
         .map_err(|_| LedgerError::Integrity(format!("the stored {what} is not a hex hash")))?;
     Ok(out)
-}
-
-struct StoreNodes<'a>(&'a dyn Store);
-
-impl NodeSource for StoreNodes<'_> {
-    fn node(&self, id: NodeId) -> Result<Hash, ProofError> {
-        self.0
-            .node(id)
-            .map_err(|e| ProofError::Source(e.to_string()))?
-            .ok_or(ProofError::MissingNode(id))
-    }
 }
 
 /// The store as the state's history.
