@@ -602,3 +602,82 @@ async fn idle_and_slow_clients_are_closed_and_a_normal_client_is_still_served() 
     let status = tokio::task::block_in_place(|| service.terminate());
     assert!(status.success());
 }
+
+/// Regressions: an event stream with nothing to send was cut by the idle timeout when it was
+/// set below the stream's keep-alive interval (15 s); and an open event stream held every stop
+/// until the drain deadline (20 s), which then cut it. Now the keep-alive comes more often than
+/// the idle timeout — with a 2 s timeout, a quiet stream is still open after 7 s, and keep-alive
+/// bytes kept arriving meanwhile — and a stop ends the stream properly and exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_event_stream_outlives_a_short_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = tokio::task::block_in_place(|| {
+        Service::launch(
+            &dir.path().join("data"),
+            Launch {
+                args: ["--idle-timeout-secs", "2"].map(str::to_owned).to_vec(),
+                log_filter: "warn".to_owned(),
+                ..Launch::default()
+            },
+        )
+    });
+    let addr = service.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/events?from=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The answer's head and the genesis entry's event, then nothing but keep-alives.
+    let opened = Instant::now();
+    let mut received = Vec::new();
+    let mut quiet_bytes = 0;
+    let mut buf = [0u8; 4096];
+    while opened.elapsed() < Duration::from_secs(7) {
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+            Ok(Ok(0)) => panic!(
+                "the server closed the quiet stream after {:?}: {}",
+                opened.elapsed(),
+                String::from_utf8_lossy(&received)
+            ),
+            Ok(Ok(n)) => {
+                received.extend_from_slice(&buf[..n]);
+                if opened.elapsed() > Duration::from_secs(3) {
+                    quiet_bytes += n;
+                }
+            }
+            Ok(Err(error)) => panic!("the stream failed: {error}"),
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("register_participant"), "{text}");
+    assert!(quiet_bytes > 0, "no keep-alive in the last 4 s: {text}");
+
+    // A stop ends the stream: its body ends properly (the last chunk of a chunked body), the
+    // connection closes, and the service exits, without waiting for its drain deadline (which
+    // would cut the stream instead).
+    let stop_sent = Instant::now();
+    let stopper = tokio::task::spawn_blocking(move || service.terminate_with_log());
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the stream did not end: {read:?}"
+    );
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "the stream was cut, not ended: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let (status, log) = stopper.await.unwrap();
+    eprintln!(
+        "event stream test: stopped {:?} after SIGTERM",
+        stop_sent.elapsed()
+    );
+    assert!(status.success());
+    assert!(
+        !log.contains("after the drain deadline"),
+        "the stop waited for the drain deadline: {log}"
+    );
+}

@@ -25,7 +25,8 @@
 //! and is closed.
 //!
 //! On shutdown the listener closes, every connection finishes the request it is answering (idle
-//! ones close at once), and those still open after the drain deadline
+//! ones close at once; an event stream ends: see [`crate::events`]), and those still open after
+//! the drain deadline
 //! ([`Limits::shutdown_timeout`]) are cut — a response whose client stopped reading among them.
 
 use std::collections::HashMap;
@@ -324,7 +325,7 @@ pub async fn serve(
     let limits = state.limits().clone();
     let epoch = Instant::now();
     let registry = Arc::new(Registry::default());
-    let (shutdown, shutting_down) = watch::channel(false);
+    let shutting_down = state.stopping();
     let mut tasks = JoinSet::new();
     let mut next_id: u64 = 0;
     let mut accept_errors_logged: Option<Instant> = None;
@@ -379,7 +380,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let _ = shutdown.send(true);
+    state.stop();
     let drained =
         tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {

@@ -15,6 +15,14 @@
 //! basis, or a pledge, drawdown, repayment, release or enforcement of theirs. Their figures are
 //! those of the state when the event is sent — for an event sent as its entry is accepted, the
 //! coverage right after it. `below_threshold` names those now under their margin threshold.
+//!
+//! When the service stops, the stream ends (within one poll, 200 ms) rather than holding the stop
+//! until its drain deadline; a client reconnects with `from` set to the seq after the last event
+//! it received.
+//!
+//! While no entry arrives, the stream sends a comment line as a keep-alive, more often than the
+//! service's idle timeout (which cuts a response its client has not read from for as long: see
+//! [`crate::connections`]), so that a quiet stream stays open whatever that timeout is set to.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -34,6 +42,15 @@ use crate::routes::{AppState, QueryParams};
 
 /// How often the stream looks for new entries once it has sent every one.
 const POLL: Duration = Duration::from_millis(200);
+
+/// The longest interval between two keep-alive comments, when the idle timeout allows it.
+const KEEP_ALIVE_MAX: Duration = Duration::from_secs(15);
+
+/// How often an idle stream sends a keep-alive comment: a third of the idle timeout (so that a
+/// late one still comes in time), at most [`KEEP_ALIVE_MAX`], at least every 100 ms.
+fn keep_alive_interval(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 3).clamp(Duration::from_millis(100), KEEP_ALIVE_MAX)
+}
 
 /// Entries read at a time.
 const CHUNK: usize = 100;
@@ -145,13 +162,19 @@ pub(crate) async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let from = query.from.unwrap_or(0);
     let ledger = state.ledger().clone();
+    let keep_alive = KeepAlive::new().interval(keep_alive_interval(state.limits().idle_timeout));
+    let stopping = state.stopping();
     let events = stream::unfold(
-        (ledger, from, std::collections::VecDeque::new()),
-        |(ledger, mut next, mut queue)| async move {
+        (ledger, from, std::collections::VecDeque::new(), stopping),
+        |(ledger, mut next, mut queue, stopping)| async move {
             loop {
+                // A stopping service ends the stream; the client resumes with `from`.
+                if *stopping.borrow() {
+                    return None;
+                }
                 if let Some((seq, json)) = queue.pop_front() {
                     let event = Event::default().id(format!("{seq}")).data(json);
-                    return Some((Ok(event), (ledger, next, queue)));
+                    return Some((Ok(event), (ledger, next, queue, stopping)));
                 }
                 let reader = ledger.clone();
                 let read = tokio::task::spawn_blocking(move || read_events(&reader, next)).await;
@@ -173,5 +196,23 @@ pub(crate) async fn events(
             }
         },
     );
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(events).keep_alive(keep_alive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keep_alive_comes_well_within_the_idle_timeout() {
+        let secs = Duration::from_secs;
+        assert_eq!(keep_alive_interval(secs(60)), KEEP_ALIVE_MAX);
+        assert_eq!(keep_alive_interval(secs(45)), KEEP_ALIVE_MAX);
+        assert_eq!(keep_alive_interval(secs(30)), secs(10));
+        assert_eq!(
+            keep_alive_interval(secs(2)),
+            Duration::from_nanos(666_666_666)
+        );
+        assert_eq!(keep_alive_interval(secs(0)), Duration::from_millis(100));
+    }
 }

@@ -32,7 +32,7 @@ use ledger_core::{checkpoint, merkle, wire};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::cosigner::Cosigner;
 use crate::metrics::Metrics;
@@ -100,6 +100,9 @@ struct Inner {
     in_flight: Arc<Semaphore>,
     /// The witnesses the ledger's checkpoints go to, if any (`serve --witness`).
     cosigner: Option<Arc<Cosigner>>,
+    /// `true` once the service is stopping: connections finish what they answer, and event
+    /// streams end.
+    stopping: watch::Sender<bool>,
 }
 
 /// What every handler shares: the ledger, the limits and the metrics.
@@ -142,7 +145,19 @@ impl AppState {
             metrics: Metrics::new(),
             in_flight,
             cosigner,
+            stopping: watch::Sender::new(false),
         }))
+    }
+
+    /// Says that the service is stopping (see [`AppState::stopping`]).
+    pub(crate) fn stop(&self) {
+        self.0.stopping.send_replace(true);
+    }
+
+    /// Whether the service is stopping, watched: connections then finish the request they are
+    /// answering and close, and event streams end, so that a stop does not wait for them.
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
+        self.0.stopping.subscribe()
     }
 
     /// The witnesses' cosigner, if the service has witnesses.

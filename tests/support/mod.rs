@@ -361,6 +361,14 @@ impl Service {
         self.child.wait().unwrap();
     }
 
+    /// [`Service::terminate`], with what the service logged until it exited.
+    pub fn terminate_with_log(self) -> (std::process::ExitStatus, String) {
+        let log = Arc::clone(&self.log);
+        let status = self.terminate();
+        let text = log.lock().unwrap().join("\n");
+        (status, text)
+    }
+
     /// SIGTERM, and the exit status within a bound.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
