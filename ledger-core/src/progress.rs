@@ -1,8 +1,9 @@
 //! How far a long pass over the history has got: a full verification
 //! ([`Ledger::verify_full_with`](crate::ledger::Ledger::verify_full_with)), the replay of an
 //! export ([`verify_export_with`](crate::verify::verify_export_with)) and a restore
-//! ([`Restore::append_with`](crate::ledger::Restore::append_with)) take minutes at a million
-//! entries, and tell a [`Progress`] after each entry.
+//! ([`Restore::append_with`](crate::ledger::Restore::append_with),
+//! [`Ledger::restore_with`](crate::ledger::Ledger::restore_with)) take minutes at a million
+//! entries, and tell a [`Progress`] after each entry (a restore after each durable write).
 //!
 //! The core only counts. Showing the count — a bar on a terminal, a line in a log — is the
 //! program's business: `carbon-ledger` does it on standard error, and a library user may pass
@@ -60,5 +61,23 @@ mod tests {
         crate::verify::verify_export_with(export.as_slice(), &note, &ledger.operator_key(), &hook)
             .unwrap();
         assert_eq!(told.take(), every_entry);
+
+        let store = Box::new(crate::store::MemoryStore::default());
+        let restored = Ledger::restore_with(
+            store,
+            market.config().unwrap(),
+            export.as_slice(),
+            &note,
+            &hook,
+        )
+        .unwrap();
+        assert_eq!(restored.size(), size);
+        // A restore tells after each durable write, up to the checkpoint's size.
+        let restoring = told.take();
+        assert_eq!(restoring.last(), Some(&(size, size)));
+        assert!(
+            restoring.windows(2).all(|w| w[0].0 < w[1].0),
+            "{restoring:?}"
+        );
     }
 }

@@ -21,6 +21,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::checkpoint::{self, Checkpoint};
 use crate::ids::{Origin, ParticipantId, Text};
 use crate::merkle::Hash;
+use crate::progress::{Progress, Silent};
 use crate::state::StateCommitment;
 use crate::store::Store;
 
@@ -208,7 +209,7 @@ impl Restore {
     /// the state line must be the checkpoint's. Each chunk between checkpoints is one durable
     /// write; nothing of a chunk is kept if one of its leaves fails, and the error names it.
     pub fn append(&mut self, leaves: &[Vec<u8>]) -> Result<(), LedgerError> {
-        self.append_with(leaves, &crate::progress::Silent)
+        self.append_with(leaves, &Silent)
     }
 
     /// [`Restore::append`], telling `progress` the entries held after each durable write (of
@@ -216,7 +217,7 @@ impl Restore {
     pub fn append_with(
         &mut self,
         leaves: &[Vec<u8>],
-        progress: &dyn crate::progress::Progress,
+        progress: &dyn Progress,
     ) -> Result<(), LedgerError> {
         let mut rest = leaves;
         while !rest.is_empty() {
@@ -292,6 +293,18 @@ impl Ledger {
         export: impl std::io::BufRead,
         checkpoint_note: &str,
     ) -> Result<Self, LedgerError> {
+        Self::restore_with(store, config, export, checkpoint_note, &Silent)
+    }
+
+    /// [`Ledger::restore`], telling `progress` the entries restored after each durable write
+    /// (of the checkpoint's size).
+    pub fn restore_with(
+        store: Box<dyn Store>,
+        config: LedgerConfig,
+        export: impl std::io::BufRead,
+        checkpoint_note: &str,
+        progress: &dyn Progress,
+    ) -> Result<Self, LedgerError> {
         const CHUNK: usize = 1024;
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(store);
         let mut restore = Restore::begin(
@@ -313,11 +326,11 @@ impl Ledger {
             }
             chunk.push(line);
             if chunk.len() >= CHUNK {
-                restore.append(&chunk)?;
+                restore.append_with(&chunk, progress)?;
                 chunk.clear();
             }
         }
-        restore.append(&chunk)?;
+        restore.append_with(&chunk, progress)?;
         let restored = restore.finish();
         if restored.missing() > 0 {
             return Err(LedgerError::Replay(crate::verify::ReplayError {
