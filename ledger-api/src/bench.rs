@@ -6,6 +6,10 @@
 //! clients on kept-alive connections, each on a fresh ledger in a temporary folder (sled, durable
 //! writes). It reports durable entries per second, latency percentiles, the mean group-commit
 //! size, and the ratios the performance targets are stated in. It stops by itself.
+//!
+//! The HTTP clients run in the same process, on the same cores as the service. So that they take
+//! as little of them as they can, each speaks HTTP/1.1 on its own kept-alive socket directly, as
+//! load generators such as `wrk` do ([`RawConnection`]), rather than through a general client.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,7 +19,8 @@ use ledger_core::ledger::{Ledger, WriteStats};
 pub use ledger_core::load::{measure_ceiling, Ceiling, Market};
 use serde::Serialize;
 
-use crate::client::Client;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
 use crate::routes::{app, AppState, Limits};
 
 /// What to run.
@@ -177,13 +182,13 @@ async fn run_http(
     trades: Arc<Vec<Vec<u8>>>,
     clients: usize,
 ) -> Result<Run, BenchError> {
-    let mut urls = Vec::new();
+    let mut addrs = Vec::new();
     let mut servers = Vec::new();
     for ledger in &ledgers {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(fail)?;
-        urls.push(format!("http://{}", listener.local_addr().map_err(fail)?));
+        addrs.push(listener.local_addr().map_err(fail)?);
         let limits = Limits {
             in_flight: clients * 4 + 16,
             ..Limits::default()
@@ -221,8 +226,7 @@ async fn run_http(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let client = Client::new(&urls[c % urls.len()]).map_err(fail)?;
-        let mut connection = client.connect().await.map_err(fail)?;
+        let mut connection = RawConnection::connect(addrs[c % addrs.len()]).await?;
         let (next, trades) = (Arc::clone(&next), Arc::clone(&trades));
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
@@ -232,15 +236,11 @@ async fn run_http(
                     return Ok(mine);
                 };
                 let t0 = Instant::now();
-                let answer = connection
-                    .post("/v1/entries", bytes.clone())
-                    .await
-                    .map_err(fail)?;
-                if answer.status.as_u16() != 201 {
+                let (status, body) = connection.post("/v1/entries", bytes).await?;
+                if status != 201 {
                     return Err(BenchError(format!(
-                        "trade {i}: {} {}",
-                        answer.status,
-                        answer.text()
+                        "trade {i}: {status} {}",
+                        String::from_utf8_lossy(&body)
                     )));
                 }
                 mine.push(t0.elapsed());
@@ -258,6 +258,85 @@ async fn run_http(
         let _ = server.await;
     }
     Ok(summarize(mode, latencies, wall, writes))
+}
+
+/// A kept-alive HTTP/1.1 connection to a service on loopback, spoken directly: a request is its
+/// head and body in one write; an answer is read by its status line, its `Content-Length` and
+/// that many bytes of body (the service answers a submission with a length, never in chunks).
+struct RawConnection {
+    stream: tokio::io::BufStream<tokio::net::TcpStream>,
+    host: String,
+    request: Vec<u8>,
+    line: String,
+}
+
+impl RawConnection {
+    async fn connect(addr: std::net::SocketAddr) -> Result<Self, BenchError> {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(fail)?;
+        stream.set_nodelay(true).map_err(fail)?;
+        Ok(Self {
+            stream: tokio::io::BufStream::new(stream),
+            host: addr.to_string(),
+            request: Vec::new(),
+            line: String::new(),
+        })
+    }
+
+    /// `POST path` with a JSON body: the answer's status and body.
+    async fn post(&mut self, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), BenchError> {
+        use std::io::Write as _;
+        self.request.clear();
+        write!(
+            self.request,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        )
+        .map_err(fail)?;
+        self.request.extend_from_slice(body);
+        self.stream.write_all(&self.request).await.map_err(fail)?;
+        self.stream.flush().await.map_err(fail)?;
+
+        let status = {
+            let line = self.read_line().await?;
+            line.strip_prefix("HTTP/1.1 ")
+                .and_then(|rest| rest.get(..3))
+                .and_then(|code| code.parse::<u16>().ok())
+                .ok_or_else(|| BenchError(format!("not an HTTP/1.1 status line: {line:?}")))?
+        };
+        let mut length = None;
+        loop {
+            let line = self.read_line().await?;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                return Err(BenchError(format!(
+                    "the service answered with Transfer-Encoding {}; this load tool reads answers with a Content-Length",
+                    value.trim()
+                )));
+            }
+        }
+        let length =
+            length.ok_or_else(|| BenchError("an answer without Content-Length".to_owned()))?;
+        let mut answer = vec![0; length];
+        self.stream.read_exact(&mut answer).await.map_err(fail)?;
+        Ok((status, answer))
+    }
+
+    /// The next line of the answer's head, without its CRLF.
+    async fn read_line(&mut self) -> Result<&str, BenchError> {
+        self.line.clear();
+        if self.stream.read_line(&mut self.line).await.map_err(fail)? == 0 {
+            return Err(BenchError(
+                "the service closed the connection mid-answer".to_owned(),
+            ));
+        }
+        Ok(self.line.trim_end_matches(['\r', '\n']))
+    }
 }
 
 /// A fresh ledger on a scratch PostgreSQL database beside `url`, set up for the trades; and a
@@ -404,4 +483,38 @@ fn describe(run: &Run, ceiling: &Ceiling, in_process: Option<f64>) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The load tool's connection reads answers one after another on one kept-alive socket:
+    /// a refusal (its problem body whole), then an acceptance, then the same entry again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_raw_connection_reads_each_answer_whole_on_one_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let market = Market::new(4);
+        let ledger = fresh_ledger(&market, dir.path()).unwrap();
+        let trade = market.trades(1).unwrap().remove(0);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(AppState::new(ledger, Limits::default()));
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let mut connection = RawConnection::connect(addr).await.unwrap();
+        let (status, body) = connection.post("/v1/entries", b"{}").await.unwrap();
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(problem["type"].as_str().is_some(), "{problem}");
+
+        let (status, body) = connection.post("/v1/entries", &trade).await.unwrap();
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let receipt: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let (status, body) = connection.post("/v1/entries", &trade).await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let again: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(again["seq"], receipt["seq"]);
+        server.abort();
+    }
 }
