@@ -26,8 +26,8 @@
 //!
 //! On shutdown the listener closes, every connection finishes the request it is answering (idle
 //! ones close at once; an event stream ends: see [`crate::events`]), and those still open after
-//! the drain deadline
-//! ([`Limits::shutdown_timeout`]) are cut — a response whose client stopped reading among them.
+//! the drain deadline ([`Limits::shutdown_timeout`]) are cut — a response whose client stopped
+//! reading among them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
