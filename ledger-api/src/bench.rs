@@ -9,7 +9,7 @@
 //!
 //! The HTTP clients run in the same process, on the same cores as the service. So that they take
 //! as little of them as they can, each speaks HTTP/1.1 on its own kept-alive socket directly, as
-//! load generators such as `wrk` do ([`RawConnection`]), rather than through a general client.
+//! load generators such as `wrk` do, rather than through a general client.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
