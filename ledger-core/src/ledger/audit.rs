@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use crate::progress::{Progress, Silent};
-use crate::state::table::decode;
-use crate::state::{EntryRecord, History, HistoryVisitor, SeqKey, State, HISTORY_TABLES};
+use crate::state::table::{decode, seq_in_key};
+use crate::state::{EntryRecord, History, HistoryVisitor, State, HISTORY_TABLES};
 use crate::store::{RowRange, Store, StoreError};
 use crate::verify::replay::RowDigest;
 use crate::verify::{helper_threads, ReplayError, Replayer};
@@ -198,16 +196,7 @@ impl ReplayedHistory {
             decode::<EntryRecord>(table, value)?.seq
         } else {
             // Keyed by a sequence number, alone or last in a tuple.
-            let seq = match decode::<serde_json::Value>(table, key)? {
-                serde_json::Value::Array(mut parts) => parts.pop().unwrap_or_default(),
-                alone => alone,
-            };
-            SeqKey::deserialize(seq)
-                .map_err(|e| StoreError::Decode {
-                    what: format!("a key of table {table}"),
-                    reason: e.to_string(),
-                })?
-                .0
+            seq_in_key(table, key)?
         };
         Ok(seq < self.replayed.load(Ordering::Relaxed))
     }

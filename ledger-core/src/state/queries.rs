@@ -17,7 +17,7 @@ use crate::ids::{
 use crate::num::{Ratio, UnitPrice};
 use crate::store::{RowRange, StoreError};
 
-use super::table::{decode, key_bytes, SEQ_KEY_TAIL};
+use super::table::{decode, key_bytes, seq_in_key, SEQ_KEY_TAIL};
 use super::{
     Balance, Batch, Certificate, Coverage, EntryRecord, History, Methodology, Participant,
     PledgeRecord, Price, Proceeds, Project, Report, SeqKey, State, TradeRecord,
@@ -171,7 +171,7 @@ fn indexed_page<X: Serialize, V: DeserializeOwned>(
         index,
         page_range(&prefix, cursor.as_deref(), request.newest_first),
         &mut |key, _| {
-            let seq = seq_at_end(index, key)?;
+            let seq = seq_in_key(index, key)?;
             let bytes = history
                 .row(table, &key_bytes(&SeqKey(seq))?)?
                 .ok_or_else(|| {
@@ -187,17 +187,6 @@ fn indexed_page<X: Serialize, V: DeserializeOwned>(
         },
     )?;
     Ok(finish_page(rows, request.limit))
-}
-
-/// The seq at the end of an index key `[..., "<20 digits>"]`.
-fn seq_at_end(index: &str, key: &[u8]) -> Result<u64, StoreError> {
-    let tail = key
-        .len()
-        .checked_sub(SEQ_KEY_TAIL)
-        .and_then(|start| key.get(start..key.len() - 1))
-        .ok_or_else(|| StoreError::Corrupt(format!("a key of {index} is too short")))?;
-    let SeqKey(seq) = decode(index, tail)?;
-    Ok(seq)
 }
 
 fn finish_page<V>(mut rows: Vec<(u64, V)>, limit: usize) -> HistoryPage<V> {

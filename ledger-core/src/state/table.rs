@@ -61,6 +61,22 @@ pub struct SeqKey(pub u64);
 /// Bytes of a [`SeqKey`] at the end of a JSON key: 20 digits, their quotes, a closing bracket.
 pub(crate) const SEQ_KEY_TAIL: usize = 20 + 2 + 1;
 
+/// The sequence number of a history table's key (JSON): a [`SeqKey`] alone (`"<20 digits>"`), or
+/// last in a tuple (`[..., "<20 digits>"]`, an index). Read from the key's last bytes, without
+/// parsing the rest.
+pub(crate) fn seq_in_key(table: &str, key: &[u8]) -> Result<u64, StoreError> {
+    let tail = match key.last() {
+        Some(b']') => key
+            .len()
+            .checked_sub(SEQ_KEY_TAIL)
+            .and_then(|start| key.get(start..key.len() - 1)),
+        _ => Some(key),
+    }
+    .ok_or_else(|| StoreError::Corrupt(format!("a key of {table} is too short")))?;
+    let SeqKey(seq) = decode(table, tail)?;
+    Ok(seq)
+}
+
 impl Serialize for SeqKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format_args!("{:020}", self.0))
