@@ -29,12 +29,8 @@ impl Ledger {
         }
         let plan = merkle::inclusion_plan(seq, tree_size)?;
         let leaf = NodeId::leaf(seq);
-        let mut ids: Vec<NodeId> = plan.node_ids().collect();
-        ids.push(leaf);
-        if tree_size != size {
-            ids.extend(merkle::root_plan(tree_size));
-        }
-        let nodes = fetch_nodes(self.store.as_ref(), &ids)?;
+        let ids = plan.node_ids().chain([leaf]);
+        let nodes = fetch_nodes(self.store.as_ref(), ids, &[tree_size], size)?;
         let proof = plan.fetch(&nodes)?;
         let leaf_hash = nodes.node(leaf)?;
         let root = self.root_of(tree_size, (size, current_root), &nodes)?;
@@ -62,13 +58,12 @@ impl Ledger {
             )));
         }
         let plan = merkle::consistency_plan(old_size, new_size)?;
-        let mut ids: Vec<NodeId> = plan.node_ids().collect();
-        for tree_size in [old_size, new_size] {
-            if tree_size != size {
-                ids.extend(merkle::root_plan(tree_size));
-            }
-        }
-        let nodes = fetch_nodes(self.store.as_ref(), &ids)?;
+        let nodes = fetch_nodes(
+            self.store.as_ref(),
+            plan.node_ids(),
+            &[old_size, new_size],
+            size,
+        )?;
         let proof = plan.fetch(&nodes)?;
         Ok(ConsistencyProof {
             old_size,
@@ -324,11 +319,22 @@ pub(super) fn check_extends(
     Ok(())
 }
 
-/// The nodes `ids`, read from the store in one call (one round trip to a database), as a node
-/// source for a proof; one not stored is missing from it, and the proof says so.
-fn fetch_nodes(store: &dyn Store, ids: &[NodeId]) -> Result<MemoryNodes, LedgerError> {
+/// The nodes a proof reads (`ids`) and those of the roots at the tree sizes `roots` other than
+/// `size` (whose root memory holds), read from the store in one call (one round trip to a
+/// database), as a node source for the proof; one not stored is missing from it, and the proof
+/// says so.
+fn fetch_nodes(
+    store: &dyn Store,
+    ids: impl Iterator<Item = NodeId>,
+    roots: &[u64],
+    size: u64,
+) -> Result<MemoryNodes, LedgerError> {
+    let mut ids: Vec<NodeId> = ids.collect();
+    for &tree_size in roots.iter().filter(|&&tree_size| tree_size != size) {
+        ids.extend(merkle::root_plan(tree_size));
+    }
     let mut nodes = MemoryNodes::new();
-    for (&id, hash) in ids.iter().zip(store.nodes(ids)?) {
+    for (&id, hash) in ids.iter().zip(store.nodes(&ids)?) {
         if let Some(hash) = hash {
             nodes.insert(id, hash);
         }
