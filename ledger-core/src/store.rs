@@ -460,8 +460,7 @@ fn convert_node_rows(handle: &SledHandle) -> Result<(), StoreError> {
         converted = true;
     }
     if converted {
-        handle.db.flush()?;
-        handle.data_file.sync_data()?;
+        handle.make_durable()?;
     }
     Ok(())
 }
@@ -621,6 +620,14 @@ struct SledHandle {
 }
 
 impl SledHandle {
+    /// sled's flush, then `fdatasync` of its data file (see [`SledStore::flush`] and
+    /// [`SledStore::sync`]).
+    fn make_durable(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+
     fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         remove_unfinished_snapshots(dir)?;
@@ -807,8 +814,7 @@ impl SledStore {
     }
 
     fn make_durable(&self) -> Result<(), StoreError> {
-        self.flush()?;
-        self.sync()
+        self.handle()?.make_durable()
     }
 }
 
