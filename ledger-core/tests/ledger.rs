@@ -110,6 +110,18 @@ fn transfer_signed_with(id: &str, quantity: &str, platform_key: &SigningKey) -> 
     .unwrap()
 }
 
+/// [`populate`], then the bank retires a tonne of batch XZH-2021 (certificate `id`).
+fn populate_with_a_retirement(ledger: &Ledger, id: &str) {
+    populate(ledger);
+    submit(
+        ledger,
+        id,
+        json!({"type": "retire", "holder": "two-mountains-bank", "batch": "XZH-2021",
+               "quantity": "1", "beneficiary": "B", "purpose": "p"}),
+        &["two-mountains-bank"],
+    );
+}
+
 fn submit_err(ledger: &Ledger, id: &str, fields: serde_json::Value) -> LedgerError {
     let submission = signed(body(id, fields), &["two-mountains-bank", "enterprise-a"]);
     ledger.submit(submission).unwrap_err()
@@ -982,14 +994,7 @@ fn a_layout_1_store_is_migrated_on_open() {
     use ledger_core::store::{Append, RowRange, Store};
     let memory = Arc::new(MemoryStore::new());
     let ledger = Ledger::open(Box::new(Arc::clone(&memory)), config()).unwrap();
-    populate(&ledger);
-    submit(
-        &ledger,
-        "CERT-M",
-        json!({"type": "retire", "holder": "two-mountains-bank", "batch": "XZH-2021",
-               "quantity": "1", "beneficiary": "B", "purpose": "p"}),
-        &["two-mountains-bank"],
-    );
+    populate_with_a_retirement(&ledger, "CERT-M");
     drop(ledger);
 
     // Rewrite the history rows as layout 1 kept them.
@@ -1154,14 +1159,7 @@ fn verify_full_finds_every_kind_of_stored_row_the_entries_do_not_give() {
         for how in ["changed", "removed", "added"] {
             let memory = Arc::new(MemoryStore::new());
             let ledger = Ledger::open(Box::new(Arc::clone(&memory)), config()).unwrap();
-            populate(&ledger);
-            submit(
-                &ledger,
-                "CERT-V",
-                json!({"type": "retire", "holder": "two-mountains-bank", "batch": "XZH-2021",
-                       "quantity": "1", "beneficiary": "B", "purpose": "p"}),
-                &["two-mountains-bank"],
-            );
+            populate_with_a_retirement(&ledger, "CERT-V");
             ledger.verify_full().unwrap();
             drop(ledger);
             let mut row = None;
