@@ -581,10 +581,22 @@ impl Log {
     /// Records a checkpoint note after checking its signature; a root that differs from one
     /// recorded for the same size is a fork.
     pub fn checkpoint(&mut self, note: &str, origin: &str, key: &VerifyingKey) {
-        let cp = checkpoint::open_checkpoint(note, origin, key)
-            .unwrap_or_else(|e| panic!("a checkpoint does not verify: {e}\n{note}"));
-        if let Some(root) = self.checkpoints.insert(cp.size, cp.root) {
-            assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
-        }
+        record_checkpoint(&mut self.checkpoints, note, origin, key);
     }
+}
+
+/// Opens a checkpoint note (its signature must verify) and records its root by size in `roots`:
+/// a root that differs from one recorded for the same size is a fork.
+pub fn record_checkpoint(
+    roots: &mut BTreeMap<u64, Hash>,
+    note: &str,
+    origin: &str,
+    key: &VerifyingKey,
+) -> checkpoint::Checkpoint {
+    let cp = checkpoint::open_checkpoint(note, origin, key)
+        .unwrap_or_else(|e| panic!("a checkpoint does not verify: {e}\n{note}"));
+    if let Some(root) = roots.insert(cp.size, cp.root) {
+        assert_eq!(root, cp.root, "two checkpoints of size {} differ", cp.size);
+    }
+    cp
 }
