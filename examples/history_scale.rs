@@ -31,6 +31,10 @@ use ledger_core::progress::Progress as _;
 
 const HOLDERS: usize = 1000;
 
+// The allocator carbon-ledger runs with, so that the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Bytes in the files of `dir` and below (apparent size, and space allocated on disk), and the
 /// part of them that is the store's disk reserve.
 fn disk_bytes(dir: &std::path::Path) -> (u64, u64, u64) {
