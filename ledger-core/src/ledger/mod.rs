@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
-use std::sync::{Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
@@ -350,9 +350,6 @@ pub struct Ledger {
     keys: RwLock<HashMap<ParticipantId, PublicKey>>,
     /// Submissions waiting for the sequencer, and whether a submitter is sequencing now.
     queue: Mutex<sequencer::Queue>,
-    /// Signalled when a sequencing pass ends: its submitters have their answers, and the next
-    /// waiting submitter takes the queue.
-    turn: Condvar,
     durable_writes: AtomicU64,
     entries_written: AtomicU64,
     /// On a shared store: passes left that lock the store's head before they sequence, because
@@ -610,7 +607,6 @@ impl Ledger {
             head: RwLock::new(head),
             keys: RwLock::new(keys),
             queue: Mutex::new(sequencer::Queue::default()),
-            turn: Condvar::new(),
             durable_writes: AtomicU64::new(0),
             entries_written: AtomicU64::new(0),
             contended_passes: AtomicU32::new(0),

@@ -3,7 +3,10 @@
 //! There is no sequencer thread. A submitter that finds nobody sequencing takes everything
 //! queued and sequences it (it leads the pass), while the others wait for their answers: every
 //! entry is applied in order, the pass is written as one atomic, durable store write, and only
-//! then is every submitter answered. Meanwhile new submissions queue for the next pass.
+//! then is every submitter answered. Meanwhile new submissions queue for the next pass; when the
+//! pass ends, the submitter that has waited longest is woken to take the turn (unless one arriving
+//! meanwhile takes it first) and leads the next pass with everything queued. A waiting submitter
+//! is woken for its answer and at most for the turn: never all of them at the end of every pass.
 //!
 //! A pass that panics (a broken invariant, a store that panics) is undone by a drop guard: every
 //! submitter of the pass gets an error, and the head is read back from what the store holds, so
@@ -35,9 +38,17 @@ pub(super) enum Unit {
 
 type UnitResult = Result<Vec<Receipt>, LedgerError>;
 
+/// What a waiting submitter is woken for.
+enum Wake {
+    /// Its unit was sequenced (or refused): the answer.
+    Answer(UnitResult),
+    /// A pass ended and it has waited longest: it may take the turn and lead the next.
+    Turn,
+}
+
 pub(super) struct Pending {
     unit: Unit,
-    reply: mpsc::Sender<UnitResult>,
+    reply: mpsc::Sender<Wake>,
 }
 
 /// The sequencer's queue, and whether a submitter is sequencing now.
@@ -47,14 +58,21 @@ pub(super) struct Queue {
     sequencing: bool,
 }
 
-/// Hands the turn on when a sequencing pass ends, even if it panicked.
+/// Hands the turn on when a sequencing pass ends, even if it panicked: to the submitter that has
+/// waited longest, or to whoever submits next if nobody waits.
 struct EndOfTurn<'a>(&'a Ledger);
 
 impl Drop for EndOfTurn<'_> {
     fn drop(&mut self) {
         let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
         queue.sequencing = false;
-        self.0.turn.notify_all();
+        // Wakes one: the first to take the turn (it, or a submitter arriving meanwhile) leads.
+        // A submitter waiting in `run` holds its receiver until it is answered, so the send
+        // reaches it; should it not, the next is woken.
+        let _ = queue
+            .waiting
+            .iter()
+            .any(|pending| pending.reply.send(Wake::Turn).is_ok());
     }
 }
 
@@ -64,7 +82,7 @@ impl Drop for EndOfTurn<'_> {
 struct Pass<'a> {
     ledger: &'a Ledger,
     head: RwLockWriteGuard<'a, Head>,
-    waiting: Vec<mpsc::Sender<UnitResult>>,
+    waiting: Vec<mpsc::Sender<Wake>>,
 }
 
 impl Drop for Pass<'_> {
@@ -77,7 +95,7 @@ impl Drop for Pass<'_> {
             "the ledger failed while writing this entry and nothing of its group was acknowledged; submit it again".to_owned(),
         );
         for reply in self.waiting.drain(..) {
-            let _ = reply.send(Err(error.clone()));
+            let _ = reply.send(Wake::Answer(Err(error.clone())));
         }
     }
 }
@@ -269,39 +287,45 @@ impl Ledger {
     /// Queues a unit and waits for its answer, sequencing the queue itself when nobody else is.
     ///
     /// Group commit: while one pass writes and syncs, new submissions queue up, and the next pass
-    /// takes them all as one durable write. Waiters block on the queue's condition variable, not
-    /// on the pass, so those answered leave at once and the next leader starts at once.
+    /// takes them all as one durable write. Waiters block on their own channel, not on the pass:
+    /// those answered leave at once, and the one handed the turn starts the next pass at once.
     fn run(&self, unit: Unit) -> UnitResult {
         // Behind its floor, an entry accepted now would start a second history under the key.
         if let Some(refusal) = self.floor.and_then(|_| self.behind_floor()) {
             return Err(refusal);
         }
         let (reply, answer) = mpsc::channel();
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        queue.waiting.push(Pending { unit, reply });
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting
+            .push(Pending { unit, reply });
         loop {
-            match answer.try_recv() {
-                Ok(result) => return result,
-                Err(mpsc::TryRecvError::Disconnected) => {
+            // Take the turn if nobody has it, and with it everything queued (this unit too,
+            // unless a pass took it already).
+            let work = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                (!std::mem::replace(&mut queue.sequencing, true))
+                    .then(|| std::mem::take(&mut queue.waiting))
+            };
+            if let Some(work) = work {
+                let end = EndOfTurn(self);
+                if !work.is_empty() {
+                    // A panic in the pass has answered every submitter of it (this one
+                    // included) through the pass's guard; this thread goes on to its answer.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.sequence(work)));
+                }
+                drop(end);
+            }
+            match answer.recv() {
+                Ok(Wake::Answer(result)) => return result,
+                Ok(Wake::Turn) => {}
+                Err(mpsc::RecvError) => {
                     return Err(LedgerError::Integrity(
                         "the sequencer dropped this entry without an answer".to_owned(),
                     ))
                 }
-                Err(mpsc::TryRecvError::Empty) => {}
             }
-            if !queue.sequencing {
-                queue.sequencing = true;
-                let work = std::mem::take(&mut queue.waiting);
-                drop(queue);
-                let end = EndOfTurn(self);
-                // A panic in the pass has answered every submitter of it (this one included)
-                // through the pass's guard; this thread goes on to read its answer.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.sequence(work)));
-                drop(end);
-                queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            queue = self.turn.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -319,7 +343,7 @@ impl Ledger {
         drop(pass);
         for (reply, result) in waiting.into_iter().zip(results) {
             // A submitter that went away no longer needs its answer.
-            let _ = reply.send(result);
+            let _ = reply.send(Wake::Answer(result));
         }
     }
 
