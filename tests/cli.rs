@@ -591,7 +591,7 @@ fn sigterm_ends_the_service_while_a_client_stalls_an_export_and_nothing_acknowle
             .unwrap()
             .post(
                 "/v1/entries",
-                serde_json::to_vec(&trade.submission).unwrap(),
+                serde_json::to_vec(trade.submission()).unwrap(),
             )
             .await
             .unwrap()

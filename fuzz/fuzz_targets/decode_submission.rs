@@ -12,16 +12,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body =
-        canonical::to_canonical(&prepared.submission.body).expect("a decoded body re-encodes");
+        canonical::to_canonical(&prepared.submission().body).expect("a decoded body re-encodes");
     assert_eq!(
-        body, prepared.canonical_body,
+        body,
+        prepared.canonical_body(),
         "canonical body differs from JCS of the typed body"
     );
 
-    let again = serde_json::to_vec(&prepared.submission).expect("a decoded submission serializes");
+    let again = serde_json::to_vec(prepared.submission()).expect("a decoded submission serializes");
     let reparsed = wire::decode_submission(&again)
         .unwrap_or_else(|e| panic!("re-encoded submission does not decode: {e}"));
-    assert_eq!(reparsed.canonical_body, prepared.canonical_body);
-    assert_eq!(reparsed.body_digest, prepared.body_digest);
-    assert_eq!(reparsed.submission, prepared.submission);
+    assert_eq!(reparsed.canonical_body(), prepared.canonical_body());
+    assert_eq!(reparsed.body_digest(), prepared.body_digest());
+    assert_eq!(reparsed.submission(), prepared.submission());
 });

@@ -100,7 +100,7 @@ pub fn sign(
             .parse()
             .map_err(|e| CliError(format!("--signer {signer}: {e}")))?;
         let key = keys::read_key_file(key_path)?;
-        let line = sign::sign_line(&prepared.canonical_body, &id, &key);
+        let line = sign::sign_line(prepared.canonical_body(), &id, &key);
         // Signing again with the same key replaces the earlier line rather than doubling it.
         submission
             .signatures

@@ -270,7 +270,7 @@ impl Market {
     /// `n` pre-signed trades, as the bytes a client sends.
     pub fn trades(&self, n: usize) -> Result<Vec<Vec<u8>>, LoadError> {
         (0..n)
-            .map(|k| serde_json::to_vec(&self.trade(k)?.submission).map_err(failed))
+            .map(|k| serde_json::to_vec(self.trade(k)?.submission()).map_err(failed))
             .collect()
     }
 }

@@ -147,7 +147,7 @@ pub fn verify_signatures(
     keys: &impl KeyLookup,
     prepared: &Prepared,
 ) -> Result<Verified, SignatureError> {
-    let lines = &prepared.submission.signatures;
+    let lines = &prepared.submission().signatures;
     if lines.is_empty() {
         return Err(SignatureError::Unsigned);
     }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::canonical::{self, CanonicalError};
-use crate::entry::{Body, Submission};
+use crate::entry::{Body, SignatureLine, Submission};
 use crate::ids::Timestamp;
 
 /// The domain separator every signature over a body starts with.
@@ -44,14 +44,15 @@ pub enum WireError {
 }
 
 /// A submission with its canonical body bytes, ready for signature checks and the sequencer.
+///
+/// Made only by [`Prepared::new`] and the decoders here, so that the canonical body is always the
+/// typed body's: signatures are checked over the one, the rules applied to the other, and the
+/// leaf is built from the canonical bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prepared {
-    /// The submission.
-    pub submission: Submission,
-    /// JCS of the body: what every signer signed (after [`ENTRY_SIGNING_PREFIX`]).
-    pub canonical_body: Vec<u8>,
-    /// SHA-256 of the canonical body.
-    pub body_digest: [u8; 32],
+    submission: Submission,
+    canonical_body: Vec<u8>,
+    body_digest: [u8; 32],
 }
 
 impl Prepared {
@@ -80,6 +81,21 @@ impl Prepared {
     /// The body.
     pub fn body(&self) -> &Body {
         &self.submission.body
+    }
+
+    /// The submission.
+    pub fn submission(&self) -> &Submission {
+        &self.submission
+    }
+
+    /// JCS of the body: what every signer signed (after [`ENTRY_SIGNING_PREFIX`]).
+    pub fn canonical_body(&self) -> &[u8] {
+        &self.canonical_body
+    }
+
+    /// SHA-256 of the canonical body.
+    pub fn body_digest(&self) -> [u8; 32] {
+        self.body_digest
     }
 
     /// The bytes each signer signs: the prefix, then the canonical body.
@@ -213,16 +229,103 @@ impl Envelope {
         canonical::to_canonical(self)
     }
 
+    /// The leaf bytes of the envelope that wraps `prepared` at `seq`, after the leaf `prev`,
+    /// accepted at `accepted_at`: the same bytes as [`Envelope::leaf_bytes`] of that envelope,
+    /// with the body's canonical bytes put in as they are rather than encoded again.
+    pub fn leaf_bytes_of(
+        seq: u64,
+        prev: &str,
+        accepted_at: &Timestamp,
+        prepared: &Prepared,
+    ) -> Result<Vec<u8>, CanonicalError> {
+        spliced_leaf(
+            seq,
+            prev,
+            accepted_at,
+            &prepared.submission.signatures,
+            &prepared.canonical_body,
+        )
+    }
+
     /// Reads an envelope back from its leaf bytes, checking that they are canonical.
     pub fn from_leaf(bytes: &[u8]) -> Result<Self, WireError> {
+        Self::from_leaf_with_body(bytes).map(|(envelope, _)| envelope)
+    }
+
+    /// [`Envelope::from_leaf`], with the canonical bytes of the entry's body, which the check
+    /// computes anyway.
+    fn from_leaf_with_body(bytes: &[u8]) -> Result<(Self, Vec<u8>), WireError> {
         let value = parse_strict(bytes)?;
         let envelope: Envelope =
             serde_json::from_value(value).map_err(|e| WireError::Format(e.to_string()))?;
-        if envelope.leaf_bytes()? != bytes {
+        let body = canonical::to_canonical(&envelope.entry.body)?;
+        let canonical = spliced_leaf(
+            envelope.seq,
+            &envelope.prev,
+            &envelope.accepted_at,
+            &envelope.entry.signatures,
+            &body,
+        )?;
+        if canonical != bytes {
             return Err(WireError::NotCanonical);
         }
-        Ok(envelope)
+        Ok((envelope, body))
     }
+
+    /// Reads an envelope back from its leaf bytes, checking that they are canonical, and
+    /// prepares its submission with the body's canonical bytes found on the way.
+    pub(crate) fn prepared_from_leaf(bytes: &[u8]) -> Result<PreparedLeaf, WireError> {
+        let (envelope, body) = Self::from_leaf_with_body(bytes)?;
+        Ok(PreparedLeaf {
+            seq: envelope.seq,
+            prev: envelope.prev,
+            accepted_at: envelope.accepted_at,
+            signatures: envelope.entry.signatures.len(),
+            prepared: Prepared::with_canonical_body(envelope.entry, body),
+        })
+    }
+}
+
+/// An envelope read back from its leaf with its submission prepared, or why it cannot be (as
+/// [`Prepared::new`] would say).
+pub(crate) struct PreparedLeaf {
+    pub(crate) seq: u64,
+    pub(crate) prev: String,
+    pub(crate) accepted_at: Timestamp,
+    pub(crate) signatures: usize,
+    pub(crate) prepared: Result<Prepared, WireError>,
+}
+
+/// JCS of an envelope from its parts, the body's canonical bytes put in as they are. JCS orders
+/// members by name: `accepted_at`, `entry` (`body`, `signatures`), `prev`, `seq`; the parts other
+/// than the body go through JCS themselves (a sequence number beyond 2^53 is refused, as the
+/// envelope's own encoding refuses it).
+fn spliced_leaf(
+    seq: u64,
+    prev: &str,
+    accepted_at: &Timestamp,
+    signatures: &[SignatureLine],
+    canonical_body: &[u8],
+) -> Result<Vec<u8>, CanonicalError> {
+    let signatures = canonical::to_canonical(signatures)?;
+    let accepted_at = canonical::to_canonical(accepted_at)?;
+    let prev = canonical::to_canonical(prev)?;
+    let seq = canonical::to_canonical(&seq)?;
+    let mut leaf = Vec::with_capacity(
+        64 + accepted_at.len() + canonical_body.len() + signatures.len() + prev.len() + seq.len(),
+    );
+    leaf.extend_from_slice(b"{\"accepted_at\":");
+    leaf.extend_from_slice(&accepted_at);
+    leaf.extend_from_slice(b",\"entry\":{\"body\":");
+    leaf.extend_from_slice(canonical_body);
+    leaf.extend_from_slice(b",\"signatures\":");
+    leaf.extend_from_slice(&signatures);
+    leaf.extend_from_slice(b"},\"prev\":");
+    leaf.extend_from_slice(&prev);
+    leaf.extend_from_slice(b",\"seq\":");
+    leaf.extend_from_slice(&seq);
+    leaf.push(b'}');
+    Ok(leaf)
 }
 
 /// The `prev` of the first envelope.
@@ -267,6 +370,101 @@ mod tests {
             decode_submission(deep.as_bytes()),
             Err(WireError::Json(_))
         ));
+    }
+
+    /// The leaf the sequencer splices from the canonical body is byte for byte the envelope's
+    /// JCS: for every entry kind of the reference case (one, two and three signatures, none),
+    /// at sequence numbers of every width and times with and without fractions; and both refuse
+    /// a sequence number beyond JCS's safe integers.
+    #[test]
+    fn a_spliced_leaf_is_the_envelope_s_jcs() {
+        let case = crate::reference::ReferenceCase::new(
+            "test/ledger",
+            "operator",
+            ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        );
+        let mut submissions: Vec<Submission> = case
+            .steps()
+            .into_iter()
+            .map(|step| step.submission)
+            .collect();
+        let mut unsigned = submissions[0].clone();
+        unsigned.signatures.clear();
+        submissions.push(unsigned);
+        let times = ["2026-12-01T00:00:00Z", "2026-12-01T23:59:59.123456Z"];
+        for (i, submission) in submissions.into_iter().enumerate() {
+            let prepared = Prepared::new(submission).unwrap();
+            for seq in [
+                0,
+                9,
+                10,
+                1_000_000 + i as u64,
+                (1 << 53) - 1,
+                1 << 53,
+                u64::MAX,
+            ] {
+                let accepted_at: Timestamp = times[i % 2].parse().unwrap();
+                let prev = format!("{:064x}", seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let spliced = Envelope::leaf_bytes_of(seq, &prev, &accepted_at, &prepared);
+                let envelope = Envelope {
+                    seq,
+                    prev,
+                    accepted_at,
+                    entry: prepared.submission().clone(),
+                };
+                let encoded = envelope.leaf_bytes();
+                assert_eq!(spliced.is_ok(), seq < 1 << 53, "seq {seq}: {spliced:?}");
+                assert_eq!(
+                    spliced.map(String::from_utf8),
+                    encoded.map(String::from_utf8)
+                );
+            }
+        }
+    }
+
+    /// A leaf is read back only from its canonical bytes: the same envelope with a space, with
+    /// members in another order, or with a character of the body escaped is refused.
+    #[test]
+    fn a_leaf_that_is_not_canonical_is_refused() {
+        let case = crate::reference::ReferenceCase::new(
+            "test/ledger",
+            "operator",
+            ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        );
+        let prepared = Prepared::new(case.steps().remove(0).submission).unwrap();
+        let accepted_at: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let leaf = Envelope::leaf_bytes_of(3, GENESIS_PREV, &accepted_at, &prepared).unwrap();
+        let read = Envelope::prepared_from_leaf(&leaf).unwrap();
+        assert_eq!(read.seq, 3);
+        assert_eq!(read.prepared.as_ref().ok(), Some(&prepared));
+        assert_eq!(
+            Envelope::from_leaf(&leaf).unwrap().entry,
+            *prepared.submission()
+        );
+
+        let text = String::from_utf8(leaf).unwrap();
+        let reordered = {
+            let (head, tail) = text.split_once(",\"prev\":").unwrap();
+            let (prev, seq) = tail.trim_end_matches('}').split_once(",\"seq\":").unwrap();
+            format!("{{\"seq\":{seq},\"prev\":{prev},{}}}", &head[1..])
+        };
+        let id = &prepared.body().id.to_string();
+        let escaped = text.replacen(id, &id.replacen(char::is_alphanumeric, "\\u0041", 1), 1);
+        for altered in [text.replacen('{', "{ ", 1), reordered, escaped] {
+            assert_ne!(altered, text);
+            assert!(
+                serde_json::from_str::<Value>(&altered).is_ok(),
+                "still JSON: {altered}"
+            );
+            assert!(
+                Envelope::from_leaf(altered.as_bytes()).is_err(),
+                "{altered}"
+            );
+            assert!(
+                Envelope::prepared_from_leaf(altered.as_bytes()).is_err(),
+                "{altered}"
+            );
+        }
     }
 
     #[test]

@@ -582,7 +582,7 @@ impl Ledger {
             seq,
             accepted_at: accepted_at.clone(),
             signers: verified.signers.clone(),
-            body_digest: prepared.body_digest,
+            body_digest: prepared.body_digest(),
         };
         head.state.apply(&ctx, body)?;
         match &body.kind {
@@ -594,13 +594,22 @@ impl Ledger {
                 .push((r.participant.clone(), r.new_public_key)),
             _ => {}
         }
-        let envelope = Envelope {
-            seq,
-            prev: hex32(&head.last_leaf_hash),
-            accepted_at: accepted_at.clone(),
-            entry: prepared.submission.clone(),
-        };
-        let leaf = envelope.leaf_bytes().map_err(WireError::from)?;
+        let prev = hex32(&head.last_leaf_hash);
+        let leaf =
+            Envelope::leaf_bytes_of(seq, &prev, &accepted_at, prepared).map_err(WireError::from)?;
+        debug_assert_eq!(
+            Some(&leaf),
+            Envelope {
+                seq,
+                prev,
+                accepted_at: accepted_at.clone(),
+                entry: prepared.submission().clone(),
+            }
+            .leaf_bytes()
+            .ok()
+            .as_ref(),
+            "the spliced leaf is the envelope's JCS"
+        );
         let leaf_hash = merkle::leaf_hash(&leaf);
         group.nodes.extend(head.tree.append(leaf_hash)?);
         group.leaves.push(leaf);
@@ -629,12 +638,12 @@ impl Ledger {
         let Some(first) = head.state.entry(&prepared.body().id)? else {
             return Ok(None);
         };
-        if first.body_digest != prepared.body_digest {
+        if first.body_digest != prepared.body_digest() {
             return Ok(None);
         }
         let (receipt, signatures) =
             self.receipt_again(head, group, first.seq, &prepared.body().id)?;
-        Ok(same_signatures(&signatures, &prepared.submission.signatures).then_some(receipt))
+        Ok(same_signatures(&signatures, &prepared.submission().signatures).then_some(receipt))
     }
 
     /// The receipt of entry `seq`, with the signatures it was accepted with.

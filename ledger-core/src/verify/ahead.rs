@@ -202,7 +202,7 @@ fn check_ahead(
 ) -> Option<CheckedAhead> {
     let verified = sign::verify_signatures(expected, prepared).ok()?;
     let signers = prepared
-        .submission
+        .submission()
         .signatures
         .iter()
         .map(|line| {

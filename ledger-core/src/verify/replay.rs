@@ -221,8 +221,8 @@ impl Decoded {
     /// Decodes the leaf at position `seq`.
     pub(crate) fn new(seq: u64, leaf: &[u8]) -> Result<Self, ReplayError> {
         let fail = |fault: ReplayFault| ReplayError { seq, fault };
-        let envelope =
-            Envelope::from_leaf(leaf).map_err(|e| fail(ReplayFault::Leaf(e.to_string())))?;
+        let envelope = Envelope::prepared_from_leaf(leaf)
+            .map_err(|e| fail(ReplayFault::Leaf(e.to_string())))?;
         if envelope.seq != seq {
             return Err(fail(ReplayFault::Position {
                 found: envelope.seq,
@@ -232,8 +232,8 @@ impl Decoded {
             seq,
             prev: envelope.prev,
             accepted_at: envelope.accepted_at,
-            signatures: envelope.entry.signatures.len() as u64,
-            prepared: Prepared::new(envelope.entry).map_err(|e| e.to_string()),
+            signatures: envelope.signatures as u64,
+            prepared: envelope.prepared.map_err(|e| e.to_string()),
         })
     }
 
@@ -297,7 +297,7 @@ fn apply_decoded(
         seq,
         accepted_at: decoded.accepted_at.clone(),
         signers: verified.signers,
-        body_digest: prepared.body_digest,
+        body_digest: prepared.body_digest(),
     };
     state
         .apply(&ctx, prepared.body())
