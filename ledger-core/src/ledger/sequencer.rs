@@ -319,7 +319,13 @@ impl Ledger {
             }
             match answer.recv() {
                 Ok(Wake::Answer(result)) => return result,
-                Ok(Wake::Turn) => {}
+                // Woken for the turn, but a pass may have taken this unit and answered it
+                // since: then it leaves rather than leading a pass for the others.
+                Ok(Wake::Turn) => {
+                    if let Ok(Wake::Answer(result)) = answer.try_recv() {
+                        return result;
+                    }
+                }
                 Err(mpsc::RecvError) => {
                     return Err(LedgerError::Integrity(
                         "the sequencer dropped this entry without an answer".to_owned(),
