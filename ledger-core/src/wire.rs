@@ -376,18 +376,22 @@ mod tests {
     /// JCS: for every entry kind of the reference case (one, two and three signatures, none),
     /// at sequence numbers of every width and times with and without fractions; and both refuse
     /// a sequence number beyond JCS's safe integers.
-    #[test]
-    fn a_spliced_leaf_is_the_envelope_s_jcs() {
-        let case = crate::reference::ReferenceCase::new(
+    /// Every signed entry of the reference case, in order.
+    fn reference_submissions() -> Vec<Submission> {
+        crate::reference::ReferenceCase::new(
             "test/ledger",
             "operator",
             ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
-        );
-        let mut submissions: Vec<Submission> = case
-            .steps()
-            .into_iter()
-            .map(|step| step.submission)
-            .collect();
+        )
+        .steps()
+        .into_iter()
+        .map(|step| step.submission)
+        .collect()
+    }
+
+    #[test]
+    fn a_spliced_leaf_is_the_envelope_s_jcs() {
+        let mut submissions = reference_submissions();
         let mut unsigned = submissions[0].clone();
         unsigned.signatures.clear();
         submissions.push(unsigned);
@@ -426,12 +430,7 @@ mod tests {
     /// members in another order, or with a character of the body escaped is refused.
     #[test]
     fn a_leaf_that_is_not_canonical_is_refused() {
-        let case = crate::reference::ReferenceCase::new(
-            "test/ledger",
-            "operator",
-            ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
-        );
-        let prepared = Prepared::new(case.steps().remove(0).submission).unwrap();
+        let prepared = Prepared::new(reference_submissions().remove(0)).unwrap();
         let accepted_at: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let leaf = Envelope::leaf_bytes_of(3, GENESIS_PREV, &accepted_at, &prepared).unwrap();
         let read = Envelope::prepared_from_leaf(&leaf).unwrap();
