@@ -254,10 +254,15 @@ impl Envelope {
 
     /// [`Envelope::from_leaf`], with the canonical bytes of the entry's body, which the check
     /// computes anyway.
+    ///
+    /// Read straight into the envelope, without [`parse_strict`]'s value tree: the bytes must
+    /// then equal the envelope's canonical encoding, which has every member once, so a member
+    /// given twice (or any other spelling) is refused all the same.
     fn from_leaf_with_body(bytes: &[u8]) -> Result<(Self, Vec<u8>), WireError> {
-        let value = parse_strict(bytes)?;
-        let envelope: Envelope =
-            serde_json::from_value(value).map_err(|e| WireError::Format(e.to_string()))?;
+        let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => WireError::Format(e.to_string()),
+            _ => WireError::Json(e.to_string()),
+        })?;
         let body = canonical::to_canonical(&envelope.entry.body)?;
         let canonical = spliced_leaf(
             envelope.seq,
@@ -427,7 +432,8 @@ mod tests {
     }
 
     /// A leaf is read back only from its canonical bytes: the same envelope with a space, with
-    /// members in another order, or with a character of the body escaped is refused.
+    /// members in another order, with a character of the body escaped, or with a member of the
+    /// envelope or of the body given twice is refused.
     #[test]
     fn a_leaf_that_is_not_canonical_is_refused() {
         let prepared = Prepared::new(reference_submissions().remove(0)).unwrap();
@@ -449,7 +455,19 @@ mod tests {
         };
         let id = &prepared.body().id.to_string();
         let escaped = text.replacen(id, &id.replacen(char::is_alphanumeric, "\\u0041", 1), 1);
-        for altered in [text.replacen('{', "{ ", 1), reordered, escaped] {
+        let twice_in_envelope = text.replacen("{", &format!("{{\"seq\":3,"), 1);
+        let twice_in_body = text.replacen(
+            "\"body\":{",
+            &format!("\"body\":{{\"id\":{},", serde_json::to_string(id).unwrap()),
+            1,
+        );
+        for altered in [
+            text.replacen('{', "{ ", 1),
+            reordered,
+            escaped,
+            twice_in_envelope,
+            twice_in_body,
+        ] {
             assert_ne!(altered, text);
             assert!(
                 serde_json::from_str::<Value>(&altered).is_ok(),
