@@ -455,7 +455,7 @@ mod tests {
         };
         let id = &prepared.body().id.to_string();
         let escaped = text.replacen(id, &id.replacen(char::is_alphanumeric, "\\u0041", 1), 1);
-        let twice_in_envelope = text.replacen("{", &format!("{{\"seq\":3,"), 1);
+        let twice_in_envelope = text.replacen('{', "{\"seq\":3,", 1);
         let twice_in_body = text.replacen(
             "\"body\":{",
             &format!("\"body\":{{\"id\":{},", serde_json::to_string(id).unwrap()),
