@@ -16,9 +16,12 @@
 //! those of the state when the event is sent — for an event sent as its entry is accepted, the
 //! coverage right after it. `below_threshold` names those now under their margin threshold.
 //!
-//! When the service stops, the stream ends (within one poll, 200 ms) rather than holding the stop
-//! until its drain deadline; a client reconnects with `from` set to the seq after the last event
-//! it received.
+//! When the service stops, the stream ends at once rather than holding the stop until its drain
+//! deadline; a client reconnects with `from` set to the seq after the last event it received.
+//!
+//! A stream that has sent every entry waits for the ledger to grow. The ledger's size is read
+//! for all the service's streams by one task, every [`POLL`] while any stream is open
+//! ([`SizeWatch`]), so that a thousand quiet streams cost what one does.
 //!
 //! While no entry arrives, the stream sends a comment line as a keep-alive, more often than the
 //! service's idle timeout (which cuts a response its client has not read from for as long: see
@@ -36,11 +39,12 @@ use ledger_core::ledger::Ledger;
 use ledger_core::state::{PledgeStatus, State as LedgerState};
 use ledger_core::wire::Envelope;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::problem::ApiError;
 use crate::routes::{AppState, QueryParams};
 
-/// How often the stream looks for new entries once it has sent every one.
+/// How often the ledger's size is read while streams wait for new entries.
 const POLL: Duration = Duration::from_millis(200);
 
 /// The longest interval between two keep-alive comments, when the idle timeout allows it.
@@ -54,6 +58,56 @@ fn keep_alive_interval(idle_timeout: Duration) -> Duration {
 
 /// Entries read at a time.
 const CHUNK: usize = 100;
+
+/// The ledger's size as the event streams follow it: while any stream is open, one task reads it
+/// every [`POLL`] and every stream waits on that, instead of each stream reading the ledger.
+/// The task starts with the first stream, and ends after the last one or when the service stops.
+#[derive(Debug, Default)]
+pub(crate) struct SizeWatch(std::sync::Mutex<Option<watch::Sender<u64>>>);
+
+impl SizeWatch {
+    /// The watching task's channel, if it runs.
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<watch::Sender<u64>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A stream's view of the ledger's size, from the service's one watching task (started here if
+/// no stream is open).
+fn follow_size(state: &AppState) -> watch::Receiver<u64> {
+    let mut slot = state.size_watch().slot();
+    if let Some(sender) = slot.as_ref() {
+        return sender.subscribe();
+    }
+    let (sender, receiver) = watch::channel(0);
+    *slot = Some(sender.clone());
+    tokio::spawn(watch_size(state.clone(), sender));
+    receiver
+}
+
+/// The watching task: reads the ledger's size every [`POLL`] and tells the streams when it grew.
+async fn watch_size(state: AppState, sender: watch::Sender<u64>) {
+    let mut stopping = state.stopping();
+    loop {
+        {
+            // Under the slot's lock, so that a stream opening now either joins this task or,
+            // once it is gone, starts another.
+            let mut slot = state.size_watch().slot();
+            if sender.receiver_count() == 0 || *stopping.borrow() {
+                *slot = None;
+                return;
+            }
+        }
+        let ledger = state.ledger().clone();
+        if let Ok(size) = tokio::task::spawn_blocking(move || ledger.size()).await {
+            sender.send_if_modified(|known| std::mem::replace(known, size) != size);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stopping.changed() => {}
+        }
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,9 +218,16 @@ pub(crate) async fn events(
     let ledger = state.ledger().clone();
     let keep_alive = KeepAlive::new().interval(keep_alive_interval(state.limits().idle_timeout));
     let stopping = state.stopping();
+    let size = follow_size(&state);
     let events = stream::unfold(
-        (ledger, from, std::collections::VecDeque::new(), stopping),
-        |(ledger, mut next, mut queue, stopping)| async move {
+        (
+            ledger,
+            from,
+            std::collections::VecDeque::new(),
+            stopping,
+            size,
+        ),
+        |(ledger, mut next, mut queue, mut stopping, mut size)| async move {
             loop {
                 // A stopping service ends the stream; the client resumes with `from`.
                 if *stopping.borrow() {
@@ -174,7 +235,7 @@ pub(crate) async fn events(
                 }
                 if let Some((seq, json)) = queue.pop_front() {
                     let event = Event::default().id(format!("{seq}")).data(json);
-                    return Some((Ok(event), (ledger, next, queue, stopping)));
+                    return Some((Ok(event), (ledger, next, queue, stopping, size)));
                 }
                 let reader = ledger.clone();
                 let read = tokio::task::spawn_blocking(move || read_events(&reader, next)).await;
@@ -183,7 +244,18 @@ pub(crate) async fn events(
                         next = batch.last().map_or(next, |(seq, _)| seq + 1);
                         queue.extend(batch);
                     }
-                    Ok(Ok(_)) => tokio::time::sleep(POLL).await,
+                    // Every entry sent: wait for the ledger to grow past them, or for the stop.
+                    Ok(Ok(_)) => {
+                        let watched = tokio::select! {
+                            grown = size.wait_for(|size| *size > next) => grown.is_ok(),
+                            changed = stopping.changed() => changed.is_ok(),
+                        };
+                        // The watching task or the service's state is gone (it is stopping):
+                        // look again after a poll rather than at once.
+                        if !watched {
+                            tokio::time::sleep(POLL).await;
+                        }
+                    }
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "the event stream stopped");
                         return None;
@@ -202,6 +274,59 @@ pub(crate) async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// Every open stream follows the ledger's size through one watching task: the streams share
+    /// its channel, each sees the ledger grow, and the task ends with the last stream (the next
+    /// stream starts another).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_streams_share_one_watch_of_the_ledger_s_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let market = ledger_core::load::Market::new(4);
+        let ledger = Arc::new(Ledger::open_dir(dir.path(), market.config().unwrap()).unwrap());
+        market.setup(&ledger).unwrap();
+        let state = AppState::new(Arc::clone(&ledger), crate::Limits::default());
+
+        let mut first = follow_size(&state);
+        let mut second = follow_size(&state);
+        assert!(first.same_channel(&second), "the streams share one watch");
+        let size = ledger.size();
+        let within = Duration::from_secs(10);
+        for follower in [&mut first, &mut second] {
+            tokio::time::timeout(within, follower.wait_for(|s| *s == size))
+                .await
+                .expect("the watch reads the ledger's size")
+                .unwrap();
+        }
+        let trade = market.trade(0).unwrap();
+        let submitter = Arc::clone(&ledger);
+        tokio::task::spawn_blocking(move || submitter.submit_prepared(trade))
+            .await
+            .unwrap()
+            .unwrap();
+        for follower in [&mut first, &mut second] {
+            tokio::time::timeout(within, follower.wait_for(|s| *s == size + 1))
+                .await
+                .expect("each stream sees the ledger grow")
+                .unwrap();
+        }
+
+        drop((first, second));
+        let ended = async {
+            while state.size_watch().slot().is_some() {
+                tokio::time::sleep(POLL).await;
+            }
+        };
+        tokio::time::timeout(within, ended)
+            .await
+            .expect("the watching task ends after the last stream");
+        let mut third = follow_size(&state);
+        assert!(state.size_watch().slot().is_some());
+        tokio::time::timeout(within, third.wait_for(|s| *s == size + 1))
+            .await
+            .expect("a stream opened later is watched again")
+            .unwrap();
+    }
 
     #[test]
     fn the_keep_alive_comes_well_within_the_idle_timeout() {

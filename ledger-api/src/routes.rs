@@ -103,6 +103,8 @@ struct Inner {
     /// `true` once the service is stopping: connections finish what they answer, and event
     /// streams end.
     stopping: watch::Sender<bool>,
+    /// The ledger's size, watched for the event streams by one task.
+    size_watch: crate::events::SizeWatch,
 }
 
 /// What every handler shares: the ledger, the limits and the metrics.
@@ -146,7 +148,13 @@ impl AppState {
             in_flight,
             cosigner,
             stopping: watch::Sender::new(false),
+            size_watch: crate::events::SizeWatch::default(),
         }))
+    }
+
+    /// The ledger's size as the event streams follow it.
+    pub(crate) fn size_watch(&self) -> &crate::events::SizeWatch {
+        &self.0.size_watch
     }
 
     /// Says that the service is stopping (see [`AppState::stopping`]).
