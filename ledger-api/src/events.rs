@@ -20,8 +20,8 @@
 //! deadline; a client reconnects with `from` set to the seq after the last event it received.
 //!
 //! A stream that has sent every entry waits for the ledger to grow. The ledger's size is read
-//! for all the service's streams by one task, every [`POLL`] while any stream is open
-//! ([`SizeWatch`]), so that a thousand quiet streams cost what one does.
+//! for all the service's streams by one task, every 200 ms while any stream is open
+//! (`SizeWatch`), so that a thousand quiet streams cost what one does.
 //!
 //! While no entry arrives, the stream sends a comment line as a keep-alive, more often than the
 //! service's idle timeout (which cuts a response its client has not read from for as long: see
