@@ -291,7 +291,7 @@ fn pages(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
 /// hash, a consistency proof with the old tree's root.
 fn tree(dir: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
     use ledger_core::merkle::{self, CompactTree, Hash, NodeId, NodeSource};
-    use ledger_core::store::{Append, Meta, SledStore, Store, StoreNodes, LAYOUT};
+    use ledger_core::store::{Append, Meta, SledStore, Store, LAYOUT};
 
     let start = Instant::now();
     let store = SledStore::open(dir.as_ref())?;
@@ -350,15 +350,26 @@ fn tree(dir: &str, n: u64) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let size = tree.size();
-    let nodes = StoreNodes(&store);
+    // As the ledger reads a proof: every node it needs in one call to the store.
+    let fetch = |ids: Vec<NodeId>| {
+        let mut nodes = merkle::MemoryNodes::new();
+        for (&id, hash) in ids.iter().zip(store.nodes(&ids).expect("nodes")) {
+            nodes.insert(id, hash.expect("a node of the tree"));
+        }
+        nodes
+    };
     let (inclusion_p50, inclusion_p99) = percentiles(2000, &mut |i| {
         let seq = (i * 7919 + 13) % size;
-        merkle::inclusion_proof(seq, size, &nodes).expect("inclusion proof");
+        let plan = merkle::inclusion_plan(seq, size).expect("inclusion plan");
+        let nodes = fetch(plan.node_ids().chain([NodeId::leaf(seq)]).collect());
+        plan.fetch(&nodes).expect("inclusion proof");
         nodes.node(NodeId::leaf(seq)).expect("leaf hash");
     });
     let (consistency_p50, consistency_p99) = percentiles(2000, &mut |i| {
         let old = (i * 104_729) % (size - 1) + 1;
-        merkle::consistency_proof(old, size, &nodes).expect("consistency proof");
+        let plan = merkle::consistency_plan(old, size).expect("consistency plan");
+        let nodes = fetch(plan.node_ids().chain(merkle::root_plan(old)).collect());
+        plan.fetch(&nodes).expect("consistency proof");
         merkle::root_at(old, &nodes).expect("old root");
     });
     let (_, allocated, reserve) = disk_bytes(dir.as_ref());
