@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::merkle::NodeId;
 use crate::progress::{Progress, Silent};
 use crate::state::table::{decode, seq_in_key};
 use crate::state::{EntryRecord, History, HistoryVisitor, State, HISTORY_TABLES};
@@ -61,8 +62,11 @@ impl Ledger {
             |_, seq, _, nodes| {
                 history.replayed.store(seq + 1, Ordering::Relaxed);
                 progress.entries(seq + 1, size);
-                for (id, hash) in nodes {
-                    if self.store.node(id)? != Some(hash) {
+                // The entry's nodes share a block or two: read together, each block is read once.
+                let ids: Vec<NodeId> = nodes.iter().map(|&(id, _)| id).collect();
+                let stored = self.store.nodes(&ids)?;
+                for ((id, hash), stored) in nodes.into_iter().zip(stored) {
+                    if stored != Some(hash) {
                         return Err(Audit::Store(StoreError::Corrupt(format!(
                             "entry {seq}: the stored Merkle node at level {} index {} is wrong",
                             id.level, id.index
