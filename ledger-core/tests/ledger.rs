@@ -1238,7 +1238,7 @@ fn every_store_reads_many_nodes_at_once_as_it_reads_each() {
 #[test]
 fn a_full_check_names_the_entry_whose_stored_merkle_node_is_wrong() {
     use ledger_core::merkle::NodeId;
-    use ledger_core::store::{Append, Store};
+    use ledger_core::store::Append;
     for store in
         stores::each_store("a_full_check_names_the_entry_whose_stored_merkle_node_is_wrong")
     {
