@@ -254,11 +254,16 @@ impl Ledger {
         let (note, mut proofs) = self.checkpoint_proving(&sort_keys)?;
         let size = checkpoint_size(&note)
             .ok_or_else(|| LedgerError::Integrity("the checkpoint has no size line".to_owned()))?;
-        let nodes = StoreNodes(self.store.as_ref());
         let mut entries = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let leaf = self.leaf(seq)?;
-            let proof = merkle::inclusion_proof(seq, size, &nodes)?;
+            let plan = merkle::inclusion_plan(seq, size)?;
+            let proof = plan.fetch(&fetch_nodes(
+                self.store.as_ref(),
+                plan.node_ids(),
+                &[],
+                size,
+            )?)?;
             entries.push(ProvedEntry {
                 leaf: String::from_utf8(leaf)
                     .map_err(|_| LedgerError::Integrity(format!("leaf {seq} is not UTF-8")))?,
