@@ -377,10 +377,6 @@ mod tests {
         ));
     }
 
-    /// The leaf the sequencer splices from the canonical body is byte for byte the envelope's
-    /// JCS: for every entry kind of the reference case (one, two and three signatures, none),
-    /// at sequence numbers of every width and times with and without fractions; and both refuse
-    /// a sequence number beyond JCS's safe integers.
     /// Every signed entry of the reference case, in order.
     fn reference_submissions() -> Vec<Submission> {
         crate::reference::ReferenceCase::new(
@@ -394,6 +390,10 @@ mod tests {
         .collect()
     }
 
+    /// The leaf the sequencer splices from the canonical body is byte for byte the envelope's
+    /// JCS: for every entry kind of the reference case (one, two and three signatures, none),
+    /// at sequence numbers of every width and times with and without fractions; and both refuse
+    /// a sequence number beyond JCS's safe integers.
     #[test]
     fn a_spliced_leaf_is_the_envelope_s_jcs() {
         let mut submissions = reference_submissions();
