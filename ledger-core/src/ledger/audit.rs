@@ -2,7 +2,7 @@
 //! state, recomputed from the leaves and compared with what the store holds.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::merkle::NodeId;
@@ -42,6 +42,57 @@ impl Ledger {
         });
         replayer.keep_history_in(Arc::clone(&history) as Arc<dyn History>);
         let mut expected = 0u64;
+        // The store's state rows do not depend on the replay: they are read (and the history
+        // tables' rows counted into their digests) on a thread of their own while it runs, and
+        // compared with the replayed state once it is done.
+        let replay_failed = AtomicBool::new(false);
+        let (replayed, stored) = std::thread::scope(|scope| {
+            let stored = scope.spawn(|| self.stored_rows(&replay_failed));
+            let replayed =
+                self.replay_stored(&mut replayer, &history, progress, size, &mut expected);
+            if replayed.is_err() {
+                replay_failed.store(true, Ordering::Relaxed);
+            }
+            let stored = stored.join().unwrap_or_else(|_| {
+                Err(LedgerError::Integrity(
+                    "reading the stored state failed".to_owned(),
+                ))
+            });
+            (replayed, stored)
+        });
+        replayed?;
+        if expected != size {
+            return Err(LedgerError::Integrity(format!(
+                "entry {expected} is missing"
+            )));
+        }
+        if replayer.root() != head.tree.root() {
+            return Err(LedgerError::Integrity(
+                "the recomputed root differs from the stored tree head".to_owned(),
+            ));
+        }
+        compare_stored_state(&replayer, stored?)?;
+        replayer
+            .state()
+            .check_invariants()
+            .map_err(LedgerError::Integrity)?;
+        Ok(VerifyReport {
+            entries: size,
+            signatures: replayer.signatures(),
+            root: hex32(&replayer.root()),
+        })
+    }
+
+    /// Replays the stored leaves (the first `size`), comparing the Merkle nodes each completes
+    /// with the stored ones; `expected` ends as the number of leaves read in order.
+    fn replay_stored(
+        &self,
+        replayer: &mut Replayer,
+        history: &ReplayedHistory,
+        progress: &dyn Progress,
+        size: u64,
+        expected: &mut u64,
+    ) -> Result<(), LedgerError> {
         // The store reads the leaves and the replay applies them on this thread; the helpers
         // decode them and check their signatures ahead, on the other cores.
         let replayed = replayer.replay_ahead(
@@ -50,10 +101,10 @@ impl Ledger {
                 self.store.scan_leaves(0, &mut |seq, leaf| {
                     // A gap stops the reading; it is reported below, once the entries before it
                     // are replayed (one of them may be the first bad entry).
-                    if seq >= size || seq != expected {
+                    if seq >= size || seq != *expected {
                         return Ok(false);
                     }
-                    expected += 1;
+                    *expected += 1;
                     push(leaf).map_err(Audit::into_store)?;
                     Ok(true)
                 })?;
@@ -76,85 +127,87 @@ impl Ledger {
                 Ok(())
             },
         );
-        replayed.map_err(Audit::into_store)?;
-        if expected != size {
-            return Err(LedgerError::Integrity(format!(
-                "entry {expected} is missing"
-            )));
-        }
-        if replayer.root() != head.tree.root() {
-            return Err(LedgerError::Integrity(
-                "the recomputed root differs from the stored tree head".to_owned(),
-            ));
-        }
-        self.compare_stored_state(&replayer)?;
-        replayer
-            .state()
-            .check_invariants()
-            .map_err(LedgerError::Integrity)?;
-        Ok(VerifyReport {
-            entries: size,
-            signatures: replayer.signatures(),
-            root: hex32(&replayer.root()),
-        })
+        replayed.map_err(|e| Audit::into_store(e).into())
     }
 
-    /// Compares every stored state row with those of a replay: the current state row by row,
-    /// the history tables by their digests.
-    fn compare_stored_state(&self, replayer: &Replayer) -> Result<(), LedgerError> {
-        let replayed_history = replayer.history_digests().cloned().unwrap_or_default();
-        let mut stored_history: BTreeMap<&'static str, RowDigest> = BTreeMap::new();
-        let mut expected: BTreeMap<(&'static str, Vec<u8>), Vec<u8>> = replayer
-            .state()
-            .all_rows()?
-            .into_iter()
-            .filter_map(|row| Some(((row.table, row.key), row.value?)))
-            .collect();
-        let mut mismatch = None;
+    /// Every stored state row: the history tables' counted into a digest per table, the others
+    /// (the market's current state, as small as the market) kept, in the store's order. Stops
+    /// early, with nothing to compare, once `stop` is set.
+    fn stored_rows(&self, stop: &AtomicBool) -> Result<StoredRows, LedgerError> {
+        let mut stored = StoredRows::default();
         self.store
             .scan_state(None, RowRange::default(), &mut |table, key, value| {
-                let name = State::TABLES
-                    .iter()
-                    .find(|t| **t == table)
-                    .copied()
-                    .unwrap_or("?");
-                if HISTORY_TABLES.contains(&name) {
-                    stored_history
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(false);
+                }
+                match HISTORY_TABLES.iter().find(|t| **t == table) {
+                    Some(name) => stored
+                        .history
                         .entry(name)
                         .or_default()
-                        .add(key, Some(value));
-                    return Ok(true);
-                }
-                if expected.remove(&(name, key.to_vec())).as_deref() != Some(value) {
-                    mismatch = Some(format!("{table} {}", String::from_utf8_lossy(key)));
-                    return Ok(false);
+                        .add(key, Some(value)),
+                    None => stored
+                        .current
+                        .push((table.to_owned(), key.to_vec(), value.to_vec())),
                 }
                 Ok(true)
             })?;
-        if let Some(((table, key), _)) = expected.into_iter().next() {
-            mismatch.get_or_insert(format!("{table} {}", String::from_utf8_lossy(&key)));
-        }
-        if mismatch.is_none() {
-            for table in HISTORY_TABLES {
-                let (stored, replayed) = (
-                    stored_history.get(table).copied().unwrap_or_default(),
-                    replayed_history.get(table).copied().unwrap_or_default(),
-                );
-                if stored != replayed {
-                    return Err(LedgerError::Integrity(format!(
-                        "the stored rows of {table} differ from a replay of the entries ({} stored, {} replayed)",
-                        stored.rows, replayed.rows
-                    )));
-                }
-            }
-        }
-        match mismatch {
-            Some(row) => Err(LedgerError::Integrity(format!(
-                "the stored state differs from a replay of the entries at row {row}"
-            ))),
-            None => Ok(()),
+        Ok(stored)
+    }
+}
+
+/// The store's state rows, as a full verification compares them with a replay.
+#[derive(Default)]
+struct StoredRows {
+    /// The history tables' rows, as a digest per table.
+    history: BTreeMap<&'static str, RowDigest>,
+    /// The other tables' rows: table, key, value.
+    current: Vec<(String, Vec<u8>, Vec<u8>)>,
+}
+
+/// Compares every stored state row with those of a replay: the current state row by row (the
+/// first row that differs, in the store's order, is named), the history tables by their digests.
+fn compare_stored_state(replayer: &Replayer, stored: StoredRows) -> Result<(), LedgerError> {
+    let replayed_history = replayer.history_digests().cloned().unwrap_or_default();
+    let mut expected: BTreeMap<(&'static str, Vec<u8>), Vec<u8>> = replayer
+        .state()
+        .all_rows()?
+        .into_iter()
+        .filter_map(|row| Some(((row.table, row.key), row.value?)))
+        .collect();
+    let mut mismatch = None;
+    for (table, key, value) in &stored.current {
+        let name = State::TABLES
+            .iter()
+            .find(|t| **t == table)
+            .copied()
+            .unwrap_or("?");
+        if expected.remove(&(name, key.clone())).as_ref() != Some(value) {
+            mismatch = Some(format!("{table} {}", String::from_utf8_lossy(key)));
+            break;
         }
     }
+    if let Some(((table, key), _)) = expected.into_iter().next() {
+        mismatch.get_or_insert(format!("{table} {}", String::from_utf8_lossy(&key)));
+    }
+    if let Some(row) = mismatch {
+        return Err(LedgerError::Integrity(format!(
+            "the stored state differs from a replay of the entries at row {row}"
+        )));
+    }
+    for table in HISTORY_TABLES {
+        let (stored, replayed) = (
+            stored.history.get(table).copied().unwrap_or_default(),
+            replayed_history.get(table).copied().unwrap_or_default(),
+        );
+        if stored != replayed {
+            return Err(LedgerError::Integrity(format!(
+                "the stored rows of {table} differ from a replay of the entries ({} stored, {} replayed)",
+                stored.rows, replayed.rows
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What stops a full verification while it reads the leaves: the store, or a leaf that does not
