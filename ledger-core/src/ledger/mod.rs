@@ -387,7 +387,13 @@ impl std::fmt::Debug for Ledger {
 }
 
 fn hex32(hash: &Hash) -> String {
-    hex::encode(hash)
+    // Written into a buffer at once: `hex::encode` collects its digits one `char` at a time,
+    // and a proof encodes twenty-odd hashes.
+    let mut digits = [0u8; 64];
+    match hex::encode_to_slice(hash, &mut digits).map(|()| std::str::from_utf8(&digits)) {
+        Ok(Ok(text)) => text.to_owned(),
+        _ => hex::encode(hash),
+    }
 }
 
 fn unhex32(text: &str, what: &str) -> Result<Hash, LedgerError> {
