@@ -26,7 +26,8 @@ impl Ledger {
     /// ([`Replayer::replay_ahead`]). The replay keeps the market's current state in memory, not
     /// its history: the rows of the history tables (entry ids, trades, certificates and their
     /// indexes) are compared with the store's as a digest per table, and the rules read the
-    /// store's rows of the entries replayed so far.
+    /// store's rows of the entries replayed so far. The store's rows are read (and digested) on a
+    /// thread of their own while the replay runs.
     pub fn verify_full(&self) -> Result<VerifyReport, LedgerError> {
         self.verify_full_with(&Silent)
     }
