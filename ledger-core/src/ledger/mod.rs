@@ -856,3 +856,26 @@ impl Ledger {
         )?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{hex32, unhex32};
+
+    /// A hash written by `hex32` is its 64 lowercase hex digits, and reads back as itself.
+    #[test]
+    fn hex32_writes_64_lowercase_digits_that_read_back() {
+        let mut hash = [0u8; 32];
+        for (i, byte) in (0u8..).zip(hash.iter_mut()) {
+            *byte = i.wrapping_mul(37).wrapping_add(0xa5);
+        }
+        for hash in [[0u8; 32], [0xff; 32], hash] {
+            let text = hex32(&hash);
+            assert_eq!(text, hex::encode(hash));
+            assert_eq!(text.len(), 64);
+            assert!(text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert_eq!(unhex32(&text, "a hash").unwrap(), hash);
+        }
+    }
+}
