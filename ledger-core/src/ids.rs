@@ -432,7 +432,19 @@ impl FromStr for Sha256Hex {
 
 impl fmt::Display for Sha256Hex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(&hex32(&self.0))
+    }
+}
+
+/// A 32-byte hash or digest as its 64 lowercase hex digits, written into a buffer at once
+/// (`hex::encode` collects its digits one `char` at a time; an entry's chain link, digests and
+/// proofs write many).
+pub(crate) fn hex32(bytes: &[u8; 32]) -> String {
+    let mut digits = [0u8; 64];
+    match hex::encode_to_slice(bytes, &mut digits).map(|()| std::str::from_utf8(&digits)) {
+        Ok(Ok(text)) => text.to_owned(),
+        // Not reached: 32 bytes fill 64 ASCII digits.
+        _ => hex::encode(bytes),
     }
 }
 
@@ -602,6 +614,24 @@ impl fmt::Display for Role {
 
 #[cfg(test)]
 mod tests {
+
+    /// A hash written by `hex32` is its 64 lowercase hex digits, and reads back as itself.
+    #[test]
+    fn hex32_writes_64_lowercase_digits_that_read_back() {
+        let mut hash = [0u8; 32];
+        for (i, byte) in (0u8..).zip(hash.iter_mut()) {
+            *byte = i.wrapping_mul(37).wrapping_add(0xa5);
+        }
+        for hash in [[0u8; 32], [0xff; 32], hash] {
+            let text = hex32(&hash);
+            assert_eq!(text, hex::encode(hash));
+            assert_eq!(text.len(), 64);
+            assert!(text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert_eq!(text.parse::<Sha256Hex>().unwrap().0, hash);
+        }
+    }
     use super::*;
 
     #[test]

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, CheckpointError};
 use crate::entry::{Body, EntryKind, RegisterParticipant};
 use crate::error::RuleError;
-use crate::ids::{Origin, ParticipantId, PublicKey, Role, Text, Timestamp};
+use crate::ids::{hex32, Origin, ParticipantId, PublicKey, Role, Text, Timestamp};
 use crate::merkle::{self, CompactTree, Hash, ProofError};
 use crate::sign::{self, SignatureError};
 use crate::state::{
@@ -383,16 +383,6 @@ impl std::fmt::Debug for Ledger {
             .field("origin", &self.origin)
             .field("store", &self.store)
             .finish_non_exhaustive()
-    }
-}
-
-fn hex32(hash: &Hash) -> String {
-    // Written into a buffer at once: `hex::encode` collects its digits one `char` at a time,
-    // and a proof encodes twenty-odd hashes.
-    let mut digits = [0u8; 64];
-    match hex::encode_to_slice(hash, &mut digits).map(|()| std::str::from_utf8(&digits)) {
-        Ok(Ok(text)) => text.to_owned(),
-        _ => hex::encode(hash),
     }
 }
 
@@ -854,28 +844,5 @@ impl Ledger {
             filter,
             request,
         )?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{hex32, unhex32};
-
-    /// A hash written by `hex32` is its 64 lowercase hex digits, and reads back as itself.
-    #[test]
-    fn hex32_writes_64_lowercase_digits_that_read_back() {
-        let mut hash = [0u8; 32];
-        for (i, byte) in (0u8..).zip(hash.iter_mut()) {
-            *byte = i.wrapping_mul(37).wrapping_add(0xa5);
-        }
-        for hash in [[0u8; 32], [0xff; 32], hash] {
-            let text = hex32(&hash);
-            assert_eq!(text, hex::encode(hash));
-            assert_eq!(text.len(), 64);
-            assert!(text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-            assert_eq!(unhex32(&text, "a hash").unwrap(), hash);
-        }
     }
 }

@@ -278,7 +278,7 @@ fn apply_decoded(
 ) -> Result<Replayed, ReplayError> {
     let seq = decoded.seq;
     let fail = |fault: ReplayFault| ReplayError { seq, fault };
-    if decoded.prev != hex::encode(*prev) {
+    if decoded.prev != crate::ids::hex32(prev) {
         return Err(fail(ReplayFault::Chain));
     }
     let prepared = decoded
